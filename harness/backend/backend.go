@@ -1,0 +1,161 @@
+// Package backend defines what a place to run the lab must do. A scenario applies
+// objects, makes a call from the client and expects an outcome; the same scenario runs
+// on every backend: sim (Istio's config generator and Envoy-matching simulator,
+// offline) and the cluster backends (a real kind cluster; a local control plane).
+package backend
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/egresslab/egresslab/harness/manifest"
+	"github.com/egresslab/egresslab/harness/outcome"
+)
+
+// Backend runs the lab's steps somewhere.
+type Backend interface {
+	// Name is the short name used on the command line: "sim", "kind".
+	Name() string
+	// Describe says in a few sentences what a verdict from this backend rests on.
+	Describe() string
+
+	// InstallMesh installs Istio with these values, or reconfigures it to them.
+	InstallMesh(ctx context.Context, values manifest.MeshValues) error
+	// Apply creates or updates every object of the set; a set is applied whole or not at all.
+	Apply(ctx context.Context, set *manifest.Set) error
+	// Delete removes every object of the set that exists.
+	Delete(ctx context.Context, set *manifest.Set) error
+
+	// Sidecar checks that the workload runs with an istio-proxy sidecar and says how it knows.
+	Sidecar(ctx context.Context, w Workload) (string, error)
+	// Call makes the call from the workload and judges it.
+	Call(ctx context.Context, w Workload, c Call) (outcome.Verdict, error)
+	// SidecarConfig is the workload's sidecar configuration that decides the call, as YAML.
+	SidecarConfig(ctx context.Context, w Workload, c Call) (string, error)
+}
+
+// Provider opens a backend for one test. sim gives each test a fresh, empty world;
+// a cluster backend gives every test the same cluster, set up once.
+type Provider interface {
+	Name() string
+	Open(ctx context.Context, t *testing.T) (Backend, error)
+}
+
+// Workload names the Deployment a call is made from.
+type Workload struct {
+	Namespace string
+	Name      string
+}
+
+func (w Workload) String() string { return w.Namespace + "/" + w.Name }
+
+// Client is the lab's client app, as manifests/apps/client.yaml deploys it.
+var Client = Workload{Namespace: "egresslab", Name: "client"}
+
+// Call is one request the client makes.
+type Call struct {
+	URL *url.URL
+}
+
+// ParseCall reads an http:// or https:// URL.
+func ParseCall(raw string) (Call, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return Call{}, fmt.Errorf("call %q: %w", raw, err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return Call{}, fmt.Errorf("call %q: scheme must be http or https, e.g. http://jsonplaceholder.typicode.com/todos/1", raw)
+	}
+	if u.Hostname() == "" {
+		return Call{}, fmt.Errorf("call %q: no host, e.g. http://jsonplaceholder.typicode.com/todos/1", raw)
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return Call{}, fmt.Errorf("call %q: port %q is not a number from 1 to 65535", raw, p)
+		}
+	}
+	return Call{URL: u}, nil
+}
+
+// MustCall is ParseCall for URLs written in code.
+func MustCall(raw string) Call {
+	c, err := ParseCall(raw)
+	if err != nil {
+		panic(err)
+	}
+	return c
+}
+
+func (c Call) String() string { return c.URL.String() }
+
+// Host is the host name, without port.
+func (c Call) Host() string { return c.URL.Hostname() }
+
+// HTTPS reports whether the call is made over TLS.
+func (c Call) HTTPS() bool { return c.URL.Scheme == "https" }
+
+// Port is the destination port, the scheme's default when the URL names none.
+func (c Call) Port() int {
+	if p := c.URL.Port(); p != "" {
+		n, _ := strconv.Atoi(p)
+		return n
+	}
+	if c.HTTPS() {
+		return 443
+	}
+	return 80
+}
+
+// HostPort is "host:port".
+func (c Call) HostPort() string { return net.JoinHostPort(c.Host(), strconv.Itoa(c.Port())) }
+
+// Path is the request path, "/" when empty.
+func (c Call) Path() string {
+	if p := c.URL.RequestURI(); p != "" {
+		return p
+	}
+	return "/"
+}
+
+// KubectlCommand is what an attendee types to make this call on a real cluster.
+func (c Call) KubectlCommand(w Workload) string {
+	return fmt.Sprintf("kubectl -n %s exec deploy/%s -c %s -- client call %s", w.Namespace, w.Name, w.Name, c)
+}
+
+// Covers reports whether a ServiceEntry host (exact, or "*.example.com") names this call's host.
+func Covers(entryHost, host string) bool {
+	entryHost, host = strings.ToLower(entryHost), strings.ToLower(host)
+	if rest, ok := strings.CutPrefix(entryHost, "*"); ok {
+		return strings.HasSuffix(host, rest)
+	}
+	return entryHost == host
+}
+
+// Await makes the call until its verdict is want, or until timeout. Configuration takes
+// time to reach a real sidecar; on sim the first call already sees it. It returns the
+// last verdict and how long the wait took.
+func Await(ctx context.Context, b Backend, w Workload, c Call, want outcome.Kind, timeout, every time.Duration) (outcome.Verdict, time.Duration, error) {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for {
+		v, err := b.Call(ctx, w, c)
+		if err == nil && v.Kind == want {
+			return v, time.Since(start), nil
+		}
+		select {
+		case <-ctx.Done():
+			if err != nil {
+				return v, time.Since(start), fmt.Errorf("call %s: not %s after %s: %w", c, want, timeout, err)
+			}
+			return v, time.Since(start), fmt.Errorf("call %s: still %s after %s, want %s", c, v, timeout, want)
+		case <-time.After(every):
+		}
+	}
+}

@@ -1,0 +1,227 @@
+// Package narrate prints a lab as a story: numbered steps, each with a heading, a short
+// why, the YAML or setting applied, the command an attendee would type on a real
+// cluster, the verdict with its evidence, and the time the step took.
+package narrate
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/pmezard/go-difflib/difflib"
+
+	"github.com/egresslab/egresslab/harness/outcome"
+)
+
+// Narrator writes a lab's story to a terminal or a log.
+type Narrator struct {
+	out       io.Writer
+	color     bool
+	pause     *bufio.Reader // set in instructor mode: wait for Enter before each step
+	start     time.Time
+	stepStart time.Time
+	step      int
+	failures  []string
+}
+
+// Option configures a Narrator.
+type Option func(*Narrator)
+
+// WithColor turns ANSI colour on or off.
+func WithColor(on bool) Option { return func(n *Narrator) { n.color = on } }
+
+// WithPause makes the narrator wait for a line on in before each step, so an
+// instructor can talk the room through it.
+func WithPause(in io.Reader) Option {
+	return func(n *Narrator) { n.pause = bufio.NewReader(in) }
+}
+
+// New returns a narrator writing to out.
+func New(out io.Writer, opts ...Option) *Narrator {
+	n := &Narrator{out: out, start: time.Now()}
+	for _, o := range opts {
+		o(n)
+	}
+	return n
+}
+
+// ColorFor reports whether output to f should be coloured: only on a terminal, and
+// never when NO_COLOR is set (https://no-color.org).
+func ColorFor(f *os.File) bool {
+	if _, set := os.LookupEnv("NO_COLOR"); set {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+const (
+	bold   = "1"
+	dim    = "2"
+	red    = "31"
+	green  = "32"
+	yellow = "33"
+	cyan   = "36"
+)
+
+func (n *Narrator) paint(code, s string) string {
+	if !n.color {
+		return s
+	}
+	return "\x1b[" + code + "m" + s + "\x1b[0m"
+}
+
+func (n *Narrator) printf(format string, args ...any) { fmt.Fprintf(n.out, format, args...) }
+
+// Banner opens the lab: its title and what the backend's verdicts rest on.
+func (n *Narrator) Banner(title string, lines ...string) {
+	rule := strings.Repeat("=", 78)
+	n.printf("%s\n%s\n", n.paint(bold, rule), n.paint(bold, "  "+title))
+	for _, l := range lines {
+		n.printf("%s\n", wrap(l, 76, "  "))
+	}
+	n.printf("%s\n", n.paint(bold, rule))
+}
+
+// Step starts step number num. In instructor mode it first waits for Enter.
+func (n *Narrator) Step(title, why string) {
+	n.endStep()
+	n.step++
+	if n.pause != nil {
+		n.printf("\n%s", n.paint(dim, fmt.Sprintf("[press Enter for step %d] ", n.step)))
+		_, _ = n.pause.ReadString('\n')
+	}
+	n.printf("\n%s\n", n.paint(bold+";"+cyan, fmt.Sprintf("Step %d. %s", n.step, title)))
+	if why != "" {
+		n.printf("%s\n", wrap(why, 76, "  "))
+	}
+	n.stepStart = time.Now()
+}
+
+func (n *Narrator) endStep() {
+	if n.step > 0 && !n.stepStart.IsZero() {
+		n.printf("%s\n", n.paint(dim, fmt.Sprintf("  (step %d took %s)", n.step, since(n.stepStart))))
+		n.stepStart = time.Time{}
+	}
+}
+
+// Block shows a titled block of text: YAML applied, a setting, a config dump.
+func (n *Narrator) Block(title, text string) {
+	n.printf("  %s\n", n.paint(dim, title+":"))
+	for _, line := range strings.Split(strings.TrimRight(text, "\n"), "\n") {
+		n.printf("    %s\n", line)
+	}
+}
+
+// Command shows what an attendee would type on a real cluster.
+func (n *Narrator) Command(cmd string) {
+	n.printf("  %s %s\n", n.paint(dim, "on a cluster:"), n.paint(yellow, "$ "+cmd))
+}
+
+// Say prints a line of the story.
+func (n *Narrator) Say(format string, args ...any) {
+	n.printf("%s\n", wrap(fmt.Sprintf(format, args...), 76, "  "))
+}
+
+// Verdict shows a verdict, its evidence, and whether it was the one expected. A
+// mismatch is remembered and counted in Finish.
+func (n *Narrator) Verdict(v outcome.Verdict, want outcome.Kind, mismatches []string) {
+	ok := len(mismatches) == 0
+	mark, code := "✔", green
+	if !ok {
+		mark, code = "✘", red
+	}
+	kindCode := green
+	if v.Kind != outcome.Allowed {
+		kindCode = red
+	}
+	n.printf("  %s verdict: %s", n.paint(code, mark), n.paint(bold+";"+kindCode, string(v.Kind)))
+	if v.Reason != "" {
+		n.printf(" (%s)", v.Reason)
+	}
+	n.printf("  %s\n", n.paint(dim, "expected "+string(want)))
+	for _, f := range v.Evidence.Fields() {
+		n.printf("      %-30s %s\n", f[0], f[1])
+	}
+	if !ok {
+		for _, m := range mismatches {
+			n.printf("    %s %s\n", n.paint(red, "mismatch:"), m)
+		}
+		n.failures = append(n.failures, fmt.Sprintf("step %d: %s", n.step, strings.Join(mismatches, "; ")))
+	}
+}
+
+// Fail records a step that could not be carried out.
+func (n *Narrator) Fail(err error) {
+	n.printf("  %s %v\n", n.paint(red, "✘ failed:"), err)
+	n.failures = append(n.failures, fmt.Sprintf("step %d: %v", n.step, err))
+}
+
+// Diff shows how text changed from before to after, as a unified diff.
+func (n *Narrator) Diff(title, beforeName, before, afterName, after string) {
+	d, err := difflib.GetUnifiedDiffString(difflib.UnifiedDiff{
+		A: difflib.SplitLines(before), B: difflib.SplitLines(after),
+		FromFile: beforeName, ToFile: afterName, Context: 3,
+	})
+	if err != nil {
+		d = err.Error()
+	}
+	if d == "" {
+		d = "(no change)\n"
+	}
+	n.printf("  %s\n", n.paint(dim, title+":"))
+	for _, line := range strings.Split(strings.TrimRight(d, "\n"), "\n") {
+		switch {
+		case strings.HasPrefix(line, "+"):
+			line = n.paint(green, line)
+		case strings.HasPrefix(line, "-"):
+			line = n.paint(red, line)
+		}
+		n.printf("    %s\n", line)
+	}
+}
+
+// Failures lists every mismatch and failure so far.
+func (n *Narrator) Failures() []string { return n.failures }
+
+// Finish closes the story with a summary and the total time.
+func (n *Narrator) Finish() {
+	n.endStep()
+	n.printf("\n")
+	if len(n.failures) == 0 {
+		n.printf("%s\n", n.paint(bold+";"+green, fmt.Sprintf("All %d steps behaved as expected (%s in all).", n.step, since(n.start))))
+		return
+	}
+	n.printf("%s\n", n.paint(bold+";"+red, fmt.Sprintf("%d of %d steps did not behave as expected (%s in all):", len(n.failures), n.step, since(n.start))))
+	for _, f := range n.failures {
+		n.printf("  - %s\n", f)
+	}
+}
+
+func since(t time.Time) string {
+	d := time.Since(t)
+	if d < time.Second {
+		return d.Round(time.Millisecond).String()
+	}
+	return d.Round(10 * time.Millisecond).String()
+}
+
+// wrap folds s to width, each line starting with indent.
+func wrap(s string, width int, indent string) string {
+	var out, line strings.Builder
+	for _, word := range strings.Fields(s) {
+		if line.Len() > 0 && line.Len()+1+len(word) > width-len(indent) {
+			out.WriteString(indent + line.String() + "\n")
+			line.Reset()
+		}
+		if line.Len() > 0 {
+			line.WriteByte(' ')
+		}
+		line.WriteString(word)
+	}
+	out.WriteString(indent + line.String())
+	return out.String()
+}

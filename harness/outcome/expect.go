@@ -1,0 +1,51 @@
+package outcome
+
+import "fmt"
+
+// Expect is what a scenario expects of a call, in the style of Istio's simulation
+// tests: the verdict, and the listener, route and cluster it expects to be matched.
+// An empty field is not checked. Config fields are checked against evidence read from
+// the sidecar's configuration, Status against evidence from a real call, so the same
+// expectation serves the simulator and a cluster.
+type Expect struct {
+	Kind        Kind
+	Reason      string
+	Listener    string
+	RouteConfig string
+	VirtualHost string
+	Cluster     string
+	Status      int
+}
+
+// Check lists every way v differs from the expectation; none means it matched.
+func (e Expect) Check(v Verdict) []string {
+	var out []string
+	diff := func(what string, want, got any) {
+		out = append(out, fmt.Sprintf("%s: want %v, got %v", what, want, got))
+	}
+	if v.Kind != e.Kind {
+		diff("verdict", e.Kind, v.Kind)
+	}
+	if e.Reason != "" && v.Reason != e.Reason {
+		diff("reason", e.Reason, v.Reason)
+	}
+	if !v.Evidence.FromConfig && !v.Evidence.FromCall {
+		out = append(out, "the verdict carries no evidence")
+	}
+	if v.Evidence.FromConfig {
+		for _, f := range []struct{ name, want, got string }{
+			{"listener", e.Listener, v.Evidence.Listener},
+			{"route config", e.RouteConfig, v.Evidence.RouteConfig},
+			{"virtual host", e.VirtualHost, v.Evidence.VirtualHost},
+			{"cluster", e.Cluster, v.Evidence.Cluster},
+		} {
+			if f.want != "" && f.want != f.got {
+				diff(f.name, fmt.Sprintf("%q", f.want), fmt.Sprintf("%q", f.got))
+			}
+		}
+	}
+	if v.Evidence.FromCall && e.Status != 0 && v.Evidence.Status != e.Status {
+		diff("status", e.Status, v.Evidence.Status)
+	}
+	return out
+}

@@ -1,0 +1,137 @@
+// Package outcome is the verdict model every backend shares: a call from the client
+// was Allowed out of the mesh, Blocked by it (and why), or Unreachable (the mesh let it
+// out but DNS, the network or the upstream failed). A verdict always carries the
+// evidence it was reached from.
+package outcome
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Kind is the verdict itself.
+type Kind string
+
+const (
+	// Allowed: the call reached the upstream (or, on sim, was routed to a cluster that leads to it).
+	Allowed Kind = "ALLOWED"
+	// Blocked: the sidecar refused the call.
+	Blocked Kind = "BLOCKED"
+	// Unreachable: the mesh let the call out but it failed beyond the sidecar. Never a block:
+	// a machine without internet must not be mistaken for a mesh that refuses.
+	Unreachable Kind = "UNREACHABLE"
+)
+
+// Reasons a call is blocked or unreachable, and the routes by which it is allowed.
+const (
+	// ReasonBlockAll: an HTTP listener matched the port, no virtual host matched the host,
+	// and Envoy's catch-all virtual host "block_all" answered 502.
+	ReasonBlockAll = "block_all"
+	// ReasonBlackHole: no listener knew the port; the catch-all listener sent the
+	// connection to BlackHoleCluster, which resets it.
+	ReasonBlackHole = "BlackHoleCluster"
+	// ReasonNoRoute: a virtual host matched but none of its routes did (Envoy's 404 NR).
+	ReasonNoRoute = "no_route"
+	// ReasonRegistered: routed to the outbound cluster of a registered service.
+	ReasonRegistered = "registered service"
+	// ReasonPassthrough: routed to PassthroughCluster, which ALLOW_ANY uses for unknown hosts.
+	ReasonPassthrough = "PassthroughCluster"
+	// ReasonUpstream: the call reached an upstream, which answered.
+	ReasonUpstream = "upstream answered"
+)
+
+// Envoy's own cluster names for the two catch-alls.
+const (
+	BlackHoleCluster   = "BlackHoleCluster"
+	PassthroughCluster = "PassthroughCluster"
+	BlockAllHost       = "block_all"
+	AllowAnyHost       = "allow_any"
+)
+
+// Verdict is what happened to one call, with the evidence for it.
+type Verdict struct {
+	Kind Kind
+	// Reason says why: one of the Reason constants, or a short phrase for errors.
+	Reason   string
+	Evidence Evidence
+}
+
+// Evidence is what a verdict was reached from. A simulated verdict fills the first
+// group (what the sidecar's configuration matched); a verdict from a real call fills
+// the second (what the client observed).
+type Evidence struct {
+	// FromConfig: the first group was read from the sidecar's configuration.
+	// FromCall: the second group was observed on a real call.
+	FromConfig bool
+	FromCall   bool
+
+	Listener    string
+	FilterChain string
+	RouteConfig string
+	VirtualHost string
+	Route       string
+	Cluster     string
+
+	Status int
+	// Server is the response's `server` header: "envoy" when the sidecar answered itself.
+	Server string
+	// UpstreamServiceTime is `x-envoy-upstream-service-time`: set only when Envoy reached an upstream.
+	UpstreamServiceTime string
+	ErrorClass          ErrorClass
+	Error               string
+	Duration            time.Duration
+	BodyPrefix          string
+
+	// SidecarConfig is the sidecar's own configuration for this host, when asked for.
+	SidecarConfig string
+}
+
+// String is the one-line form: "BLOCKED (block_all)".
+func (v Verdict) String() string {
+	if v.Reason == "" {
+		return string(v.Kind)
+	}
+	return fmt.Sprintf("%s (%s)", v.Kind, v.Reason)
+}
+
+// Fields lists the evidence that is present, as name/value pairs in a stable order,
+// so that narration and test failures show the same thing.
+func (e Evidence) Fields() [][2]string {
+	var out [][2]string
+	add := func(name, value string) {
+		if value != "" {
+			out = append(out, [2]string{name, value})
+		}
+	}
+	add("listener", e.Listener)
+	add("filter chain", e.FilterChain)
+	add("route config", e.RouteConfig)
+	add("virtual host", e.VirtualHost)
+	add("route", e.Route)
+	add("cluster", e.Cluster)
+	if e.Status != 0 {
+		add("status", fmt.Sprint(e.Status))
+	}
+	add("server", e.Server)
+	add("x-envoy-upstream-service-time", e.UpstreamServiceTime)
+	add("error class", string(e.ErrorClass))
+	add("error", e.Error)
+	if e.Duration > 0 {
+		add("duration", e.Duration.Round(time.Millisecond).String())
+	}
+	add("body", e.BodyPrefix)
+	return out
+}
+
+// String renders the evidence as "listener=0.0.0.0_80 cluster=...".
+func (e Evidence) String() string {
+	var b strings.Builder
+	for i, f := range e.Fields() {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		fmt.Fprintf(&b, "%s=%q", strings.ReplaceAll(f[0], " ", "_"), f[1])
+	}
+	return b.String()
+}

@@ -1,0 +1,377 @@
+// Package sim is the offline backend: Istio's own control-plane code generates the
+// client sidecar's configuration from the objects the lab applies, and Istio's
+// Envoy-matching simulator decides where a call would go. Nothing leaves the machine.
+//
+// What it can tell you: which listener, filter chain, route, virtual host and cluster
+// the sidecar would pick, exactly as istiod would configure it. What it cannot: whether
+// the upstream answers, DNS, real Envoy behaviour beyond matching, or timing.
+package sim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+
+	meshconfig "istio.io/api/mesh/v1alpha1"
+	"istio.io/istio/pilot/pkg/model"
+	"istio.io/istio/pilot/pkg/simulation"
+	"istio.io/istio/pilot/test/xds"
+	"istio.io/istio/pkg/config"
+	istiolog "istio.io/istio/pkg/log"
+
+	"github.com/egresslab/egresslab/harness/backend"
+	"github.com/egresslab/egresslab/harness/manifest"
+	"github.com/egresslab/egresslab/harness/outcome"
+)
+
+// ExternalAddress stands in for the address DNS would give the external host: the
+// simulator does not resolve names, and a sidecar matches this kind of call by port
+// and Host header, not by address. It is in TEST-NET-3, so it is nobody's real server.
+const ExternalAddress = "203.0.113.80"
+
+// Backend is the sim backend. Applying objects records them; the next call builds a
+// fresh Istio control plane from everything recorded and simulates the call on it.
+type Backend struct {
+	failer failer
+
+	mu      sync.Mutex
+	mesh    *meshconfig.MeshConfig
+	objects []manifest.Object // applied, in order; later applies replace by kind/namespace/name
+	world   *world            // built from objects; nil when objects changed since
+}
+
+// Option configures a Backend.
+type Option func(*Backend)
+
+// WithMesh starts the backend with Istio already installed with these values.
+func WithMesh(values manifest.MeshValues) Option {
+	return func(b *Backend) { b.mesh = values.Mesh }
+}
+
+// New returns an empty sim backend: no mesh installed, no objects. Close it when done.
+func New(opts ...Option) *Backend {
+	quietIstioLogs()
+	b := &Backend{}
+	for _, o := range opts {
+		o(b)
+	}
+	return b
+}
+
+// Close stops every control plane the backend started.
+func (b *Backend) Close() {
+	b.mu.Lock()
+	b.world = nil
+	b.mu.Unlock()
+	b.failer.close()
+}
+
+// Provider gives each test its own fresh sim backend.
+type Provider struct{ Options []Option }
+
+func (Provider) Name() string { return "sim" }
+
+func (p Provider) Open(_ context.Context, t *testing.T) (backend.Backend, error) {
+	b := New(p.Options...)
+	t.Cleanup(b.Close)
+	return b, nil
+}
+
+func (b *Backend) Name() string { return "sim" }
+
+func (b *Backend) Describe() string {
+	return "offline simulator: Istio's real control-plane code (istiod's config generator) builds the client " +
+		"sidecar's listeners, routes and clusters from the lab's manifests; Envoy's matching of each call is " +
+		"simulated by Istio's own simulator. Nothing leaves this machine: a verdict says where the sidecar " +
+		"would send the call, not whether jsonplaceholder answers."
+}
+
+func (b *Backend) InstallMesh(_ context.Context, values manifest.MeshValues) error {
+	if values.Mesh == nil {
+		return errors.New("install mesh: values carry no mesh config")
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.mesh = values.Mesh
+	b.world = nil
+	return nil
+}
+
+func (b *Backend) Apply(_ context.Context, set *manifest.Set) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, o := range set.Objects {
+		b.objects = slices.DeleteFunc(b.objects, func(have manifest.Object) bool { return sameObject(have, o) })
+		b.objects = append(b.objects, o)
+	}
+	b.world = nil
+	return nil
+}
+
+func (b *Backend) Delete(_ context.Context, set *manifest.Set) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, o := range set.Objects {
+		b.objects = slices.DeleteFunc(b.objects, func(have manifest.Object) bool { return sameObject(have, o) })
+	}
+	b.world = nil
+	return nil
+}
+
+func sameObject(a, b manifest.Object) bool {
+	return a.Kind == b.Kind && a.Namespace == b.Namespace && a.Name == b.Name
+}
+
+func (b *Backend) Sidecar(_ context.Context, w backend.Workload) (string, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	_, how, err := b.workload(w)
+	return how, err
+}
+
+func (b *Backend) Call(_ context.Context, w backend.Workload, c backend.Call) (outcome.Verdict, error) {
+	sim, err := b.simulation(w)
+	if err != nil {
+		return outcome.Verdict{}, err
+	}
+	r, err := run(sim, c)
+	if err != nil {
+		return outcome.Verdict{}, err
+	}
+	return Judge(r), nil
+}
+
+// run simulates the call; the simulator reports malformed config by failing, which
+// becomes an error here.
+func run(sim *simulation.Simulation, c backend.Call) (r simulation.Result, err error) {
+	defer recoverFailure("simulate call "+c.String(), &err)
+	return sim.Run(simCall(c)), nil
+}
+
+// simCall is the call as the client's sidecar receives it: iptables redirects every
+// outbound connection to the sidecar, which then matches port, Host header and SNI.
+func simCall(c backend.Call) simulation.Call {
+	call := simulation.Call{
+		Address:    ExternalAddress,
+		Port:       c.Port(),
+		Path:       c.Path(),
+		Protocol:   simulation.HTTP,
+		HostHeader: c.Host(),
+		CallMode:   simulation.CallModeOutbound,
+	}
+	if c.HTTPS() {
+		call.TLS = simulation.TLS
+		call.Sni = c.Host()
+	}
+	return call
+}
+
+// Judge turns the simulator's match into a verdict, with the match as evidence.
+func Judge(r simulation.Result) outcome.Verdict {
+	ev := outcome.Evidence{
+		FromConfig:  true,
+		Listener:    r.ListenerMatched,
+		FilterChain: r.FilterChainMatched,
+		RouteConfig: r.RouteConfigMatched,
+		VirtualHost: r.VirtualHostMatched,
+		Route:       r.RouteMatched,
+		Cluster:     r.ClusterMatched,
+	}
+	blocked := func(reason string) outcome.Verdict {
+		return outcome.Verdict{Kind: outcome.Blocked, Reason: reason, Evidence: ev}
+	}
+	switch {
+	case errors.Is(r.Error, simulation.ErrNoRoute):
+		ev.Error = r.Error.Error()
+		return blocked(outcome.ReasonNoRoute)
+	case r.Error != nil:
+		ev.Error = r.Error.Error()
+		return blocked("the sidecar cannot route it: " + r.Error.Error())
+	case r.VirtualHostMatched == outcome.BlockAllHost:
+		return blocked(outcome.ReasonBlockAll)
+	case r.ClusterMatched == outcome.BlackHoleCluster:
+		return blocked(outcome.ReasonBlackHole)
+	case r.ClusterMatched == outcome.PassthroughCluster:
+		return outcome.Verdict{Kind: outcome.Allowed, Reason: outcome.ReasonPassthrough, Evidence: ev}
+	case strings.HasPrefix(r.ClusterMatched, "outbound|"):
+		return outcome.Verdict{Kind: outcome.Allowed, Reason: outcome.ReasonRegistered, Evidence: ev}
+	default:
+		return blocked("matched no cluster that leaves the mesh")
+	}
+}
+
+// world is one state of the cluster: an Istio control plane built from the applied
+// objects, and the simulated sidecar of each workload asked about so far.
+type world struct {
+	server  *xds.FakeDiscoveryServer
+	proxies map[backend.Workload]*simulation.Simulation
+}
+
+func (b *Backend) simulation(w backend.Workload) (_ *simulation.Simulation, err error) {
+	defer recoverFailure("generate the sidecar's config for "+w.String(), &err)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.mesh == nil {
+		return nil, errors.New("no mesh installed: install Istio (InstallMesh) before making calls")
+	}
+	pod, _, err := b.workload(w)
+	if err != nil {
+		return nil, err
+	}
+	if b.world == nil {
+		b.world = b.build()
+	}
+	if s, ok := b.world.proxies[w]; ok {
+		return s, nil
+	}
+	// As simulation.NewSimulation does, minus its *testing.T: the config istiod would
+	// push to this pod's sidecar.
+	proxy := b.world.server.SetupProxy(proxyFor(pod))
+	listeners := b.world.server.Listeners(proxy)
+	s := &simulation.Simulation{
+		Listeners: listeners,
+		Clusters:  b.world.server.Clusters(proxy),
+		Routes:    b.world.server.RoutesFromListeners(proxy, listeners),
+	}
+	b.world.proxies[w] = s
+	return s, nil
+}
+
+// build starts Istio's config generator on everything applied: Istio objects as
+// istiod's config store would hold them, Kubernetes objects (and the pods a
+// Deployment would have) as its Kubernetes registry would see them.
+func (b *Backend) build() *world {
+	var configs []config.Config
+	var kube []runtime.Object
+	for _, o := range b.objects {
+		switch {
+		case o.Istio != nil:
+			configs = append(configs, *o.Istio)
+		case o.Kube != nil:
+			kube = append(kube, o.Kube.DeepCopyObject())
+			if d, ok := o.Kube.(*appsv1.Deployment); ok {
+				kube = append(kube, podFor(d, len(kube)))
+			}
+		}
+	}
+	s := xds.NewFakeDiscoveryServer(&b.failer, xds.FakeOptions{
+		Configs:           configs,
+		KubernetesObjects: kube,
+		MeshConfig:        b.mesh,
+	})
+	return &world{server: s, proxies: map[backend.Workload]*simulation.Simulation{}}
+}
+
+// workload finds the Deployment w, checks it would get a sidecar and returns its pod.
+func (b *Backend) workload(w backend.Workload) (*corev1.Pod, string, error) {
+	var deploy *appsv1.Deployment
+	var ns *corev1.Namespace
+	for _, o := range b.objects {
+		switch k := o.Kube.(type) {
+		case *appsv1.Deployment:
+			if k.Namespace == w.Namespace && k.Name == w.Name {
+				deploy = k
+			}
+		case *corev1.Namespace:
+			if k.Name == w.Namespace {
+				ns = k
+			}
+		}
+	}
+	if deploy == nil {
+		return nil, "", fmt.Errorf("workload %s: no Deployment %s in namespace %s has been applied (manifests/apps/)", w, w.Name, w.Namespace)
+	}
+	if ns == nil {
+		return nil, "", fmt.Errorf("workload %s: namespace %s has not been applied", w, w.Namespace)
+	}
+	how, injected := sidecarInjected(ns, deploy)
+	if !injected {
+		return nil, "", fmt.Errorf("workload %s would run without an istio-proxy sidecar: %s", w, how)
+	}
+	return podFor(deploy, 0), how, nil
+}
+
+// sidecarInjected applies the selectors of Istio's default injection webhook
+// (istio-sidecar-injector, no revision): the namespace label istio-injection=enabled,
+// or the pod label sidecar.istio.io/inject=true, with "false"/"disabled" opting out.
+func sidecarInjected(ns *corev1.Namespace, d *appsv1.Deployment) (string, bool) {
+	podLabel := d.Spec.Template.Labels["sidecar.istio.io/inject"]
+	nsLabel := ns.Labels["istio-injection"]
+	switch {
+	case podLabel == "false":
+		return "the pod template is labelled sidecar.istio.io/inject=false", false
+	case nsLabel == "disabled":
+		return "namespace " + ns.Name + " is labelled istio-injection=disabled", false
+	case nsLabel == "enabled":
+		return "namespace " + ns.Name + " is labelled istio-injection=enabled, so the injector adds istio-proxy", true
+	case podLabel == "true":
+		return "the pod template is labelled sidecar.istio.io/inject=true, so the injector adds istio-proxy", true
+	}
+	return "namespace " + ns.Name + " is not labelled istio-injection=enabled; label it and restart the pods", false
+}
+
+// podFor is the pod a Deployment's ReplicaSet would create, running and ready, with an
+// address from kind's default pod range.
+func podFor(d *appsv1.Deployment, n int) *corev1.Pod {
+	ip := netip.MustParseAddr("10.244.0.10")
+	for range n {
+		ip = ip.Next()
+	}
+	tmpl := d.Spec.Template
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:        d.Name + "-sim",
+			Namespace:   d.Namespace,
+			Labels:      tmpl.Labels,
+			Annotations: tmpl.Annotations,
+		},
+		Spec: *tmpl.Spec.DeepCopy(),
+		Status: corev1.PodStatus{
+			Phase:      corev1.PodRunning,
+			PodIP:      ip.String(),
+			PodIPs:     []corev1.PodIP{{IP: ip.String()}},
+			Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}},
+		},
+	}
+}
+
+// proxyFor is the identity the pod's sidecar presents to istiod.
+func proxyFor(pod *corev1.Pod) *model.Proxy {
+	sa := pod.Spec.ServiceAccountName
+	if sa == "" {
+		sa = "default"
+	}
+	return &model.Proxy{
+		ID:              pod.Name + "." + pod.Namespace,
+		IPAddresses:     []string{pod.Status.PodIP},
+		ConfigNamespace: pod.Namespace,
+		Labels:          pod.Labels,
+		Metadata: &model.NodeMetadata{
+			Namespace:      pod.Namespace,
+			Labels:         pod.Labels,
+			ServiceAccount: sa,
+			ClusterID:      "Kubernetes",
+		},
+	}
+}
+
+var quietOnce sync.Once
+
+// quietIstioLogs keeps istiod's informational logging out of the lab's narration.
+func quietIstioLogs() {
+	quietOnce.Do(func() {
+		for _, s := range istiolog.Scopes() {
+			s.SetOutputLevel(istiolog.ErrorLevel)
+		}
+	})
+}
