@@ -11,7 +11,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"testing"
 	"time"
 
 	"github.com/egresslab/egresslab/harness/manifest"
@@ -40,11 +39,12 @@ type Backend interface {
 	SidecarConfig(ctx context.Context, w Workload, c Call) (string, error)
 }
 
-// Provider opens a backend for one test. sim gives each test a fresh, empty world;
-// a cluster backend gives every test the same cluster, set up once.
+// Provider opens a backend for one test or one lab run. sim gives each a fresh, empty
+// world; a cluster backend gives each the same cluster, set up once. The returned
+// release gives back what Open took (it does not tear down a shared cluster).
 type Provider interface {
 	Name() string
-	Open(ctx context.Context, t *testing.T) (Backend, error)
+	Open(ctx context.Context) (b Backend, release func(), err error)
 }
 
 // Workload names the Deployment a call is made from.

@@ -15,7 +15,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -81,10 +80,9 @@ type Provider struct{ Options []Option }
 
 func (Provider) Name() string { return "sim" }
 
-func (p Provider) Open(_ context.Context, t *testing.T) (backend.Backend, error) {
+func (p Provider) Open(context.Context) (backend.Backend, func(), error) {
 	b := New(p.Options...)
-	t.Cleanup(b.Close)
-	return b, nil
+	return b, b.Close, nil
 }
 
 func (b *Backend) Name() string { return "sim" }
