@@ -159,3 +159,11 @@ func Await(ctx context.Context, b Backend, w Workload, c Call, want outcome.Kind
 		}
 	}
 }
+
+// Lifecycle is implemented by providers that set up shared infrastructure once per run
+// (a cluster, Istio, the client image) and take it down at the end. The scenarios'
+// TestMain hands these to e2e-framework as its Setup and Finish funcs.
+type Lifecycle interface {
+	Setup(ctx context.Context) (context.Context, error)
+	Finish(ctx context.Context) (context.Context, error)
+}
