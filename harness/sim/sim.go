@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -365,11 +366,16 @@ func proxyFor(pod *corev1.Pod) *model.Proxy {
 
 var quietOnce sync.Once
 
-// quietIstioLogs keeps istiod's informational logging out of the lab's narration.
+// quietIstioLogs keeps istiod's own logging out of the lab's narration. Set
+// EGRESSLAB_ISTIO_LOG to a level (debug, info, warn, error) to see it on stderr.
 func quietIstioLogs() {
 	quietOnce.Do(func() {
-		for _, s := range istiolog.Scopes() {
-			s.SetOutputLevel(istiolog.ErrorLevel)
+		level := istiolog.NoneLevel
+		if l := os.Getenv("EGRESSLAB_ISTIO_LOG"); l != "" {
+			level = istiolog.StringToLevel(l)
 		}
+		o := istiolog.DefaultOptions()
+		o.SetDefaultOutputLevel(istiolog.OverrideScopeName, level)
+		_ = istiolog.Configure(o)
 	})
 }

@@ -1,0 +1,250 @@
+// Package cli is the egresslab command line: it parses flags, refuses bad input before
+// anything is applied, picks a backend and hands over to a lab or to the check.
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/egresslab/egresslab/harness/backend"
+	"github.com/egresslab/egresslab/harness/backends"
+	"github.com/egresslab/egresslab/harness/manifest"
+	"github.com/egresslab/egresslab/harness/narrate"
+	"github.com/egresslab/egresslab/harness/outcome"
+	"github.com/egresslab/egresslab/labs/serviceentry"
+)
+
+// Exit codes.
+const (
+	ExitOK          = 0
+	ExitUnexpected  = 1 // a lab step or a check did not behave as expected
+	ExitBadInput    = 2 // bad flags or a bad manifest: nothing was applied
+	ExitInterrupted = 130
+)
+
+// Streams are the command's standard streams.
+type Streams struct {
+	In       io.Reader
+	Out, Err io.Writer
+	// Color forces colour on or off; nil decides from the terminal and NO_COLOR.
+	Color *bool
+}
+
+const usage = `egresslab: a lab for how an Istio mesh controls traffic that leaves it.
+
+Usage:
+  egresslab lab serviceentry [flags]   the narrated ServiceEntry lab (flags: -h)
+  egresslab check [flags] URL          would a call to URL from the client be allowed? (flags: -h)
+`
+
+// Run runs the command with args (without the program name) and returns its exit code.
+func Run(ctx context.Context, args []string, s Streams) int {
+	switch {
+	case len(args) >= 2 && args[0] == "lab" && args[1] == "serviceentry":
+		return runLab(ctx, args[2:], s)
+	case len(args) >= 1 && args[0] == "check":
+		return runCheck(ctx, args[1:], s)
+	case len(args) >= 1 && (args[0] == "help" || args[0] == "-h" || args[0] == "--help"):
+		fmt.Fprint(s.Out, usage)
+		return ExitOK
+	}
+	fmt.Fprint(s.Err, usage)
+	return ExitBadInput
+}
+
+func runLab(ctx context.Context, args []string, s Streams) int {
+	fs := flag.NewFlagSet("egresslab lab serviceentry", flag.ContinueOnError)
+	fs.SetOutput(s.Err)
+	backendName := fs.String("backend", "auto", "where to run: auto, "+strings.Join(backends.Names(), ", "))
+	instructor := fs.Bool("instructor", false, "pause before each step until Enter is pressed (for workshops)")
+	entryFile := fs.String("entry", "", "a ServiceEntry file to apply instead of the seed's (manifests/serviceentry/jsonplaceholder.yaml)")
+	url := fs.String("url", serviceentry.DefaultURL, "the plain-HTTP call the client makes")
+	showConfig := fs.Bool("show-config", false, "print the sidecar's config for the call before and after the entry, as a diff")
+	if err := fs.Parse(args); err != nil {
+		return exitForFlagError(err)
+	}
+	opts := serviceentry.Options{URL: *url, ShowConfig: *showConfig}
+	if *entryFile != "" {
+		set, err := loadEntry(*entryFile)
+		if err != nil {
+			return badInput(s, err)
+		}
+		opts.Entry = set
+	}
+
+	b, release, why, err := open(ctx, *backendName)
+	if err != nil {
+		return badInput(s, err)
+	}
+	defer release()
+
+	var nopts []narrate.Option
+	nopts = append(nopts, narrate.WithColor(colorFor(s)))
+	if *instructor {
+		nopts = append(nopts, narrate.WithPause(s.In))
+	}
+	n := narrate.New(s.Out, nopts...)
+	n.Banner("egresslab · lab: ServiceEntry — letting one host out of a REGISTRY_ONLY mesh",
+		"Backend: "+b.Name()+" ("+why+").",
+		b.Describe(),
+		"On a real cluster (needs Docker and internet): egresslab lab serviceentry -backend=kind, or `make e2e` for the scenarios.",
+	)
+	res, err := serviceentry.Run(ctx, b, n, opts)
+	switch {
+	case ctx.Err() != nil:
+		fmt.Fprintln(s.Err, "egresslab: interrupted; cleaned up")
+		return ExitInterrupted
+	case err != nil:
+		fmt.Fprintf(s.Err, "egresslab: %v\n", err)
+		return ExitBadInput
+	case len(res.Failures) > 0:
+		return ExitUnexpected
+	}
+	return ExitOK
+}
+
+func runCheck(ctx context.Context, args []string, s Streams) int {
+	fs := flag.NewFlagSet("egresslab check", flag.ContinueOnError)
+	fs.SetOutput(s.Err)
+	fs.Usage = func() {
+		fmt.Fprintf(s.Err, "Usage: egresslab check [flags] URL\n\n"+
+			"Would a call to URL from the lab's client be allowed, under this mesh mode, with these ServiceEntries?\n\n")
+		fs.PrintDefaults()
+	}
+	backendName := fs.String("backend", "sim", "where to ask: "+strings.Join(backends.Names(), ", ")+" or auto")
+	mode := fs.String("mode", manifest.RegistryOnly, "outboundTrafficPolicy mode: REGISTRY_ONLY or ALLOW_ANY")
+	var entryFiles listFlag
+	fs.Var(&entryFiles, "entry", "a ServiceEntry file to apply (repeat for more)")
+	showConfig := fs.Bool("show-config", false, "also print the sidecar's config that decided the call")
+	expect := fs.String("expect", "", "exit 1 unless the verdict is this: allowed, blocked or unreachable")
+	positional, err := parseInterspersed(fs, args)
+	if err != nil {
+		return exitForFlagError(err)
+	}
+	if len(positional) != 1 {
+		fs.Usage()
+		return ExitBadInput
+	}
+	q := serviceentry.Question{URL: positional[0], Mode: strings.ToUpper(*mode), WithConfig: *showConfig}
+	if _, err := backend.ParseCall(q.URL); err != nil {
+		return badInput(s, err)
+	}
+	if q.Mode != manifest.RegistryOnly && q.Mode != manifest.AllowAny {
+		return badInput(s, fmt.Errorf("-mode %q: use %s or %s", *mode, manifest.RegistryOnly, manifest.AllowAny))
+	}
+	var want outcome.Kind
+	if *expect != "" {
+		want = outcome.Kind(strings.ToUpper(*expect))
+		if want != outcome.Allowed && want != outcome.Blocked && want != outcome.Unreachable {
+			return badInput(s, fmt.Errorf("-expect %q: use allowed, blocked or unreachable", *expect))
+		}
+	}
+	for _, f := range entryFiles {
+		set, err := loadEntry(f)
+		if err != nil {
+			return badInput(s, err)
+		}
+		q.Entries = append(q.Entries, set)
+	}
+
+	b, release, _, err := open(ctx, *backendName)
+	if err != nil {
+		return badInput(s, err)
+	}
+	defer release()
+	a, err := serviceentry.Check(ctx, b, q)
+	if err != nil {
+		fmt.Fprintf(s.Err, "egresslab check: %v\n", err)
+		return ExitBadInput
+	}
+	fmt.Fprintf(s.Out, "%s %s under %s with %d ServiceEntr%s: %s\n", "GET", q.URL, q.Mode,
+		len(q.Entries), map[bool]string{true: "y", false: "ies"}[len(q.Entries) == 1], a.Verdict)
+	for _, f := range a.Verdict.Evidence.Fields() {
+		fmt.Fprintf(s.Out, "  %-30s %s\n", f[0], f[1])
+	}
+	fmt.Fprintf(s.Out, "  (%s backend)\n", b.Name())
+	if a.SidecarConfig != "" {
+		fmt.Fprintf(s.Out, "\nSidecar config that decided the call:\n%s", a.SidecarConfig)
+	}
+	if want != "" && a.Verdict.Kind != want {
+		fmt.Fprintf(s.Err, "egresslab check: expected %s, got %s\n", want, a.Verdict)
+		return ExitUnexpected
+	}
+	return ExitOK
+}
+
+// loadEntry reads a user's ServiceEntry file and checks that it holds only Istio objects.
+func loadEntry(path string) (*manifest.Set, error) {
+	set, err := manifest.LoadFile(path, backend.Client.Namespace)
+	if err != nil {
+		return nil, err
+	}
+	for _, o := range set.Objects {
+		if o.Istio == nil {
+			return nil, &manifest.Error{File: path, Doc: o.Doc, Object: o.Kind + " " + o.Name,
+				Reason: "is not an Istio object; -entry takes ServiceEntry files",
+				Fix:    "pass only Istio networking objects, e.g. kind: ServiceEntry"}
+		}
+	}
+	return set, nil
+}
+
+func open(ctx context.Context, name string) (backend.Backend, func(), string, error) {
+	p, why, err := backends.Select(ctx, name)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	b, release, err := p.Open(ctx)
+	if err != nil {
+		return nil, nil, "", fmt.Errorf("open backend %s: %w", p.Name(), err)
+	}
+	return b, release, why, nil
+}
+
+func badInput(s Streams, err error) int {
+	fmt.Fprintf(s.Err, "egresslab: %v\nNothing was applied.\n", err)
+	return ExitBadInput
+}
+
+func exitForFlagError(err error) int {
+	if errors.Is(err, flag.ErrHelp) {
+		return ExitOK
+	}
+	return ExitBadInput
+}
+
+func colorFor(s Streams) bool {
+	if s.Color != nil {
+		return *s.Color
+	}
+	if f, ok := s.Out.(*os.File); ok {
+		return narrate.ColorFor(f)
+	}
+	return false
+}
+
+// parseInterspersed parses flags that may come before or after the positional
+// arguments ("check URL -entry x" as well as "check -entry x URL").
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return positional, nil
+		}
+		positional = append(positional, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+}
+
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
