@@ -7,6 +7,7 @@ package manifest
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +16,8 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 	"k8s.io/apimachinery/pkg/runtime"
 	kubeyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes/scheme"
@@ -229,6 +232,10 @@ func parseDocument(source string, n int, doc, defaultNamespace string) (Object, 
 		if obj.Namespace == "" && !s.IsClusterScoped() {
 			obj.Namespace = defaultNamespace
 		}
+		if err := strictSpec(s, ik.Spec); err != nil {
+			return Object{}, fail(ref, "Istio cannot read its spec: "+err.Error(),
+				"check the spelling of each field under spec against the "+ik.Kind+" reference")
+		}
 		cfg, err := crd.ConvertObject(s, &ik, "")
 		if err != nil {
 			return Object{}, fail(ref, "Istio cannot read its spec: "+err.Error(),
@@ -263,6 +270,16 @@ func parseDocument(source string, n int, doc, defaultNamespace string) (Object, 
 	}
 	obj.Kube = kobj
 	return obj, nil
+}
+
+// strictSpec reads spec into the kind's proto, refusing unknown fields: Istio's own
+// conversion ignores them, so a misspelt field (hots: for hosts:) would vanish silently.
+func strictSpec(s resource.Schema, spec json.RawMessage) error {
+	msg, ok := s.MustNewInstance().(proto.Message)
+	if !ok || len(spec) == 0 {
+		return nil
+	}
+	return protojson.Unmarshal(spec, msg)
 }
 
 // namespaced reports whether a built-in kind lives in a namespace; the lab uses few

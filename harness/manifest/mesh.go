@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io/fs"
 
+	"google.golang.org/protobuf/encoding/protojson"
 	sigsyaml "sigs.k8s.io/yaml"
 
 	meshconfig "istio.io/api/mesh/v1alpha1"
@@ -60,6 +61,13 @@ func (mv *MeshValues) rebuild() error {
 	raw, err := sigsyaml.Marshal(section)
 	if err != nil {
 		return fmt.Errorf("encode meshConfig of %s: %w", mv.Source, err)
+	}
+	// Istio's reader ignores unknown fields; a misspelt one must not vanish silently.
+	if js, err := sigsyaml.YAMLToJSON(raw); err == nil && section != nil {
+		if err := protojson.Unmarshal(js, &meshconfig.MeshConfig{}); err != nil {
+			return &Error{File: mv.Source, Object: "meshConfig", Reason: "Istio cannot read it: " + err.Error(),
+				Fix: "check the field names under meshConfig against Istio's MeshConfig reference"}
+		}
 	}
 	m, err := mesh.ApplyMeshConfigDefaults(string(raw))
 	if err != nil {

@@ -88,6 +88,9 @@ func (p Provider) Open(context.Context) (backend.Backend, func(), error) {
 
 func (b *Backend) Name() string { return "sim" }
 
+// Instant: each call is computed from everything applied so far; nothing propagates.
+func (b *Backend) Instant() bool { return true }
+
 func (b *Backend) Describe() string {
 	return "offline simulator: Istio's real control-plane code (istiod's config generator) builds the client " +
 		"sidecar's listeners, routes and clusters from the lab's manifests; Envoy's matching of each call is " +

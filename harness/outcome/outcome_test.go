@@ -1,0 +1,75 @@
+package outcome_test
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+
+	"github.com/egresslab/egresslab/harness/outcome"
+)
+
+func TestClassifyRealObservations(t *testing.T) {
+	cases := []struct {
+		name   string
+		obs    outcome.Observation
+		kind   outcome.Kind
+		reason string
+	}{
+		{"envoy answers 502 itself: block_all",
+			outcome.Observation{Status: 502, Server: "envoy"}, outcome.Blocked, outcome.ReasonBlockAll},
+		{"reset by BlackHoleCluster",
+			outcome.Observation{ErrorClass: outcome.ErrReset, Error: "read: connection reset by peer"}, outcome.Blocked, outcome.ReasonBlackHole},
+		{"upstream answered through the sidecar",
+			outcome.Observation{Status: 200, Server: "envoy", UpstreamServiceTime: "87"}, outcome.Allowed, outcome.ReasonUpstream},
+		{"upstream's own 502 is not a block",
+			outcome.Observation{Status: 502, Server: "cloudflare", UpstreamServiceTime: "40"}, outcome.Allowed, outcome.ReasonUpstream},
+		{"DNS failure is unreachable, never blocked",
+			outcome.Observation{ErrorClass: outcome.ErrDNS}, outcome.Unreachable, "dns"},
+		{"timeout is unreachable",
+			outcome.Observation{ErrorClass: outcome.ErrTimeout}, outcome.Unreachable, "timeout"},
+		{"sidecar's 503 no healthy upstream is unreachable",
+			outcome.Observation{Status: 503, Server: "envoy"}, outcome.Unreachable, "sidecar found no healthy upstream"},
+		{"sidecar's 404 is no route",
+			outcome.Observation{Status: 404, Server: "envoy"}, outcome.Blocked, outcome.ReasonNoRoute},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			v := outcome.Classify(tc.obs)
+			assert.Equal(t, tc.kind, v.Kind)
+			assert.Equal(t, tc.reason, v.Reason)
+			assert.True(t, v.Evidence.FromCall)
+			assert.Equal(t, tc.obs.Status, v.Evidence.Status)
+		})
+	}
+}
+
+func TestExpectChecksOnlyTheEvidenceTheBackendHas(t *testing.T) {
+	fromConfig := outcome.Verdict{Kind: outcome.Blocked, Reason: outcome.ReasonBlockAll,
+		Evidence: outcome.Evidence{FromConfig: true, Listener: "0.0.0.0_80", VirtualHost: "block_all"}}
+	fromCall := outcome.Verdict{Kind: outcome.Blocked, Reason: outcome.ReasonBlockAll,
+		Evidence: outcome.Evidence{FromCall: true, Status: 502, Server: "envoy"}}
+	want := outcome.Expect{Kind: outcome.Blocked, Reason: outcome.ReasonBlockAll,
+		Listener: "0.0.0.0_80", VirtualHost: "block_all", Status: 502}
+
+	assert.Empty(t, want.Check(fromConfig))
+	assert.Empty(t, want.Check(fromCall))
+
+	wrongHost := want
+	wrongHost.VirtualHost = "allow_any"
+	assert.Equal(t, []string{`virtual host: want "allow_any", got "block_all"`}, wrongHost.Check(fromConfig))
+
+	wrongStatus := want
+	wrongStatus.Status = 200
+	assert.Equal(t, []string{"status: want 200, got 502"}, wrongStatus.Check(fromCall))
+
+	assert.Contains(t, want.Check(outcome.Verdict{Kind: outcome.Blocked, Reason: outcome.ReasonBlockAll}),
+		"the verdict carries no evidence")
+	assert.Contains(t, want.Check(outcome.Verdict{Kind: outcome.Allowed, Evidence: fromConfig.Evidence}),
+		"verdict: want BLOCKED, got ALLOWED")
+}
+
+func TestEvidenceFieldsAreStableAndSkipEmpty(t *testing.T) {
+	e := outcome.Evidence{Listener: "0.0.0.0_80", Cluster: "outbound|80||h", Status: 200}
+	assert.Equal(t, [][2]string{{"listener", "0.0.0.0_80"}, {"cluster", "outbound|80||h"}, {"status", "200"}}, e.Fields())
+	assert.Equal(t, `listener="0.0.0.0_80" cluster="outbound|80||h" status="200"`, e.String())
+}

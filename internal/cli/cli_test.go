@@ -1,0 +1,107 @@
+package cli_test
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+
+	"github.com/egresslab/egresslab/internal/cli"
+)
+
+func run(t *testing.T, stdin string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = cli.Run(context.Background(), args, cli.Streams{In: strings.NewReader(stdin), Out: &out, Err: &errb})
+	return code, out.String(), errb.String()
+}
+
+func writeFile(t *testing.T, name, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestLabOnSimPassesAndExitsZero(t *testing.T) {
+	code, out, errs := run(t, "", "lab", "serviceentry", "-backend=sim")
+	assert.Equal(t, cli.ExitOK, code, errs)
+	assert.Contains(t, out, "Backend: sim")
+	assert.Contains(t, out, "Step 7.")
+	assert.Contains(t, out, "All 7 steps behaved as expected")
+	assert.NotContains(t, out, "\x1b[", "no colour when not writing to a terminal")
+}
+
+func TestInstructorModeReadsEnterBeforeEachStep(t *testing.T) {
+	code, out, _ := run(t, strings.Repeat("\n", 7), "lab", "serviceentry", "-backend=sim", "-instructor")
+	assert.Equal(t, cli.ExitOK, code)
+	assert.Equal(t, 7, strings.Count(out, "[press Enter for step"))
+}
+
+func TestBadEntryIsRefusedBeforeAnythingRuns(t *testing.T) {
+	bad := writeFile(t, "no-hosts.yaml", "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata:\n  name: nohosts\nspec:\n  resolution: DNS\n")
+	for _, args := range [][]string{
+		{"lab", "serviceentry", "-backend=sim", "-entry", bad},
+		{"check", "-entry", bad, "http://jsonplaceholder.typicode.com/"},
+	} {
+		code, out, errs := run(t, "", args...)
+		assert.Equal(t, cli.ExitBadInput, code)
+		assert.Empty(t, out, "nothing narrated, nothing applied")
+		for _, want := range []string{bad, "ServiceEntry nohosts", "Istio rejects it", "at least one host", "fix:", "Nothing was applied."} {
+			assert.Contains(t, errs, want)
+		}
+	}
+}
+
+func TestEntryFileWithANonIstioObjectIsRefused(t *testing.T) {
+	f := writeFile(t, "cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n")
+	code, _, errs := run(t, "", "check", "-entry", f, "http://jsonplaceholder.typicode.com/")
+	assert.Equal(t, cli.ExitBadInput, code)
+	assert.Contains(t, errs, "ConfigMap x")
+	assert.Contains(t, errs, "-entry takes ServiceEntry files")
+}
+
+func TestCheckAnswersWithEvidence(t *testing.T) {
+	code, out, errs := run(t, "", "check", "http://jsonplaceholder.typicode.com/todos/1", "-entry", "../../manifests/serviceentry/jsonplaceholder.yaml", "-expect", "allowed")
+	assert.Equal(t, cli.ExitOK, code, errs)
+	assert.Contains(t, out, "ALLOWED (registered service)")
+	assert.Contains(t, out, "outbound|80||jsonplaceholder.typicode.com")
+
+	code, out, errs = run(t, "", "check", "-expect", "allowed", "https://jsonplaceholder.typicode.com/", "-entry", "../../manifests/serviceentry/jsonplaceholder.yaml")
+	assert.Equal(t, cli.ExitUnexpected, code)
+	assert.Contains(t, out, "BLOCKED (BlackHoleCluster)")
+	assert.Contains(t, errs, "expected ALLOWED")
+}
+
+func TestCheckRefusesBadArguments(t *testing.T) {
+	for name, args := range map[string][]string{
+		"no url":        {"check"},
+		"bad scheme":    {"check", "ftp://example.com/"},
+		"bad mode":      {"check", "-mode", "OPEN", "http://example.com/"},
+		"bad expect":    {"check", "-expect", "maybe", "http://example.com/"},
+		"bad backend":   {"check", "-backend", "nope", "http://example.com/"},
+		"unknown cmd":   {"frobnicate"},
+		"missing entry": {"check", "-entry", "/does/not/exist.yaml", "http://example.com/"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			code, _, errs := run(t, "", args...)
+			assert.Equal(t, cli.ExitBadInput, code)
+			assert.NotEmpty(t, errs)
+		})
+	}
+}
+
+func TestCancelledLabReportsInterrupted(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var out, errb bytes.Buffer
+	code := cli.Run(ctx, []string{"lab", "serviceentry", "-backend=sim"}, cli.Streams{In: strings.NewReader(""), Out: &out, Err: &errb})
+	assert.Equal(t, cli.ExitInterrupted, code)
+	assert.Contains(t, errb.String(), "interrupted")
+}

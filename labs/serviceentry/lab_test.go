@@ -1,0 +1,190 @@
+package serviceentry_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/egresslab/egresslab/harness/backend"
+	"github.com/egresslab/egresslab/harness/manifest"
+	"github.com/egresslab/egresslab/harness/narrate"
+	"github.com/egresslab/egresslab/harness/outcome"
+	"github.com/egresslab/egresslab/harness/sim"
+	"github.com/egresslab/egresslab/labs/serviceentry"
+)
+
+func runLab(t testing.TB, out io.Writer, opts serviceentry.Options) *serviceentry.Result {
+	t.Helper()
+	b := sim.New()
+	t.Cleanup(b.Close)
+	res, err := serviceentry.Run(context.Background(), b, narrate.New(out), opts)
+	require.NoError(t, err)
+	return res
+}
+
+// The lab with the seed's entry, step by step, in the style of Istio's simulation
+// tests: the listener, route and cluster each call is expected to match.
+func TestLabWithTheSeedEntry(t *testing.T) {
+	var out bytes.Buffer
+	res := runLab(t, &out, serviceentry.Options{})
+	require.Empty(t, res.Failures, out.String())
+
+	expect := map[string]outcome.Expect{
+		serviceentry.StepBlocked: {Kind: outcome.Blocked, Reason: outcome.ReasonBlockAll,
+			Listener: "0.0.0.0_80", RouteConfig: "80", VirtualHost: "block_all"},
+		serviceentry.StepAllowed: {Kind: outcome.Allowed, Reason: outcome.ReasonRegistered,
+			Listener: "0.0.0.0_80", RouteConfig: "80", VirtualHost: "jsonplaceholder.typicode.com:80",
+			Cluster: "outbound|80||jsonplaceholder.typicode.com"},
+		serviceentry.StepBlockedAgain: {Kind: outcome.Blocked, Reason: outcome.ReasonBlockAll,
+			Listener: "0.0.0.0_80", RouteConfig: "80", VirtualHost: "block_all"},
+		serviceentry.StepHTTPSBlocked: {Kind: outcome.Blocked, Reason: outcome.ReasonBlackHole,
+			Listener: "virtualOutbound", Cluster: "BlackHoleCluster"},
+	}
+	for step, want := range expect {
+		v, ok := res.Verdicts[step]
+		require.True(t, ok, "step %s made no call", step)
+		assert.Empty(t, want.Check(v), "step %s: %s %s", step, v, v.Evidence)
+	}
+	s := out.String()
+	for i := 1; i <= 7; i++ {
+		assert.Contains(t, s, "Step "+string(rune('0'+i))+".")
+	}
+	assert.Contains(t, s, "kubectl -n egresslab exec deploy/client -c client -- client call http://jsonplaceholder.typicode.com/todos/1")
+	assert.Contains(t, s, "kind: ServiceEntry", "the entry's YAML is shown")
+	assert.Contains(t, s, "All 7 steps behaved as expected")
+}
+
+func TestShowConfigDiffsTheSidecarConfigAroundTheEntry(t *testing.T) {
+	var out bytes.Buffer
+	res := runLab(t, &out, serviceentry.Options{ShowConfig: true})
+	require.Empty(t, res.Failures)
+	s := out.String()
+	assert.Contains(t, s, "before and after the ServiceEntry")
+	assert.Contains(t, s, "-  name: block_all")
+	assert.Contains(t, s, "+  name: jsonplaceholder.typicode.com:80")
+	assert.Contains(t, s, "+      cluster: outbound|80||jsonplaceholder.typicode.com")
+}
+
+const bothPorts = `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: jsonplaceholder-both
+spec:
+  hosts: [jsonplaceholder.typicode.com]
+  ports:
+  - {number: 80, name: http, protocol: HTTP}
+  - {number: 443, name: https, protocol: TLS}
+  resolution: DNS
+  location: MESH_EXTERNAL
+`
+
+func TestUsersEntryThatAlsoOpens443LetsHTTPSOut(t *testing.T) {
+	entry, err := manifest.Parse("both-ports.yaml", []byte(bothPorts), backend.Client.Namespace)
+	require.NoError(t, err)
+	var out bytes.Buffer
+	res := runLab(t, &out, serviceentry.Options{Entry: entry})
+	require.Empty(t, res.Failures, out.String())
+	https := res.Verdicts[serviceentry.StepHTTPSBlocked]
+	want := outcome.Expect{Kind: outcome.Allowed, Listener: "0.0.0.0_443", Cluster: "outbound|443||jsonplaceholder.typicode.com"}
+	assert.Empty(t, want.Check(https), "%s %s", https, https.Evidence)
+	assert.Contains(t, out.String(), "both-ports.yaml")
+}
+
+func TestUsersEntryForAnotherHostFailsTheLab(t *testing.T) {
+	other := strings.ReplaceAll(bothPorts, "jsonplaceholder.typicode.com", "api.example.org")
+	entry, err := manifest.Parse("other-host.yaml", []byte(other), backend.Client.Namespace)
+	require.NoError(t, err)
+	var out bytes.Buffer
+	res := runLab(t, &out, serviceentry.Options{Entry: entry})
+	// The lab expects ALLOWED after the entry only when it opens the call's host:port, so
+	// with this entry every call stays blocked, as expected, and the lab passes...
+	require.Empty(t, res.Failures, out.String())
+	assert.Equal(t, outcome.Blocked, res.Verdicts[serviceentry.StepAllowed].Kind)
+	// ...and the lab says so rather than pretending it was allowed.
+	assert.Contains(t, out.String(), "expected BLOCKED")
+}
+
+func TestAnotherURLOnTheEntrysHost(t *testing.T) {
+	var out bytes.Buffer
+	res := runLab(t, &out, serviceentry.Options{URL: "http://jsonplaceholder.typicode.com/posts/1"})
+	require.Empty(t, res.Failures)
+	assert.Contains(t, out.String(), "client call http://jsonplaceholder.typicode.com/posts/1")
+}
+
+func TestHTTPSURLIsRefused(t *testing.T) {
+	b := sim.New()
+	defer b.Close()
+	_, err := serviceentry.Run(context.Background(), b, narrate.New(io.Discard),
+		serviceentry.Options{URL: "https://jsonplaceholder.typicode.com/"})
+	require.ErrorContains(t, err, "give the plain http:// URL")
+}
+
+func TestCancelledLabStopsBeforeTheNextStep(t *testing.T) {
+	b := sim.New()
+	defer b.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var out bytes.Buffer
+	_, err := serviceentry.Run(ctx, b, narrate.New(&out), serviceentry.Options{})
+	require.ErrorIs(t, err, context.Canceled)
+	assert.NotContains(t, out.String(), "Step 1.")
+}
+
+func TestOpens(t *testing.T) {
+	wildcard := strings.NewReplacer("[jsonplaceholder.typicode.com]", `["*.typicode.com"]`, "resolution: DNS", "resolution: NONE").Replace(bothPorts)
+	entry, err := manifest.Parse("e.yaml", []byte(wildcard), "ns")
+	require.NoError(t, err)
+	assert.True(t, serviceentry.Opens(entry, backend.MustCall("http://jsonplaceholder.typicode.com/")))
+	assert.True(t, serviceentry.Opens(entry, backend.MustCall("https://my.typicode.com/")))
+	assert.False(t, serviceentry.Opens(entry, backend.MustCall("http://typicode.org/")))
+	assert.False(t, serviceentry.Opens(entry, backend.MustCall("http://jsonplaceholder.typicode.com:8080/")))
+}
+
+func TestCheckAnswers(t *testing.T) {
+	seed, err := manifest.LoadEmbedded("serviceentry/jsonplaceholder.yaml", backend.Client.Namespace)
+	require.NoError(t, err)
+	cases := []struct {
+		name    string
+		q       serviceentry.Question
+		want    outcome.Expect
+		wantCfg string
+	}{
+		{"seed, http", serviceentry.Question{URL: serviceentry.DefaultURL, Entries: []*manifest.Set{seed}},
+			outcome.Expect{Kind: outcome.Allowed, Cluster: "outbound|80||jsonplaceholder.typicode.com"}, ""},
+		{"seed, https", serviceentry.Question{URL: "https://jsonplaceholder.typicode.com/", Entries: []*manifest.Set{seed}, WithConfig: true},
+			outcome.Expect{Kind: outcome.Blocked, Cluster: "BlackHoleCluster"}, "name: BlackHoleCluster"},
+		{"no entry", serviceentry.Question{URL: serviceentry.DefaultURL},
+			outcome.Expect{Kind: outcome.Blocked, VirtualHost: "block_all"}, ""},
+		{"allow any", serviceentry.Question{URL: "http://example.com/", Mode: manifest.AllowAny},
+			outcome.Expect{Kind: outcome.Allowed, Cluster: "PassthroughCluster"}, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			b := sim.New()
+			defer b.Close()
+			a, err := serviceentry.Check(context.Background(), b, tc.q)
+			require.NoError(t, err)
+			assert.Empty(t, tc.want.Check(a.Verdict), "%s %s", a.Verdict, a.Verdict.Evidence)
+			if tc.wantCfg != "" {
+				assert.Contains(t, a.SidecarConfig, tc.wantCfg)
+			} else {
+				assert.Empty(t, a.SidecarConfig)
+			}
+		})
+	}
+}
+
+// BenchmarkLab is the whole lab on sim, in process, narration discarded.
+func BenchmarkLab(b *testing.B) {
+	for b.Loop() {
+		res := runLab(b, io.Discard, serviceentry.Options{})
+		if len(res.Failures) > 0 {
+			b.Fatal(res.Failures)
+		}
+	}
+}
