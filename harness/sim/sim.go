@@ -42,8 +42,6 @@ const ExternalAddress = "203.0.113.80"
 // Backend is the sim backend. Applying objects records them; the next call builds a
 // fresh Istio control plane from everything recorded and simulates the call on it.
 type Backend struct {
-	failer failer
-
 	mu      sync.Mutex
 	mesh    *meshconfig.MeshConfig
 	objects []manifest.Object // applied, in order; later applies replace by kind/namespace/name
@@ -68,12 +66,20 @@ func New(opts ...Option) *Backend {
 	return b
 }
 
-// Close stops every control plane the backend started.
+// Close stops the control plane the backend started, if any.
 func (b *Backend) Close() {
 	b.mu.Lock()
-	b.world = nil
-	b.mu.Unlock()
-	b.failer.close()
+	defer b.mu.Unlock()
+	b.dropWorld()
+}
+
+// dropWorld stops the control plane built for the previous state; the next call builds
+// one for the new state. Callers hold b.mu.
+func (b *Backend) dropWorld() {
+	if b.world != nil {
+		b.world.failer.close()
+		b.world = nil
+	}
 }
 
 // Provider gives each test its own fresh sim backend.
@@ -105,7 +111,7 @@ func (b *Backend) InstallMesh(_ context.Context, values manifest.MeshValues) err
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.mesh = values.Mesh
-	b.world = nil
+	b.dropWorld()
 	return nil
 }
 
@@ -116,7 +122,7 @@ func (b *Backend) Apply(_ context.Context, set *manifest.Set) error {
 		b.objects = slices.DeleteFunc(b.objects, func(have manifest.Object) bool { return sameObject(have, o) })
 		b.objects = append(b.objects, o)
 	}
-	b.world = nil
+	b.dropWorld()
 	return nil
 }
 
@@ -126,7 +132,7 @@ func (b *Backend) Delete(_ context.Context, set *manifest.Set) error {
 	for _, o := range set.Objects {
 		b.objects = slices.DeleteFunc(b.objects, func(have manifest.Object) bool { return sameObject(have, o) })
 	}
-	b.world = nil
+	b.dropWorld()
 	return nil
 }
 
@@ -215,6 +221,7 @@ func Judge(r simulation.Result) outcome.Verdict {
 // world is one state of the cluster: an Istio control plane built from the applied
 // objects, and the simulated sidecar of each workload asked about so far.
 type world struct {
+	failer  *failer // stops this world's control plane when closed
 	server  *xds.FakeDiscoveryServer
 	proxies map[backend.Workload]*simulation.Simulation
 }
@@ -231,7 +238,9 @@ func (b *Backend) simulation(w backend.Workload) (_ *simulation.Simulation, err 
 		return nil, err
 	}
 	if b.world == nil {
-		b.world = b.build()
+		if b.world, err = b.build(); err != nil {
+			return nil, err
+		}
 	}
 	if s, ok := b.world.proxies[w]; ok {
 		return s, nil
@@ -252,7 +261,14 @@ func (b *Backend) simulation(w backend.Workload) (_ *simulation.Simulation, err 
 // build starts Istio's config generator on everything applied: Istio objects as
 // istiod's config store would hold them, Kubernetes objects (and the pods a
 // Deployment would have) as its Kubernetes registry would see them.
-func (b *Backend) build() *world {
+func (b *Backend) build() (_ *world, err error) {
+	f := &failer{}
+	defer func() {
+		if err != nil {
+			f.close()
+		}
+	}()
+	defer recoverFailure("start Istio's control plane", &err)
 	var configs []config.Config
 	var kube []runtime.Object
 	for _, o := range b.objects {
@@ -266,12 +282,12 @@ func (b *Backend) build() *world {
 			}
 		}
 	}
-	s := xds.NewFakeDiscoveryServer(&b.failer, xds.FakeOptions{
+	s := xds.NewFakeDiscoveryServer(f, xds.FakeOptions{
 		Configs:           configs,
 		KubernetesObjects: kube,
 		MeshConfig:        b.mesh,
 	})
-	return &world{server: s, proxies: map[backend.Workload]*simulation.Simulation{}}
+	return &world{failer: f, server: s, proxies: map[backend.Workload]*simulation.Simulation{}}, nil
 }
 
 // workload finds the Deployment w, checks it would get a sidecar and returns its pod.

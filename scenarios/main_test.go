@@ -1,0 +1,53 @@
+// Package scenarios is egresslab's regression suite for mesh egress behaviour. Each
+// scenario is an e2e-framework feature (Setup → Assess → Teardown) that applies the
+// project's manifests, makes a call from the client and expects a verdict with its
+// evidence. The same scenarios run on every backend:
+//
+//	go test ./scenarios/...                        # sim, offline
+//	go test ./scenarios/... -args -backend=kind    # a real kind cluster (Docker, internet)
+package scenarios
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"sigs.k8s.io/e2e-framework/pkg/env"
+	"sigs.k8s.io/e2e-framework/pkg/envconf"
+
+	"github.com/egresslab/egresslab/harness/backend"
+	"github.com/egresslab/egresslab/harness/backends"
+	"github.com/egresslab/egresslab/harness/steps"
+)
+
+var (
+	testenv env.Environment
+	// skipReason is set when the asked-for backend cannot run here; every scenario skips with it.
+	skipReason string
+)
+
+func TestMain(m *testing.M) {
+	name := flag.String("backend", "sim", "backend to run the scenarios on: "+strings.Join(backends.Names(), ", ")+" or auto")
+	flag.DurationVar(&steps.Propagation, "propagation", 60*time.Second, "how long to wait for config to reach the sidecar")
+	flag.Parse()
+
+	ctx := context.Background()
+	p, why, err := backends.Select(ctx, *name)
+	if err != nil {
+		skipReason = err.Error()
+		fmt.Fprintf(os.Stderr, "scenarios: every scenario will skip: %s\n", skipReason)
+		os.Exit(m.Run())
+	}
+	fmt.Fprintf(os.Stderr, "scenarios: backend %s (%s)\n", p.Name(), why)
+
+	testenv = env.NewWithConfig(envconf.New()).WithContext(steps.WithProvider(ctx, p))
+	if lc, ok := p.(backend.Lifecycle); ok {
+		testenv.Setup(func(ctx context.Context, _ *envconf.Config) (context.Context, error) { return lc.Setup(ctx) })
+		testenv.Finish(func(ctx context.Context, _ *envconf.Config) (context.Context, error) { return lc.Finish(ctx) })
+	}
+	os.Exit(testenv.Run(m))
+}
