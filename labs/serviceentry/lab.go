@@ -222,7 +222,12 @@ func (l *lab) callAllowed(ctx context.Context) error {
 	l.res.Propagation = took
 	l.record(StepAllowed, v, want)
 	l.n.Say("%s", explain(v, l.http))
-	l.n.Say("The sidecar had the new config %s after the entry was applied.", took.Round(time.Millisecond))
+	if i, ok := l.b.(backend.Instant); ok && i.Instant() {
+		l.n.Say("%s computes the new config at once (%s to generate it); on a cluster this is how long istiod takes to push it to the sidecar.",
+			l.b.Name(), took.Round(time.Millisecond))
+	} else {
+		l.n.Say("The sidecar had the new config %s after the entry was applied.", took.Round(time.Millisecond))
+	}
 	if l.opts.ShowConfig {
 		after, err := l.b.SidecarConfig(ctx, l.client, l.http)
 		if err != nil {

@@ -1,0 +1,43 @@
+# egresslab: a lab for how an Istio mesh controls traffic that leaves it.
+#
+#   make lab-serviceentry   the narrated ServiceEntry lab (ARGS="-instructor -show-config -entry FILE")
+#   make test               go vet + every test, scenarios on the offline simulator
+#   make check URL=...      would a call to URL be allowed? (ARGS="-mode ALLOW_ANY -entry FILE")
+#   make bench              the benchmarks quoted in README.md
+#   make e2e                the scenarios on a real kind cluster (needs Docker and internet)
+#   make clean              remove built binaries and the kind cluster
+
+GO    ?= go
+BIN   := bin/egresslab
+ARGS  ?=
+
+# The lab binary links Istio's control plane (~200 MB): build it once, and again only
+# when a Go source, go.mod/go.sum or a manifest changes.
+SOURCES := $(shell find . -path ./tools -prune -o -path ./.cache -prune -o -name '*.go' ! -name '*_test.go' -print) \
+           $(shell find manifests -type f) go.mod go.sum
+
+.PHONY: lab-serviceentry check test bench e2e clean
+
+$(BIN): $(SOURCES)
+	@echo "building $(BIN) (the first build compiles Istio and Kubernetes libraries: several minutes; later ones take seconds)" >&2
+	$(GO) build -o $(BIN) ./cmd/egresslab
+
+lab-serviceentry: $(BIN)
+	@$(BIN) lab serviceentry $(ARGS)
+
+check: $(BIN)
+	@test -n "$(URL)" || { echo 'usage: make check URL=http://host/path [ARGS="-mode ALLOW_ANY -entry FILE"]' >&2; exit 2; }
+	@$(BIN) check $(ARGS) $(URL)
+
+test:
+	$(GO) vet ./...
+	$(GO) test ./...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 20x ./harness/sim/ ./labs/serviceentry/
+
+e2e:
+	$(GO) test ./scenarios/... -count=1 -v -timeout 60m -args -backend=kind
+
+clean:
+	rm -rf bin
