@@ -40,29 +40,26 @@ func inMesh(name, mode string) *features.FeatureBuilder {
 		WithSetup("client has its sidecar", steps.ExpectSidecar())
 }
 
-// test runs features on the scenarios' environment, or skips saying why it cannot.
-func test(t *testing.T, fs ...features.Feature) {
+// test runs the scenario on the scenarios' environment, or skips saying why it cannot.
+// The backend is released last, after the scenario's own teardown.
+func test(t *testing.T, scenario *features.FeatureBuilder) {
 	t.Helper()
 	if skipReason != "" {
 		t.Skip(skipReason)
 	}
-	testenv.Test(t, fs...)
+	testenv.Test(t, scenario.WithTeardown("release backend", steps.ReleaseBackend()).Feature())
 }
 
 func TestBlockedBeforeTheEntry(t *testing.T) {
 	test(t, inMesh("REGISTRY_ONLY without an entry", manifest.RegistryOnly).
-		Assess("the call gets Envoy's 502 from block_all", steps.ExpectCall(jsonplaceholderHTTP, blockedByBlockAll)).
-		WithTeardown("release backend", steps.ReleaseBackend()).
-		Feature())
+		Assess("the call gets Envoy's 502 from block_all", steps.ExpectCall(jsonplaceholderHTTP, blockedByBlockAll)))
 }
 
 func TestAllowedAfterTheEntry(t *testing.T) {
 	test(t, inMesh("REGISTRY_ONLY with the seed's entry", manifest.RegistryOnly).
 		WithSetup("apply the seed's ServiceEntry", steps.Apply(manifests.SeedServiceEntry)).
 		Assess("the call goes out through the entry's cluster", steps.ExpectCall(jsonplaceholderHTTP, allowedThroughTheEntry)).
-		WithTeardown("delete the ServiceEntry", steps.Delete(manifests.SeedServiceEntry)).
-		WithTeardown("release backend", steps.ReleaseBackend()).
-		Feature())
+		WithTeardown("delete the ServiceEntry", steps.Delete(manifests.SeedServiceEntry)))
 }
 
 func TestBlockedAfterTheEntryIsDeleted(t *testing.T) {
@@ -70,9 +67,7 @@ func TestBlockedAfterTheEntryIsDeleted(t *testing.T) {
 		WithSetup("apply the seed's ServiceEntry", steps.Apply(manifests.SeedServiceEntry)).
 		Assess("allowed while the entry is there", steps.ExpectCall(jsonplaceholderHTTP, allowedThroughTheEntry)).
 		Assess("delete the entry", steps.Delete(manifests.SeedServiceEntry)).
-		Assess("blocked again by block_all", steps.ExpectCall(jsonplaceholderHTTP, blockedByBlockAll)).
-		WithTeardown("release backend", steps.ReleaseBackend()).
-		Feature())
+		Assess("blocked again by block_all", steps.ExpectCall(jsonplaceholderHTTP, blockedByBlockAll)))
 }
 
 func TestHTTPSBlockedWithThePort80OnlyEntry(t *testing.T) {
@@ -80,25 +75,19 @@ func TestHTTPSBlockedWithThePort80OnlyEntry(t *testing.T) {
 		WithSetup("apply the seed's ServiceEntry", steps.Apply(manifests.SeedServiceEntry)).
 		Assess("port 80 is open", steps.ExpectCall(jsonplaceholderHTTP, allowedThroughTheEntry)).
 		Assess("port 443 has no listener: black hole", steps.ExpectCall(jsonplaceholderHTTPS, blockedByBlackHole)).
-		WithTeardown("delete the ServiceEntry", steps.Delete(manifests.SeedServiceEntry)).
-		WithTeardown("release backend", steps.ReleaseBackend()).
-		Feature())
+		WithTeardown("delete the ServiceEntry", steps.Delete(manifests.SeedServiceEntry)))
 }
 
 func TestAllowAnyPassesWithoutAnEntry(t *testing.T) {
 	test(t, inMesh("ALLOW_ANY without an entry", manifest.AllowAny).
 		Assess("the call passes through PassthroughCluster", steps.ExpectCall(jsonplaceholderHTTP, allowedByPassthrough)).
 		// A shared cluster goes back to the lab's mode for the scenarios after this one.
-		WithTeardown("back to REGISTRY_ONLY", steps.InstallMesh(manifest.RegistryOnly)).
-		WithTeardown("release backend", steps.ReleaseBackend()).
-		Feature())
+		WithTeardown("back to REGISTRY_ONLY", steps.InstallMesh(manifest.RegistryOnly)))
 }
 
 func TestMisspeltHostStaysBlocked(t *testing.T) {
 	test(t, inMesh("REGISTRY_ONLY with an entry for jsonplaceholder.typicode.co", manifest.RegistryOnly).
 		WithSetup("apply the misspelt ServiceEntry", steps.Apply(manifests.MisspeltServiceEntry)).
 		Assess("the real host is still unknown: block_all", steps.ExpectCall(jsonplaceholderHTTP, blockedByBlockAll)).
-		WithTeardown("delete the ServiceEntry", steps.Delete(manifests.MisspeltServiceEntry)).
-		WithTeardown("release backend", steps.ReleaseBackend()).
-		Feature())
+		WithTeardown("delete the ServiceEntry", steps.Delete(manifests.MisspeltServiceEntry)))
 }

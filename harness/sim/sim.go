@@ -116,24 +116,27 @@ func (b *Backend) InstallMesh(_ context.Context, values manifest.MeshValues) err
 }
 
 func (b *Backend) Apply(_ context.Context, set *manifest.Set) error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	for _, o := range set.Objects {
-		b.objects = slices.DeleteFunc(b.objects, func(have manifest.Object) bool { return sameObject(have, o) })
-		b.objects = append(b.objects, o)
-	}
-	b.dropWorld()
+	b.change(set, true)
 	return nil
 }
 
 func (b *Backend) Delete(_ context.Context, set *manifest.Set) error {
+	b.change(set, false)
+	return nil
+}
+
+// change removes the set's objects from what is applied and, to apply them, adds them
+// back at the end: a re-applied object replaces the old one, as `kubectl apply` does.
+func (b *Backend) change(set *manifest.Set, apply bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for _, o := range set.Objects {
 		b.objects = slices.DeleteFunc(b.objects, func(have manifest.Object) bool { return sameObject(have, o) })
+		if apply {
+			b.objects = append(b.objects, o)
+		}
 	}
 	b.dropWorld()
-	return nil
 }
 
 func sameObject(a, b manifest.Object) bool {
