@@ -74,10 +74,13 @@ func Run(ctx context.Context, b backend.Backend, n *narrate.Narrator, opts Optio
 			return lab.result(), fmt.Errorf("lab stopped: %w", err)
 		}
 		if err := step(ctx); err != nil {
-			n.Fail(err)
 			if errors.Is(err, context.Canceled) {
 				return lab.result(), fmt.Errorf("lab stopped: %w", err)
 			}
+			// Each step builds on the one before: after a step that could not be
+			// carried out, the rest would only repeat its failure.
+			n.Fail(err)
+			break
 		}
 	}
 	n.Finish()
