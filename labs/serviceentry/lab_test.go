@@ -3,6 +3,7 @@ package serviceentry_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"strings"
 	"testing"
@@ -187,4 +188,29 @@ func BenchmarkLab(b *testing.B) {
 			b.Fatal(res.Failures)
 		}
 	}
+}
+
+// refusingBackend is sim, except that the API server refuses ServiceEntries.
+type refusingBackend struct{ *sim.Backend }
+
+func (r refusingBackend) Apply(ctx context.Context, set *manifest.Set) error {
+	for _, o := range set.Objects {
+		if o.Kind == "ServiceEntry" {
+			return errors.New(`admission webhook "validation.istio.io" denied the request`)
+		}
+	}
+	return r.Backend.Apply(ctx, set)
+}
+
+func TestLabStopsAtAStepThatCannotBeCarriedOut(t *testing.T) {
+	b := sim.New()
+	defer b.Close()
+	var out bytes.Buffer
+	res, err := serviceentry.Run(context.Background(), refusingBackend{b}, narrate.New(&out), serviceentry.Options{})
+	require.NoError(t, err)
+	require.Len(t, res.Failures, 1)
+	assert.Contains(t, res.Failures[0], "step 4: apply manifests/serviceentry/jsonplaceholder.yaml")
+	assert.Contains(t, res.Failures[0], "denied the request")
+	assert.NotContains(t, out.String(), "Step 5.")
+	assert.Contains(t, out.String(), "1 of 4 steps did not behave as expected")
 }
