@@ -5,7 +5,7 @@
 #   make check URL=...      would a call to URL be allowed? (ARGS="-mode ALLOW_ANY -entry FILE")
 #   make bench              the benchmarks quoted in README.md
 #   make e2e                the scenarios on a real kind cluster (needs Docker and internet)
-#   make clean              remove built binaries and the kind cluster
+#   make clean              delete the kind cluster (if any) and built binaries
 
 GO    ?= go
 BIN   := bin/egresslab
@@ -36,8 +36,11 @@ test:
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 20x ./harness/sim/ ./labs/serviceentry/
 
+# Opt-in: a real kind cluster, real Istio, the real jsonplaceholder. Skips, saying why,
+# where no Docker daemon answers. KEEP=1 keeps the cluster for the next run.
 e2e:
-	$(GO) test ./scenarios/... -count=1 -v -timeout 60m -args -backend=kind
+	EGRESSLAB_KEEP=$(KEEP) $(GO) test ./scenarios/... -count=1 -v -timeout 30m -args -backend=kind
 
-clean:
+clean: $(BIN)
+	@$(BIN) clean
 	rm -rf bin

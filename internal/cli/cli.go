@@ -13,6 +13,8 @@ import (
 
 	"github.com/egresslab/egresslab/harness/backend"
 	"github.com/egresslab/egresslab/harness/backends"
+	"github.com/egresslab/egresslab/harness/kindbackend"
+	"github.com/egresslab/egresslab/harness/kindcluster"
 	"github.com/egresslab/egresslab/harness/manifest"
 	"github.com/egresslab/egresslab/harness/narrate"
 	"github.com/egresslab/egresslab/harness/outcome"
@@ -40,6 +42,7 @@ const usage = `egresslab: a lab for how an Istio mesh controls traffic that leav
 Usage:
   egresslab lab serviceentry [flags]   the narrated ServiceEntry lab (flags: -h)
   egresslab check [flags] URL          would a call to URL from the client be allowed? (flags: -h)
+  egresslab clean                      delete the lab's kind cluster, if there is one
 `
 
 // Run runs the command with args (without the program name) and returns its exit code.
@@ -49,6 +52,8 @@ func Run(ctx context.Context, args []string, s Streams) int {
 		return runLab(ctx, args[2:], s)
 	case len(args) >= 1 && args[0] == "check":
 		return runCheck(ctx, args[1:], s)
+	case len(args) == 1 && args[0] == "clean":
+		return runClean(ctx, s)
 	case len(args) >= 1 && (args[0] == "help" || args[0] == "-h" || args[0] == "--help"):
 		fmt.Fprint(s.Out, usage)
 		return ExitOK
@@ -175,6 +180,34 @@ func runCheck(ctx context.Context, args []string, s Streams) int {
 		fmt.Fprintf(s.Err, "egresslab check: expected %s, got %s\n", want, a.Verdict)
 		return ExitUnexpected
 	}
+	return ExitOK
+}
+
+// runClean deletes the kind cluster the kind backend made (kept with EGRESSLAB_KEEP=1).
+func runClean(ctx context.Context, s Streams) int {
+	runtime := kindcluster.Docker
+	if os.Getenv(kindbackend.EnvRuntime) == string(kindcluster.Podman) {
+		runtime = kindcluster.Podman
+	}
+	if ok, why := kindcluster.Available(ctx, runtime); !ok {
+		fmt.Fprintf(s.Out, "egresslab clean: no kind cluster to delete (%s)\n", why)
+		return ExitOK
+	}
+	c := kindcluster.New(kindcluster.WithRuntime(runtime))
+	exists, err := c.Exists()
+	if err != nil {
+		fmt.Fprintf(s.Err, "egresslab clean: %v\n", err)
+		return ExitUnexpected
+	}
+	if !exists {
+		fmt.Fprintf(s.Out, "egresslab clean: there is no kind cluster %s\n", c.Name())
+		return ExitOK
+	}
+	if err := c.Delete(); err != nil {
+		fmt.Fprintf(s.Err, "egresslab clean: %v\n", err)
+		return ExitUnexpected
+	}
+	fmt.Fprintf(s.Out, "egresslab clean: deleted kind cluster %s\n", c.Name())
 	return ExitOK
 }
 

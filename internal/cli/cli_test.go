@@ -105,3 +105,10 @@ func TestCancelledLabReportsInterrupted(t *testing.T) {
 	assert.Equal(t, cli.ExitInterrupted, code)
 	assert.Contains(t, errb.String(), "interrupted")
 }
+
+func TestCleanWithoutDockerSaysThereIsNothingToDelete(t *testing.T) {
+	t.Setenv("DOCKER_HOST", "unix://"+filepath.Join(t.TempDir(), "no-docker.sock"))
+	code, out, _ := run(t, "", "clean")
+	assert.Equal(t, cli.ExitOK, code)
+	assert.Contains(t, out, "no kind cluster to delete")
+}

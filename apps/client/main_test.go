@@ -1,0 +1,277 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/egresslab/egresslab/harness/outcome"
+)
+
+var localPort = regexp.MustCompile(`127\.0\.0\.1:\d+`)
+
+var update = flag.Bool("update", false, "rewrite testdata/observations from the client's output against the local servers")
+
+// envoyBlockAll answers as Istio's block_all virtual host does: a direct 502 from Envoy
+// itself, with `server: envoy` and no x-envoy-upstream-service-time (no upstream was asked).
+func envoyBlockAll(t *testing.T) string {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Server", "envoy")
+		w.Header().Set("Date", "Mon, 01 Jun 2026 10:00:00 GMT")
+		w.Header().Set("Content-Length", "0")
+		w.WriteHeader(http.StatusBadGateway)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL + "/todos/1"
+}
+
+// envoyUpstream answers as a sidecar does after reaching jsonplaceholder.
+func envoyUpstream(t *testing.T) string {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Server", "envoy")
+		w.Header().Set("X-Envoy-Upstream-Service-Time", "87")
+		w.Header().Set("Content-Type", "application/json; charset=utf-8")
+		fmt.Fprint(w, `{"userId":1,"id":1,"title":"delectus aut autem","completed":false}`)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL + "/todos/1"
+}
+
+// resetting accepts connections, waits for the client's first bytes (the request, or a
+// TLS ClientHello) and resets: SO_LINGER 0 makes Close send RST instead of FIN.
+func resetting(t *testing.T, scheme string) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+			_, _ = c.Read(make([]byte, 4096))
+			_ = c.(*net.TCPConn).SetLinger(0)
+			c.Close()
+		}
+	}()
+	return scheme + "://" + ln.Addr().String() + "/todos/1"
+}
+
+// closing accepts, reads the first bytes and closes in order (FIN): the client's TLS
+// handshake ends in EOF.
+func closing(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+			_, _ = c.Read(make([]byte, 4096))
+			c.Close()
+		}
+	}()
+	return "https://" + ln.Addr().String() + "/todos/1"
+}
+
+// closedPort is a port nothing listens on.
+func closedPort(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close())
+	return "http://" + addr + "/todos/1"
+}
+
+// hanging accepts and never answers.
+func hanging(t *testing.T) string {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { <-release }))
+	t.Cleanup(func() { close(release); srv.Close() })
+	return srv.URL + "/todos/1"
+}
+
+// untrusted serves TLS with a certificate no root the client knows signed.
+func untrusted(t *testing.T) string {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	t.Cleanup(srv.Close)
+	return srv.URL + "/todos/1"
+}
+
+// unresolvable is in .invalid, which RFC 6761 reserves so that it never resolves.
+func unresolvable(*testing.T) string { return "http://egresslab-nowhere.invalid/todos/1" }
+
+var cases = []struct {
+	name    string
+	url     func(*testing.T) string
+	timeout time.Duration
+	want    outcome.Observation // the stable fields: status, headers, body, error class
+}{
+	{"envoy-502-block-all", envoyBlockAll, 5 * time.Second,
+		outcome.Observation{Status: 502, Server: "envoy"}},
+	{"envoy-200-upstream", envoyUpstream, 5 * time.Second,
+		outcome.Observation{Status: 200, Server: "envoy", UpstreamServiceTime: "87",
+			BodyPrefix: `{"userId":1,"id":1,"title":"delectus aut autem","completed":false}`}},
+	{"reset", func(t *testing.T) string { return resetting(t, "http") }, 5 * time.Second,
+		outcome.Observation{ErrorClass: outcome.ErrReset}},
+	{"reset-in-tls-handshake", func(t *testing.T) string { return resetting(t, "https") }, 5 * time.Second,
+		outcome.Observation{ErrorClass: outcome.ErrReset}},
+	{"eof-in-tls-handshake", closing, 5 * time.Second,
+		outcome.Observation{ErrorClass: outcome.ErrReset}},
+	{"refused", closedPort, 5 * time.Second,
+		outcome.Observation{ErrorClass: outcome.ErrRefused}},
+	{"dns", unresolvable, 10 * time.Second,
+		outcome.Observation{ErrorClass: outcome.ErrDNS}},
+	{"timeout", hanging, 300 * time.Millisecond,
+		outcome.Observation{ErrorClass: outcome.ErrTimeout}},
+	{"tls-untrusted-certificate", untrusted, 5 * time.Second,
+		outcome.Observation{ErrorClass: outcome.ErrTLS}},
+}
+
+func stable(o outcome.Observation) outcome.Observation {
+	return outcome.Observation{Status: o.Status, Server: o.Server, UpstreamServiceTime: o.UpstreamServiceTime,
+		BodyPrefix: o.BodyPrefix, ErrorClass: o.ErrorClass}
+}
+
+func TestCallAgainstLocalServers(t *testing.T) {
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			url := tc.url(t)
+			got := Call(context.Background(), url, tc.timeout)
+			assert.Equal(t, tc.want, stable(got), "error: %s", got.Error)
+			assert.Equal(t, url, got.URL)
+			if tc.want.ErrorClass != outcome.ErrNone {
+				assert.NotEmpty(t, got.Error, "a failed call says how it failed")
+			}
+			if tc.name == "timeout" {
+				assert.GreaterOrEqual(t, got.DurationMillis, int64(300))
+				assert.Less(t, got.DurationMillis, int64(5000))
+			}
+		})
+	}
+}
+
+// The observations in testdata are the client's own output against the local servers
+// above; harness/kindbackend classifies them. This test keeps them in step with the
+// client: run with -update to rewrite them.
+func TestRecordedObservationsMatchTheClient(t *testing.T) {
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			url := tc.url(t)
+			code := run(context.Background(), []string{"call", "--timeout=" + tc.timeout.String(), url}, &out, &errOut)
+			require.Equal(t, 0, code, errOut.String())
+			path := filepath.Join("testdata", "observations", tc.name+".json")
+			if *update {
+				// Ports differ run to run; keep the files stable under -update.
+				line := localPort.ReplaceAllString(out.String(), "127.0.0.1:PORT")
+				require.NoError(t, os.MkdirAll(filepath.Dir(path), 0o755))
+				require.NoError(t, os.WriteFile(path, []byte(line), 0o644))
+			}
+			recorded, err := os.ReadFile(path)
+			require.NoError(t, err, "run go test ./apps/client -run TestRecorded -update")
+			var want, got outcome.Observation
+			require.NoError(t, json.Unmarshal(recorded, &want))
+			require.NoError(t, json.Unmarshal(out.Bytes(), &got))
+			assert.Equal(t, stable(want), stable(got))
+		})
+	}
+}
+
+func TestCallPrintsExactlyOneJSONLine(t *testing.T) {
+	var out, errOut bytes.Buffer
+	code := run(context.Background(), []string{"call", envoyBlockAll(t)}, &out, &errOut)
+	require.Equal(t, 0, code, errOut.String())
+	assert.Empty(t, errOut.String())
+	lines := strings.Split(strings.TrimRight(out.String(), "\n"), "\n")
+	require.Len(t, lines, 1, "output: %q", out.String())
+	dec := json.NewDecoder(strings.NewReader(lines[0]))
+	dec.DisallowUnknownFields()
+	var o outcome.Observation
+	require.NoError(t, dec.Decode(&o))
+	assert.Equal(t, 502, o.Status)
+	assert.Equal(t, outcome.Blocked, outcome.Classify(o).Kind)
+}
+
+func TestCallDoesNotFollowRedirects(t *testing.T) {
+	srv := httptest.NewServer(http.RedirectHandler("http://elsewhere.invalid/", http.StatusMovedPermanently))
+	defer srv.Close()
+	o := Call(context.Background(), srv.URL, 5*time.Second)
+	assert.Equal(t, 301, o.Status)
+	assert.Equal(t, outcome.ErrNone, o.ErrorClass)
+}
+
+func TestCallKeepsOnlyABodyPrefix(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprint(w, strings.Repeat("x", 10*BodyPrefixBytes))
+	}))
+	defer srv.Close()
+	o := Call(context.Background(), srv.URL, 5*time.Second)
+	assert.Len(t, o.BodyPrefix, BodyPrefixBytes)
+}
+
+func TestUsageErrors(t *testing.T) {
+	for _, args := range [][]string{nil, {"fly"}, {"call"}, {"call", "a", "b"}, {"call", "--nope", "x"}} {
+		var out, errOut bytes.Buffer
+		assert.Equal(t, 2, run(context.Background(), args, &out, &errOut), "args %q", args)
+		assert.Empty(t, out.String())
+		assert.NotEmpty(t, errOut.String())
+	}
+	o := Call(context.Background(), "http://bad host/", time.Second)
+	assert.Equal(t, outcome.ErrOther, o.ErrorClass)
+}
+
+func TestServeAnswersHealthzUntilCancelled(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close())
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	var errOut bytes.Buffer
+	go func() { done <- run(ctx, []string{"serve", "--listen=" + addr}, &bytes.Buffer{}, &errOut) }()
+
+	var resp *http.Response
+	require.Eventually(t, func() bool {
+		resp, err = http.Get("http://" + addr + "/healthz")
+		return err == nil
+	}, 5*time.Second, 20*time.Millisecond)
+	assert.Equal(t, 200, resp.StatusCode)
+	resp.Body.Close()
+
+	cancel()
+	select {
+	case code := <-done:
+		assert.Equal(t, 0, code, errOut.String())
+	case <-time.After(10 * time.Second):
+		t.Fatal("serve did not stop when its context ended")
+	}
+}
+
+func TestServeReportsABusyAddress(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	var errOut bytes.Buffer
+	assert.Equal(t, 1, run(context.Background(), []string{"serve", "--listen=" + ln.Addr().String()}, &bytes.Buffer{}, &errOut))
+	assert.Contains(t, errOut.String(), "listen on "+ln.Addr().String())
+}

@@ -1,0 +1,240 @@
+// Package istioinstall installs Istio into a cluster the way its documentation does
+// with Helm: the `base` and `istiod` charts from Istio's official chart repository, at
+// one pinned release, with the lab's values (manifests/istio/values.yaml), through the
+// Helm Go SDK. Then it does what `helm install --wait` does not: it waits for istiod to
+// serve and reads the mesh config back from the cluster, so that a lab never runs on a
+// mesh whose outbound policy is not the one it asked for.
+package istioinstall
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"reflect"
+	"time"
+
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/yaml"
+
+	"helm.sh/helm/v4/pkg/action"
+	"helm.sh/helm/v4/pkg/chart/loader"
+	chart "helm.sh/helm/v4/pkg/chart/v2"
+	"helm.sh/helm/v4/pkg/cli"
+	"helm.sh/helm/v4/pkg/kube"
+	rcommon "helm.sh/helm/v4/pkg/release/common"
+	release "helm.sh/helm/v4/pkg/release/v1"
+	"helm.sh/helm/v4/pkg/storage/driver"
+
+	"github.com/egresslab/egresslab/harness/manifest"
+)
+
+const (
+	// Version is the Istio release installed. It is the release the project's Go module
+	// istio.io/istio is pinned to (1.31.0 is commit eed52eb), so that sim generates the
+	// same sidecar config as the cluster's istiod. Override with WithVersion.
+	Version = "1.31.0"
+	// ChartRepo is Istio's official Helm chart repository.
+	ChartRepo = "https://istio-release.storage.googleapis.com/charts"
+	// Namespace is where istiod runs, and where Istio reads its mesh config from.
+	Namespace = "istio-system"
+
+	// Releases and charts, named as Istio's install guide names them.
+	BaseRelease   = "istio-base"
+	BaseChart     = "base"
+	IstiodRelease = "istiod"
+	IstiodChart   = "istiod"
+
+	// MeshConfigMap holds the mesh config istiod reads, under key "mesh".
+	MeshConfigMap = "istio"
+)
+
+// Installer installs and upgrades Istio with Helm.
+type Installer struct {
+	helm     *action.Configuration
+	kube     kubernetes.Interface
+	version  string
+	charts   ChartSource
+	progress io.Writer
+	timeout  time.Duration
+	poll     time.Duration
+}
+
+// ChartSource finds a chart by name and version.
+type ChartSource func(ctx context.Context, name, version string) (*chart.Chart, error)
+
+// Option configures an Installer.
+type Option func(*Installer)
+
+// WithVersion installs another Istio release than Version.
+func WithVersion(v string) Option { return func(i *Installer) { i.version = v } }
+
+// WithCharts takes the charts from src instead of Istio's chart repository.
+func WithCharts(src ChartSource) Option { return func(i *Installer) { i.charts = src } }
+
+// WithProgress writes what the installer is doing to w.
+func WithProgress(w io.Writer) Option { return func(i *Installer) { i.progress = w } }
+
+// WithTimeout bounds each chart's install and istiod's start (default 5 minutes).
+func WithTimeout(d time.Duration) Option { return func(i *Installer) { i.timeout = d } }
+
+// WithHelmConfig uses a ready Helm configuration (tests give one with an in-memory
+// release store and a fake Kubernetes client).
+func WithHelmConfig(cfg *action.Configuration) Option { return func(i *Installer) { i.helm = cfg } }
+
+// New returns an Installer for the cluster that getter and k reach.
+func New(getter genericclioptions.RESTClientGetter, k kubernetes.Interface, opts ...Option) (*Installer, error) {
+	i := &Installer{kube: k, version: Version, charts: FromRepo(ChartRepo), progress: io.Discard,
+		timeout: 5 * time.Minute, poll: 2 * time.Second}
+	for _, o := range opts {
+		o(i)
+	}
+	if i.helm == nil {
+		// Helm logs at debug level what the lab's progress already says.
+		cfg := action.NewConfiguration(action.ConfigurationSetLogger(slog.NewTextHandler(io.Discard, nil)))
+		if err := cfg.Init(getter, Namespace, "secret"); err != nil {
+			return nil, fmt.Errorf("set up Helm for namespace %s: %w", Namespace, err)
+		}
+		i.helm = cfg
+	}
+	return i, nil
+}
+
+// FromRepo finds charts in a Helm chart repository, as `helm install --repo URL` does,
+// caching the downloads in Helm's usual cache directory.
+func FromRepo(repoURL string) ChartSource {
+	return func(_ context.Context, name, version string) (*chart.Chart, error) {
+		opts := action.ChartPathOptions{RepoURL: repoURL, Version: version}
+		path, err := opts.LocateChart(name, cli.New())
+		if err != nil {
+			return nil, fmt.Errorf("download chart %s %s from %s: %w", name, version, repoURL, err)
+		}
+		return loadChart(path)
+	}
+}
+
+// FromDir loads chart name from dir/<name>: a local checkout or copy of Istio's charts.
+// Istio's source tree keeps `istiod` under istio-control/istio-discovery; dirs maps a
+// chart name to its directory.
+func FromDir(dirs map[string]string) ChartSource {
+	return func(_ context.Context, name, _ string) (*chart.Chart, error) {
+		dir, ok := dirs[name]
+		if !ok {
+			return nil, fmt.Errorf("no local directory for chart %s", name)
+		}
+		return loadChart(dir)
+	}
+}
+
+func loadChart(path string) (*chart.Chart, error) {
+	c, err := loader.Load(path)
+	if err != nil {
+		return nil, fmt.Errorf("load chart %s: %w", path, err)
+	}
+	ch, ok := c.(*chart.Chart)
+	if !ok {
+		return nil, fmt.Errorf("load chart %s: a %T, not a v2 chart", path, c)
+	}
+	return ch, nil
+}
+
+// Install installs Istio (base, then istiod with values), or upgrades it to values, then
+// waits for istiod and checks the mode of the mesh config the cluster really holds.
+func (i *Installer) Install(ctx context.Context, values manifest.MeshValues) error {
+	if err := i.release(ctx, BaseRelease, BaseChart, map[string]any{}); err != nil {
+		return err
+	}
+	if err := i.release(ctx, IstiodRelease, IstiodChart, values.Values); err != nil {
+		return err
+	}
+	if err := WaitIstiod(ctx, i.kube, i.timeout, i.poll); err != nil {
+		return err
+	}
+	return CheckMeshMode(ctx, i.kube, values)
+}
+
+// release installs the chart as name, upgrades it when it is there with other values or
+// another version, and leaves it alone when it is already exactly so: each scenario asks
+// for the mesh, and an idle upgrade would cost a rollout wait.
+func (i *Installer) release(ctx context.Context, name, chartName string, values map[string]any) error {
+	what := fmt.Sprintf("install Istio %s chart %s as release %s", i.version, chartName, name)
+	current, err := i.deployed(name)
+	if err != nil {
+		return fmt.Errorf("%s: read the release's history: %w", what, err)
+	}
+	if current != nil && current.Info != nil && current.Info.Status == rcommon.StatusDeployed &&
+		current.Chart != nil && current.Chart.Metadata != nil &&
+		current.Chart.Metadata.Version == i.version && sameValues(current.Config, values) {
+		fmt.Fprintf(i.progress, "  %s %s is installed with these values already\n", chartName, i.version)
+		return nil
+	}
+	ch, err := i.charts(ctx, chartName, i.version)
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	if current == nil {
+		fmt.Fprintf(i.progress, "  helm install %s istio/%s --version %s -n %s\n", name, chartName, i.version, Namespace)
+		in := action.NewInstall(i.helm)
+		in.ReleaseName, in.Namespace, in.CreateNamespace = name, Namespace, true
+		in.WaitStrategy, in.Timeout = kube.StatusWatcherStrategy, i.timeout
+		in.RollbackOnFailure = true
+		if _, err := in.RunWithContext(ctx, ch, values); err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		return nil
+	}
+	fmt.Fprintf(i.progress, "  helm upgrade %s istio/%s --version %s -n %s\n", name, chartName, i.version, Namespace)
+	up := action.NewUpgrade(i.helm)
+	up.Namespace = Namespace
+	up.WaitStrategy, up.Timeout = kube.StatusWatcherStrategy, i.timeout
+	// The values given are the whole truth, as `helm upgrade -f values.yaml` without --reuse-values.
+	up.ResetValues = true
+	if _, err := up.RunWithContext(ctx, name, ch, values); err != nil {
+		return fmt.Errorf("upgrade Istio release %s to chart %s %s: %w", name, chartName, i.version, err)
+	}
+	return nil
+}
+
+// deployed is the release's latest revision (deployed or failed), nil when it was never installed.
+func (i *Installer) deployed(name string) (*release.Release, error) {
+	h, err := action.NewHistory(i.helm).Run(name)
+	if errors.Is(err, driver.ErrReleaseNotFound) || (err == nil && len(h) == 0) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var last *release.Release
+	for _, r := range h {
+		rel, ok := r.(*release.Release)
+		if !ok {
+			return nil, fmt.Errorf("release %s: unexpected release type %T", name, r)
+		}
+		if last == nil || rel.Version > last.Version {
+			last = rel
+		}
+	}
+	return last, nil
+}
+
+// sameValues compares Helm values by their YAML meaning (numbers read back from a
+// release are float64 where the file had int).
+func sameValues(a, b map[string]any) bool {
+	norm := func(m map[string]any) any {
+		if m == nil {
+			m = map[string]any{}
+		}
+		raw, err := yaml.Marshal(m)
+		if err != nil {
+			return nil
+		}
+		var out any
+		if yaml.Unmarshal(raw, &out) != nil {
+			return nil
+		}
+		return out
+	}
+	return reflect.DeepEqual(norm(a), norm(b))
+}

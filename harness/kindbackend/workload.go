@@ -1,0 +1,200 @@
+package kindbackend
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/egresslab/egresslab/harness/backend"
+	"github.com/egresslab/egresslab/harness/istioinstall"
+)
+
+// readyPod waits until the workload's Deployment is rolled out and returns its ready pod.
+func (b *Backend) readyPod(ctx context.Context, w backend.Workload) (*corev1.Pod, error) {
+	done := step(b.progress, "rollout of "+w.String())
+	ctx, cancel := context.WithTimeout(ctx, b.rollout)
+	defer cancel()
+	var last string
+	for {
+		pod, why, err := b.rolledOutPod(ctx, w)
+		if err == nil && pod != nil {
+			done(nil)
+			return pod, nil
+		}
+		if err != nil {
+			last = err.Error()
+		} else {
+			last = why
+		}
+		select {
+		case <-ctx.Done():
+			err := fmt.Errorf("wait for Deployment %s to be ready: %w; last seen: %s", w, context.Cause(ctx), last)
+			done(err)
+			return nil, err
+		case <-time.After(b.poll):
+		}
+	}
+}
+
+// rolledOutPod is the ready pod of the Deployment's latest rollout, or why there is none yet.
+func (b *Backend) rolledOutPod(ctx context.Context, w backend.Workload) (*corev1.Pod, string, error) {
+	d, err := b.kube.AppsV1().Deployments(w.Namespace).Get(ctx, w.Name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, "", fmt.Errorf("no Deployment %s: apply manifests/apps/ first", w)
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("read Deployment %s: %w", w, err)
+	}
+	if ok, why := istioinstall.RolledOut(d); !ok {
+		return nil, why + podTrouble(ctx, b, d), nil
+	}
+	pod, err := b.podOf(ctx, d)
+	if err != nil {
+		return nil, err.Error(), nil
+	}
+	return pod, "", nil
+}
+
+// podTrouble names what keeps a Deployment's pods from starting (an image that cannot be
+// found, a crash loop), which the rollout status alone does not say.
+func podTrouble(ctx context.Context, b *Backend, d *appsv1.Deployment) string {
+	pods, err := b.pods(ctx, d)
+	if err != nil {
+		return ""
+	}
+	var out []string
+	for _, p := range pods {
+		for _, cs := range append(p.Status.InitContainerStatuses, p.Status.ContainerStatuses...) {
+			if w := cs.State.Waiting; w != nil && w.Reason != "" && w.Reason != "ContainerCreating" && w.Reason != "PodInitializing" {
+				msg := fmt.Sprintf("pod %s container %s: %s", p.Name, cs.Name, w.Reason)
+				if w.Reason == "ErrImageNeverPull" {
+					msg += " (the client image is not on the node: it is loaded by the kind backend's setup)"
+				}
+				out = append(out, msg)
+			}
+		}
+	}
+	if len(out) == 0 {
+		return ""
+	}
+	return "; " + strings.Join(out, "; ")
+}
+
+func (b *Backend) pods(ctx context.Context, d *appsv1.Deployment) ([]corev1.Pod, error) {
+	sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
+	if err != nil {
+		return nil, fmt.Errorf("selector of Deployment %s/%s: %w", d.Namespace, d.Name, err)
+	}
+	list, err := b.kube.CoreV1().Pods(d.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
+	if err != nil {
+		return nil, fmt.Errorf("list pods of Deployment %s/%s: %w", d.Namespace, d.Name, err)
+	}
+	return list.Items, nil
+}
+
+// podOf picks the newest running, ready pod that is not being deleted.
+func (b *Backend) podOf(ctx context.Context, d *appsv1.Deployment) (*corev1.Pod, error) {
+	pods, err := b.pods(ctx, d)
+	if err != nil {
+		return nil, err
+	}
+	var ready []corev1.Pod
+	for _, p := range pods {
+		if p.DeletionTimestamp == nil && p.Status.Phase == corev1.PodRunning && podReady(&p) &&
+			labels.SelectorFromSet(d.Spec.Template.Labels).Matches(labels.Set(p.Labels)) {
+			ready = append(ready, p)
+		}
+	}
+	if len(ready) == 0 {
+		return nil, fmt.Errorf("%w of Deployment %s/%s among %d pods", errNoPod, d.Namespace, d.Name, len(pods))
+	}
+	sort.Slice(ready, func(i, j int) bool { return ready[j].CreationTimestamp.Before(&ready[i].CreationTimestamp) })
+	return &ready[0], nil
+}
+
+func podReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// currentPod is the pod calls are made from: the ready pod of the Deployment now.
+func (b *Backend) currentPod(ctx context.Context, w backend.Workload) (*corev1.Pod, error) {
+	d, err := b.kube.AppsV1().Deployments(w.Namespace).Get(ctx, w.Name, metav1.GetOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("find the pod of %s: %w", w, err)
+	}
+	pod, err := b.podOf(ctx, d)
+	if err != nil {
+		return nil, fmt.Errorf("find the pod of %s: %w", w, err)
+	}
+	return pod, nil
+}
+
+// checkSidecar says how pod runs istio-proxy, or why it does not.
+func (b *Backend) checkSidecar(ctx context.Context, pod *corev1.Pod) (string, error) {
+	if how, ok := SidecarIn(pod); ok {
+		return how, nil
+	}
+	ns, err := b.kube.CoreV1().Namespaces().Get(ctx, pod.Namespace, metav1.GetOptions{})
+	if err != nil {
+		return "", fmt.Errorf("pod %s/%s runs without an istio-proxy sidecar, and its namespace cannot be read: %w", pod.Namespace, pod.Name, err)
+	}
+	injector := ""
+	if _, err := b.kube.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, "istio-sidecar-injector", metav1.GetOptions{}); err != nil {
+		injector = "the sidecar injector webhook istio-sidecar-injector is not registered (is istiod installed?)"
+	} else if d, err := b.kube.AppsV1().Deployments(istioinstall.Namespace).Get(ctx, "istiod", metav1.GetOptions{}); err != nil {
+		injector = "istiod is not running in " + istioinstall.Namespace
+	} else if ok, why := istioinstall.RolledOut(d); !ok {
+		injector = "the injector (istiod) is not ready: " + why
+	}
+	return "", fmt.Errorf("pod %s/%s runs without an istio-proxy sidecar, so it proves nothing about the mesh: %s",
+		pod.Namespace, pod.Name, WhyNoSidecar(ns, pod, injector))
+}
+
+// SidecarIn reports whether the pod runs istio-proxy, as a container or as a native
+// sidecar (an init container that keeps running: restartPolicy Always).
+func SidecarIn(pod *corev1.Pod) (string, bool) {
+	for _, c := range pod.Spec.Containers {
+		if c.Name == "istio-proxy" {
+			return fmt.Sprintf("pod %s runs the istio-proxy sidecar container (image %s)", pod.Name, c.Image), true
+		}
+	}
+	for _, c := range pod.Spec.InitContainers {
+		if c.Name == "istio-proxy" && c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
+			return fmt.Sprintf("pod %s runs istio-proxy as a native sidecar (init container with restartPolicy Always, image %s)", pod.Name, c.Image), true
+		}
+	}
+	return "", false
+}
+
+// WhyNoSidecar names the likely cause of a pod without a sidecar, and the fix. injector
+// is "" when the injector is ready, else what is wrong with it.
+func WhyNoSidecar(ns *corev1.Namespace, pod *corev1.Pod, injector string) string {
+	nsLabel, rev := ns.Labels["istio-injection"], ns.Labels["istio.io/rev"]
+	switch {
+	case pod.Labels["sidecar.istio.io/inject"] == "false":
+		return "the pod is labelled sidecar.istio.io/inject=false; remove the label from the Deployment's pod template"
+	case nsLabel == "disabled":
+		return fmt.Sprintf("namespace %s is labelled istio-injection=disabled; label it istio-injection=enabled and restart the pods "+
+			"(kubectl -n %s rollout restart deploy)", ns.Name, ns.Name)
+	case nsLabel != "enabled" && rev == "" && pod.Labels["sidecar.istio.io/inject"] != "true":
+		return fmt.Sprintf("namespace %s is not labelled for injection; label it (kubectl label namespace %s istio-injection=enabled) "+
+			"and restart the pods (kubectl -n %s rollout restart deploy)", ns.Name, ns.Name, ns.Name)
+	case injector != "":
+		return injector + "; once it is ready, restart the pods (kubectl -n " + ns.Name + " rollout restart deploy)"
+	}
+	return fmt.Sprintf("namespace %s is labelled for injection and the injector is ready now, so the pod was probably created "+
+		"before it was (the webhook fails open); restart the pods (kubectl -n %s rollout restart deploy)", ns.Name, ns.Name)
+}
