@@ -1,7 +1,7 @@
 # egresslab: a lab for how an Istio mesh controls traffic that leaves it.
 #
 #   make lab-serviceentry   the narrated ServiceEntry lab (ARGS="-instructor -show-config -entry FILE")
-#   make test               go vet + every test, scenarios on the offline simulator
+#   make test               go vet + every test; the scenarios on sim and on the local control plane
 #   make check URL=...      would a call to URL be allowed? (ARGS="-mode ALLOW_ANY -entry FILE")
 #   make bench              the benchmarks quoted in README.md
 #   make e2e                the scenarios on a real kind cluster (needs Docker and internet)
@@ -16,7 +16,7 @@ ARGS  ?=
 SOURCES := $(shell find . -path ./tools -prune -o -path ./.cache -prune -o -name '*.go' ! -name '*_test.go' -print) \
            $(shell find manifests -type f) go.mod go.sum
 
-.PHONY: lab-serviceentry check test bench e2e clean
+.PHONY: lab-serviceentry check test bench e2e clean controlplane-binaries
 
 $(BIN): $(SOURCES)
 	@echo "building $(BIN) (the first build compiles Istio and Kubernetes libraries: several minutes; later ones take seconds)" >&2
@@ -29,9 +29,16 @@ check: $(BIN)
 	@test -n "$(URL)" || { echo 'usage: make check URL=http://host/path [ARGS="-mode ALLOW_ANY -entry FILE"]' >&2; exit 2; }
 	@$(BIN) check $(ARGS) $(URL)
 
-test:
+# etcd, kube-apiserver and istiod for the local backend, built once into .cache/bin.
+controlplane-binaries:
+	hack/controlplane-binaries.sh
+
+# Every test (the scenarios on sim), then the scenarios again on the local control plane.
+# Both must run: here a backend that cannot start is a failure, not a skip.
+test: controlplane-binaries
 	$(GO) vet ./...
-	$(GO) test ./...
+	EGRESSLAB_REQUIRE_LOCAL=1 $(GO) test ./...
+	$(GO) test ./scenarios/... -count=1 -args -backend=local -require-backend
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 20x ./harness/sim/ ./labs/serviceentry/

@@ -4,6 +4,7 @@
 // evidence. The same scenarios run on every backend:
 //
 //	go test ./scenarios/...                        # sim, offline
+//	go test ./scenarios/... -args -backend=local   # real kube-apiserver, etcd and istiod, offline
 //	go test ./scenarios/... -args -backend=kind    # a real kind cluster (Docker, internet)
 package scenarios
 
@@ -32,11 +33,16 @@ var (
 
 func TestMain(m *testing.M) {
 	name := flag.String("backend", "sim", "backend to run the scenarios on: "+strings.Join(backends.Names(), ", ")+" or auto")
+	require := flag.Bool("require-backend", false, "fail, instead of skipping every scenario, when the backend cannot run here")
 	flag.DurationVar(&steps.Propagation, "propagation", 60*time.Second, "how long to wait for config to reach the sidecar")
 	flag.Parse()
 
 	ctx := context.Background()
 	p, why, err := backends.Select(ctx, *name)
+	if err != nil && *require {
+		fmt.Fprintf(os.Stderr, "scenarios: %v\n", err)
+		os.Exit(1)
+	}
 	if err != nil {
 		skipReason = err.Error()
 		fmt.Fprintf(os.Stderr, "scenarios: every scenario will skip: %s\n", skipReason)

@@ -166,12 +166,13 @@ func (b *Backend) Call(_ context.Context, w backend.Workload, c backend.Call) (o
 // becomes an error here.
 func run(sim *simulation.Simulation, c backend.Call) (r simulation.Result, err error) {
 	defer recoverFailure("simulate call "+c.String(), &err)
-	return sim.Run(simCall(c)), nil
+	return sim.Run(SimCall(c)), nil
 }
 
-// simCall is the call as the client's sidecar receives it: iptables redirects every
+// SimCall is the call as the client's sidecar receives it, for Istio's simulator (the
+// local backend judges its calls the same way): iptables redirects every
 // outbound connection to the sidecar, which then matches port, Host header and SNI.
-func simCall(c backend.Call) simulation.Call {
+func SimCall(c backend.Call) simulation.Call {
 	call := simulation.Call{
 		Address:    ExternalAddress,
 		Port:       c.Port(),
@@ -315,17 +316,17 @@ func (b *Backend) workload(w backend.Workload) (*corev1.Pod, string, error) {
 	if ns == nil {
 		return nil, "", fmt.Errorf("workload %s: namespace %s has not been applied", w, w.Namespace)
 	}
-	how, injected := sidecarInjected(ns, deploy)
+	how, injected := SidecarInjected(ns, deploy)
 	if !injected {
 		return nil, "", fmt.Errorf("workload %s would run without an istio-proxy sidecar: %s", w, how)
 	}
 	return podFor(deploy, 0), how, nil
 }
 
-// sidecarInjected applies the selectors of Istio's default injection webhook
+// SidecarInjected applies the selectors of Istio's default injection webhook
 // (istio-sidecar-injector, no revision): the namespace label istio-injection=enabled,
 // or the pod label sidecar.istio.io/inject=true, with "false"/"disabled" opting out.
-func sidecarInjected(ns *corev1.Namespace, d *appsv1.Deployment) (string, bool) {
+func SidecarInjected(ns *corev1.Namespace, d *appsv1.Deployment) (string, bool) {
 	podLabel := d.Spec.Template.Labels["sidecar.istio.io/inject"]
 	nsLabel := ns.Labels["istio-injection"]
 	switch {

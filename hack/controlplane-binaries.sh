@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Builds (or finds) the binaries the local backend runs as processes:
+#
+#   etcd            Debian's etcd-server, installed with apt-get when absent (needs root)
+#   kube-apiserver  built from k8s.io/kubernetes at the version tools/kube-apiserver pins
+#   pilot-discovery istiod, built in tools/istiod from the istio.io/istio version the
+#                   main module uses (the script refuses to build if the two differ)
+#
+# into one cache folder (default .cache/bin; override with EGRESSLAB_BIN, which the
+# local backend reads too). Each binary's file name carries its version, so a folder
+# that already holds the right versions is reused as it is, and a version bump builds
+# only what changed. Usage:
+#
+#   hack/controlplane-binaries.sh          build what is missing
+#   hack/controlplane-binaries.sh --check  build nothing; exit 1 if anything is missing
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+bin=${EGRESSLAB_BIN:-$root/.cache/bin}
+check_only=false
+[[ ${1:-} == --check ]] && check_only=true
+
+start=$(date +%s)
+say() { printf '[controlplane-binaries +%ss] %s\n' "$(($(date +%s) - start))" "$*" >&2; }
+missing=0
+
+mkdir -p "$bin"
+
+kube_version=$(cd "$root/tools/kube-apiserver" && go list -m -f '{{.Version}}' k8s.io/kubernetes)
+istio_version=$(cd "$root" && go list -m -f '{{.Version}}' istio.io/istio)
+tools_istio_version=$(cd "$root/tools/istiod" && go list -m -f '{{.Version}}' istio.io/istio)
+if [[ $istio_version != "$tools_istio_version" ]]; then
+  say "tools/istiod pins istio.io/istio $tools_istio_version but the main module uses $istio_version; align it with:"
+  say "  (cd tools/istiod && go get -tool istio.io/istio/pilot/cmd/pilot-discovery@$istio_version && go mod tidy)"
+  exit 1
+fi
+
+# --- etcd -------------------------------------------------------------------------
+etcd_path=$(command -v etcd || true)
+if [[ -z $etcd_path ]]; then
+  if $check_only; then
+    say "etcd: missing (Debian package etcd-server)"; missing=1
+  elif [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+    say "etcd: installing Debian's etcd-server with apt-get"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >&2
+    # The local backend starts its own etcd, on a free loopback port, per run.
+    apt-get install -y -qq --no-install-recommends etcd-server >&2
+    # Where systemd runs, the package starts a system etcd on 2379: nothing needs it.
+    if command -v systemctl >/dev/null && systemctl is-active --quiet etcd 2>/dev/null; then
+      systemctl disable --now etcd >&2 || true
+    fi
+    etcd_path=$(command -v etcd)
+  else
+    say "etcd: not found; install it (sudo apt-get install etcd-server) and run this again"
+    exit 1
+  fi
+fi
+if [[ -n $etcd_path ]]; then
+  ln -sfn "$etcd_path" "$bin/etcd"
+  say "etcd: $("$bin/etcd" --version 2>/dev/null | head -1) at $etcd_path"
+fi
+
+# build NAME VERSION DIR PACKAGE LDFLAGS: go build PACKAGE in module DIR into
+# $bin/NAME-VERSION, unless it is already there.
+build() {
+  local name=$1 version=$2 dir=$3 pkg=$4 ldflags=$5
+  local out="$bin/$name-$version"
+  if [[ -x $out ]]; then
+    say "$name $version: reusing $out"
+    return
+  fi
+  if $check_only; then
+    say "$name $version: missing ($out)"; missing=1
+    return
+  fi
+  say "$name $version: building $pkg (a few minutes when cold)"
+  local t0; t0=$(date +%s)
+  (cd "$dir" && CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$out.tmp" "$pkg")
+  mv "$out.tmp" "$out"
+  say "$name $version: built in $(($(date +%s) - t0))s -> $out"
+}
+
+# kube-apiserver reports its version (GET /version) from these, as Kubernetes' own
+# build (hack/lib/version.sh) sets them.
+kube_minor=$(echo "$kube_version" | cut -d. -f2)
+kube_ldflags="-s -w"
+for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+  kube_ldflags+=" -X $p.gitVersion=$kube_version -X $p.gitMajor=1 -X $p.gitMinor=$kube_minor"
+  kube_ldflags+=" -X $p.gitTreeState=clean -X $p.buildDate=1970-01-01T00:00:00Z"
+done
+build kube-apiserver "$kube_version" "$root/tools/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver "$kube_ldflags"
+
+istio_ldflags="-s -w"
+istio_ldflags+=" -X istio.io/istio/pkg/version.buildVersion=$istio_version"
+istio_ldflags+=" -X istio.io/istio/pkg/version.buildGitRevision=${istio_version##*-}"
+istio_ldflags+=" -X istio.io/istio/pkg/version.buildStatus=Clean"
+istio_ldflags+=" -X istio.io/istio/pkg/version.buildTag=$istio_version"
+build pilot-discovery "$istio_version" "$root/tools/istiod" istio.io/istio/pilot/cmd/pilot-discovery "$istio_ldflags"
+
+if [[ $missing -ne 0 ]]; then
+  say "missing binaries; run hack/controlplane-binaries.sh"
+  exit 1
+fi
+say "done: binaries in $bin"
