@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds (or finds) the binaries the local backend runs as processes:
 #
-#   etcd            Debian's etcd-server, installed with apt-get when absent (needs root)
+#   etcd            the one on PATH; else Debian's etcd-server, installed with apt-get
+#                   (as root); else (no root, or EGRESSLAB_ETCD_FROM_SOURCE=1, which
+#                   forces it) built in tools/etcd from the go.etcd.io/etcd version it pins
 #   kube-apiserver  built from k8s.io/kubernetes at the version tools/kube-apiserver pins
 #   pilot-discovery istiod, built in tools/istiod from the istio.io/istio version the
 #                   main module uses (the script refuses to build if the two differ)
@@ -27,38 +29,13 @@ missing=0
 mkdir -p "$bin"
 
 kube_version=$(cd "$root/tools/kube-apiserver" && go list -m -f '{{.Version}}' k8s.io/kubernetes)
+etcd_version=$(cd "$root/tools/etcd" && go list -m -f '{{.Version}}' go.etcd.io/etcd/server/v3)
 istio_version=$(cd "$root" && go list -m -f '{{.Version}}' istio.io/istio)
 tools_istio_version=$(cd "$root/tools/istiod" && go list -m -f '{{.Version}}' istio.io/istio)
 if [[ $istio_version != "$tools_istio_version" ]]; then
   say "tools/istiod pins istio.io/istio $tools_istio_version but the main module uses $istio_version; align it with:"
   say "  (cd tools/istiod && go get -tool istio.io/istio/pilot/cmd/pilot-discovery@$istio_version && go mod tidy)"
   exit 1
-fi
-
-# --- etcd -------------------------------------------------------------------------
-etcd_path=$(command -v etcd || true)
-if [[ -z $etcd_path ]]; then
-  if $check_only; then
-    say "etcd: missing (Debian package etcd-server)"; missing=1
-  elif [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
-    say "etcd: installing Debian's etcd-server with apt-get"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq >&2
-    # The local backend starts its own etcd, on a free loopback port, per run.
-    apt-get install -y -qq --no-install-recommends etcd-server >&2
-    # Where systemd runs, the package starts a system etcd on 2379: nothing needs it.
-    if command -v systemctl >/dev/null && systemctl is-active --quiet etcd 2>/dev/null; then
-      systemctl disable --now etcd >&2 || true
-    fi
-    etcd_path=$(command -v etcd)
-  else
-    say "etcd: not found; install it (sudo apt-get install etcd-server) and run this again"
-    exit 1
-  fi
-fi
-if [[ -n $etcd_path ]]; then
-  ln -sfn "$etcd_path" "$bin/etcd"
-  say "etcd: $("$bin/etcd" --version 2>/dev/null | head -1) at $etcd_path"
 fi
 
 # build NAME VERSION DIR PACKAGE LDFLAGS: go build PACKAGE in module DIR into
@@ -80,6 +57,44 @@ build() {
   mv "$out.tmp" "$out"
   say "$name $version: built in $(($(date +%s) - t0))s -> $out"
 }
+
+# --- etcd -------------------------------------------------------------------------
+# From source when forced, or when it cannot come from PATH or apt-get (no root): the
+# Go module proxy is all it needs, like kube-apiserver and istiod. $bin/etcd links to
+# whichever etcd is used.
+etcd_from_source=false
+[[ ${EGRESSLAB_ETCD_FROM_SOURCE:-} == 1 ]] && etcd_from_source=true
+etcd_path=
+$etcd_from_source || etcd_path=$(command -v etcd || true)
+if [[ -z $etcd_path && -x $bin/etcd-$etcd_version ]]; then
+  etcd_from_source=true # built before: reuse it rather than install another
+fi
+if [[ -z $etcd_path ]] && ! $etcd_from_source && ! { [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; }; then
+  etcd_from_source=true # not root (or no apt-get): build it instead
+fi
+if $etcd_from_source; then
+  build etcd "$etcd_version" "$root/tools/etcd" go.etcd.io/etcd/server/v3 "-s -w"
+  [[ -x $bin/etcd-$etcd_version ]] && etcd_path=etcd-$etcd_version # relative: the link moves with $bin
+elif [[ -z $etcd_path ]]; then
+  if $check_only; then
+    say "etcd: missing (Debian package etcd-server, or EGRESSLAB_ETCD_FROM_SOURCE=1 to build it)"; missing=1
+  else
+    say "etcd: installing Debian's etcd-server with apt-get"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >&2
+    # The local backend starts its own etcd, on a free loopback port, per run.
+    apt-get install -y -qq --no-install-recommends etcd-server >&2
+    # Where systemd runs, the package starts a system etcd on 2379: nothing needs it.
+    if command -v systemctl >/dev/null && systemctl is-active --quiet etcd 2>/dev/null; then
+      systemctl disable --now etcd >&2 || true
+    fi
+    etcd_path=$(command -v etcd)
+  fi
+fi
+if [[ -n $etcd_path ]]; then
+  [[ $etcd_path == "$bin/etcd" ]] || ln -sfn "$etcd_path" "$bin/etcd"
+  say "etcd: $("$bin/etcd" --version 2>/dev/null | head -1) at $bin/etcd -> $etcd_path"
+fi
 
 # kube-apiserver reports its version (GET /version) from these, as Kubernetes' own
 # build (hack/lib/version.sh) sets them.

@@ -89,7 +89,7 @@ func FindBinaries() (Binaries, error) {
 		}
 	}
 	if len(missing) > 0 {
-		return b, fmt.Errorf("local control plane binaries missing: %s; build them with %s (etcd from Debian's etcd-server, "+
+		return b, fmt.Errorf("local control plane binaries missing: %s; build them with %s (etcd from Debian's etcd-server, or built from source without root, "+
 			"kube-apiserver %s and istiod %s from the Go module proxy)", strings.Join(missing, ", "), BuildCommand, KubeVersion, IstioVersion())
 	}
 	return b, nil
