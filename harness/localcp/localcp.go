@@ -26,6 +26,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -92,7 +93,22 @@ type ControlPlane struct {
 // Start starts etcd, kube-apiserver (with Istio's CRDs) and istiod, in that order,
 // waiting for each to be ready. When Start fails or ctx ends, everything it started
 // is stopped and its folder removed.
-func Start(ctx context.Context, opts Options) (cp *ControlPlane, err error) {
+func Start(ctx context.Context, opts Options) (*ControlPlane, error) {
+	// A port is checked free before a program binds it; another program can take it in
+	// between. Such a start cleans up after itself, so it is simply tried again.
+	const attempts = 3
+	for attempt := 1; ; attempt++ {
+		cp, err := start(ctx, opts)
+		if err == nil || attempt == attempts || ctx.Err() != nil || !strings.Contains(err.Error(), "address already in use") {
+			return cp, err
+		}
+		if opts.Progress != nil {
+			fmt.Fprintf(opts.Progress, "[local control plane] a port was taken while starting; starting again on other ports (attempt %d of %d)\n", attempt+1, attempts)
+		}
+	}
+}
+
+func start(ctx context.Context, opts Options) (cp *ControlPlane, err error) {
 	if opts.Mesh.Mesh == nil {
 		return nil, errors.New("local control plane: no mesh config (load manifests/istio/values.yaml with manifest.LoadMeshValues)")
 	}

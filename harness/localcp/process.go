@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -118,24 +119,50 @@ func (p *process) logTail(n int) string {
 	return b.String()
 }
 
-// freePorts returns n distinct ports that are free on 127.0.0.1 right now.
+// freePorts returns n distinct ports that are free on 127.0.0.1 right now. They are
+// drawn from below the kernel's ephemeral range: a port from there (what ":0" gives)
+// can be taken by any outgoing connection on the machine before our program binds it.
 func freePorts(n int) ([]int, error) {
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			_ = l.Close()
-		}
-	}()
+	low, high := 20000, ephemeralLow()-1
+	handedOut.Lock()
+	defer handedOut.Unlock()
 	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("find a free port on 127.0.0.1: %w", err)
+	for tries := 0; len(ports) < n; tries++ {
+		if tries > 1000 {
+			return nil, fmt.Errorf("find %d free ports on 127.0.0.1 between %d and %d: none left", n, low, high)
 		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+		port := low + rand.IntN(high-low+1)
+		if handedOut.set[port] {
+			continue
+		}
+		l, err := net.Listen("tcp", loopback(port))
+		if err != nil {
+			continue
+		}
+		_ = l.Close()
+		handedOut.set[port] = true
+		ports = append(ports, port)
 	}
 	return ports, nil
+}
+
+// handedOut remembers the ports given out in this process, so that two control planes
+// started by one test binary never pick the same one.
+var handedOut = struct {
+	sync.Mutex
+	set map[int]bool
+}{set: map[int]bool{}}
+
+// ephemeralLow is the first port of the kernel's range for outgoing connections.
+func ephemeralLow() int {
+	if data, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(data)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil && n > 21000 {
+				return n
+			}
+		}
+	}
+	return 32768
 }
 
 func loopback(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
