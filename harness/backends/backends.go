@@ -74,9 +74,9 @@ func selectAuto(ctx context.Context) (backend.Provider, string, error) {
 		if err != nil {
 			return nil, "", fmt.Errorf("open backend %s: %w", r.Name, err)
 		}
-		reason := "auto picked " + r.Name + " (" + why + ")"
+		reason := "picked automatically: " + why
 		if len(passed) > 0 {
-			reason += "; passed over " + strings.Join(passed, "; ")
+			reason = "picked automatically; passed over " + strings.Join(passed, "; ")
 		}
 		return p, reason, nil
 	}

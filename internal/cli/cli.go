@@ -97,7 +97,8 @@ func runLab(ctx context.Context, args []string, s Streams) int {
 	n.Banner("egresslab · lab: ServiceEntry — letting one host out of a REGISTRY_ONLY mesh",
 		"Backend: "+b.Name()+" ("+why+").",
 		b.Describe(),
-		"On a real cluster (needs Docker and internet): egresslab lab serviceentry -backend=kind, or `make e2e` for the scenarios.",
+		"On a real cluster (needs Docker and internet): egresslab lab serviceentry -backend=kind, or `make e2e` for the scenarios. "+
+			"With a real kube-apiserver and istiod as local processes, offline: -backend=local.",
 	)
 	res, err := serviceentry.Run(ctx, b, n, opts)
 	switch {
