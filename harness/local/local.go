@@ -27,6 +27,7 @@ import (
 
 	"github.com/egresslab/egresslab/harness/backend"
 	"github.com/egresslab/egresslab/harness/kube"
+	"github.com/egresslab/egresslab/harness/kubelet"
 	"github.com/egresslab/egresslab/harness/localcp"
 	"github.com/egresslab/egresslab/harness/manifest"
 	"github.com/egresslab/egresslab/harness/outcome"
@@ -453,37 +454,5 @@ func (e *env) freePodIP(ctx context.Context) (string, error) {
 	return ip.String(), nil
 }
 
-func podFor(d *appsv1.Deployment) *corev1.Pod {
-	tmpl := d.Spec.Template
-	ready := []corev1.PodCondition{
-		{Type: corev1.PodScheduled, Status: corev1.ConditionTrue},
-		{Type: corev1.PodInitialized, Status: corev1.ConditionTrue},
-		{Type: corev1.ContainersReady, Status: corev1.ConditionTrue},
-		{Type: corev1.PodReady, Status: corev1.ConditionTrue},
-	}
-	var statuses []corev1.ContainerStatus
-	for _, c := range tmpl.Spec.Containers {
-		statuses = append(statuses, corev1.ContainerStatus{Name: c.Name, Image: c.Image, Ready: true,
-			State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}})
-	}
-	controller := true
-	return &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{
-			Name:        podName(d.Name),
-			Namespace:   d.Namespace,
-			Labels:      tmpl.Labels,
-			Annotations: tmpl.Annotations,
-			OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "Deployment", Name: d.Name,
-				UID: d.UID, Controller: &controller}},
-		},
-		Spec: *tmpl.Spec.DeepCopy(),
-		Status: corev1.PodStatus{
-			Phase:             corev1.PodRunning,
-			HostIP:            "127.0.0.1",
-			PodIP:             PodIP,
-			PodIPs:            []corev1.PodIP{{IP: PodIP}},
-			Conditions:        ready,
-			ContainerStatuses: statuses,
-		},
-	}
-}
+// podFor is d's pod as a kubelet would report it, before freePodIP gives it its address.
+func podFor(d *appsv1.Deployment) *corev1.Pod { return kubelet.Pod(d, podName(d.Name), PodIP) }

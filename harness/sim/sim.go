@@ -19,7 +19,6 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 
 	meshconfig "istio.io/api/mesh/v1alpha1"
@@ -30,6 +29,7 @@ import (
 	istiolog "istio.io/istio/pkg/log"
 
 	"github.com/egresslab/egresslab/harness/backend"
+	"github.com/egresslab/egresslab/harness/kubelet"
 	"github.com/egresslab/egresslab/harness/manifest"
 	"github.com/egresslab/egresslab/harness/outcome"
 )
@@ -281,10 +281,10 @@ func (b *Backend) build() (_ *world, err error) {
 			configs = append(configs, *o.Istio)
 		case o.Kube != nil:
 			kube = append(kube, o.Kube.DeepCopyObject())
-			if d, ok := o.Kube.(*appsv1.Deployment); ok {
-				kube = append(kube, podFor(d, len(kube)))
-			}
 		}
+	}
+	for _, pod := range b.pods() {
+		kube = append(kube, pod)
 	}
 	s := xds.NewFakeDiscoveryServer(f, xds.FakeOptions{
 		Configs:           configs,
@@ -320,7 +320,7 @@ func (b *Backend) workload(w backend.Workload) (*corev1.Pod, string, error) {
 	if !injected {
 		return nil, "", fmt.Errorf("workload %s would run without an istio-proxy sidecar: %s", w, how)
 	}
-	return podFor(deploy, 0), how, nil
+	return b.pods()[w], how, nil
 }
 
 // SidecarInjected applies the selectors of Istio's default injection webhook
@@ -342,29 +342,23 @@ func SidecarInjected(ns *corev1.Namespace, d *appsv1.Deployment) (string, bool) 
 	return "namespace " + ns.Name + " is not labelled istio-injection=enabled; label it and restart the pods", false
 }
 
-// podFor is the pod a Deployment's ReplicaSet would create, running and ready, with an
-// address from kind's default pod range.
-func podFor(d *appsv1.Deployment, n int) *corev1.Pod {
-	ip := netip.MustParseAddr("10.244.0.10")
-	for range n {
-		ip = ip.Next()
+// FirstPodIP is the address of the first Deployment's pod, in kind's default pod range;
+// later Deployments' pods take the next ones, in the order they were applied.
+const FirstPodIP = "10.244.0.10"
+
+// pods are the pods the applied Deployments would run, one each. The API server and the
+// sidecar's identity both take them from here, so a sidecar is always its pod's own.
+// Callers hold b.mu.
+func (b *Backend) pods() map[backend.Workload]*corev1.Pod {
+	out := map[backend.Workload]*corev1.Pod{}
+	ip := netip.MustParseAddr(FirstPodIP)
+	for _, o := range b.objects {
+		if d, ok := o.Kube.(*appsv1.Deployment); ok {
+			out[backend.Workload{Namespace: d.Namespace, Name: d.Name}] = kubelet.Pod(d, d.Name+"-sim", ip.String())
+			ip = ip.Next()
+		}
 	}
-	tmpl := d.Spec.Template
-	return &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{
-			Name:        d.Name + "-sim",
-			Namespace:   d.Namespace,
-			Labels:      tmpl.Labels,
-			Annotations: tmpl.Annotations,
-		},
-		Spec: *tmpl.Spec.DeepCopy(),
-		Status: corev1.PodStatus{
-			Phase:      corev1.PodRunning,
-			PodIP:      ip.String(),
-			PodIPs:     []corev1.PodIP{{IP: ip.String()}},
-			Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}},
-		},
-	}
+	return out
 }
 
 // proxyFor is the identity the pod's sidecar presents to istiod.
