@@ -51,9 +51,10 @@ func envoyUpstream(t *testing.T) string {
 	return srv.URL + "/todos/1"
 }
 
-// resetting accepts connections, waits for the client's first bytes (the request, or a
-// TLS ClientHello) and resets: SO_LINGER 0 makes Close send RST instead of FIN.
-func resetting(t *testing.T, scheme string) string {
+// hangingUp accepts connections, waits for the client's first bytes (the request, or a
+// TLS ClientHello) and hangs up: with reset, SO_LINGER 0 makes Close send RST; without,
+// Close ends the connection in order (FIN), and a TLS handshake ends in EOF.
+func hangingUp(t *testing.T, scheme string, reset bool) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	t.Cleanup(func() { ln.Close() })
@@ -65,31 +66,13 @@ func resetting(t *testing.T, scheme string) string {
 			}
 			_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
 			_, _ = c.Read(make([]byte, 4096))
-			_ = c.(*net.TCPConn).SetLinger(0)
+			if reset {
+				_ = c.(*net.TCPConn).SetLinger(0)
+			}
 			c.Close()
 		}
 	}()
 	return scheme + "://" + ln.Addr().String() + "/todos/1"
-}
-
-// closing accepts, reads the first bytes and closes in order (FIN): the client's TLS
-// handshake ends in EOF.
-func closing(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
-			_, _ = c.Read(make([]byte, 4096))
-			c.Close()
-		}
-	}()
-	return "https://" + ln.Addr().String() + "/todos/1"
 }
 
 // closedPort is a port nothing listens on.
@@ -130,11 +113,11 @@ var cases = []struct {
 	{"envoy-200-upstream", envoyUpstream, 5 * time.Second,
 		outcome.Observation{Status: 200, Server: "envoy", UpstreamServiceTime: "87",
 			BodyPrefix: `{"userId":1,"id":1,"title":"delectus aut autem","completed":false}`}},
-	{"reset", func(t *testing.T) string { return resetting(t, "http") }, 5 * time.Second,
+	{"reset", func(t *testing.T) string { return hangingUp(t, "http", true) }, 5 * time.Second,
 		outcome.Observation{ErrorClass: outcome.ErrReset}},
-	{"reset-in-tls-handshake", func(t *testing.T) string { return resetting(t, "https") }, 5 * time.Second,
+	{"reset-in-tls-handshake", func(t *testing.T) string { return hangingUp(t, "https", true) }, 5 * time.Second,
 		outcome.Observation{ErrorClass: outcome.ErrReset}},
-	{"eof-in-tls-handshake", closing, 5 * time.Second,
+	{"eof-in-tls-handshake", func(t *testing.T) string { return hangingUp(t, "https", false) }, 5 * time.Second,
 		outcome.Observation{ErrorClass: outcome.ErrReset}},
 	{"refused", closedPort, 5 * time.Second,
 		outcome.Observation{ErrorClass: outcome.ErrRefused}},
