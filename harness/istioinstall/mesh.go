@@ -8,6 +8,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 
 	"istio.io/istio/pkg/config/mesh"
@@ -19,27 +20,25 @@ import (
 // ready and its sidecar injector webhook is registered: before that, a pod created in
 // an injection-labelled namespace can come up without a sidecar.
 func WaitIstiod(ctx context.Context, k kubernetes.Interface, timeout, every time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
 	var last string
-	for {
+	err := wait.PollUntilContextTimeout(ctx, every, timeout, true, func(ctx context.Context) (bool, error) {
 		ready, why, err := istiodReady(ctx, k)
 		switch {
 		case err != nil:
 			last = err.Error()
 		case ready:
-			return nil
+			return true, nil
 		default:
 			last = why
 		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("wait for istiod in %s to be ready: %w; last seen: %s "+
-				"(kubectl -n %s describe deploy/istiod; kubectl -n %s logs deploy/istiod)",
-				Namespace, context.Cause(ctx), last, Namespace, Namespace)
-		case <-time.After(every):
-		}
+		return false, nil
+	})
+	if err != nil {
+		return fmt.Errorf("wait for istiod in %s to be ready: %w; last seen: %s "+
+			"(kubectl -n %s describe deploy/istiod; kubectl -n %s logs deploy/istiod)",
+			Namespace, err, last, Namespace, Namespace)
 	}
+	return nil
 }
 
 func istiodReady(ctx context.Context, k kubernetes.Interface) (bool, string, error) {

@@ -5,13 +5,13 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/egresslab/egresslab/harness/backend"
 	"github.com/egresslab/egresslab/harness/istioinstall"
@@ -20,28 +20,26 @@ import (
 // readyPod waits until the workload's Deployment is rolled out and returns its ready pod.
 func (b *Backend) readyPod(ctx context.Context, w backend.Workload) (*corev1.Pod, error) {
 	done := step(b.progress, "rollout of "+w.String())
-	ctx, cancel := context.WithTimeout(ctx, b.rollout)
-	defer cancel()
+	var pod *corev1.Pod
 	var last string
-	for {
-		pod, why, err := b.rolledOutPod(ctx, w)
-		if err == nil && pod != nil {
-			done(nil)
-			return pod, nil
-		}
-		if err != nil {
+	err := wait.PollUntilContextTimeout(ctx, b.poll, b.rollout, true, func(ctx context.Context) (bool, error) {
+		p, why, err := b.rolledOutPod(ctx, w)
+		switch {
+		case err != nil:
 			last = err.Error()
-		} else {
+		case p != nil:
+			pod = p
+			return true, nil
+		default:
 			last = why
 		}
-		select {
-		case <-ctx.Done():
-			err := fmt.Errorf("wait for Deployment %s to be ready: %w; last seen: %s", w, context.Cause(ctx), last)
-			done(err)
-			return nil, err
-		case <-time.After(b.poll):
-		}
+		return false, nil
+	})
+	if err != nil {
+		err = fmt.Errorf("wait for Deployment %s to be ready: %w; last seen: %s", w, err, last)
 	}
+	done(err)
+	return pod, err
 }
 
 // rolledOutPod is the ready pod of the Deployment's latest rollout, or why there is none yet.
