@@ -4,7 +4,7 @@
 #   make test               go vet + every test; the scenarios on sim and on the local control plane
 #   make check URL=...      would a call to URL be allowed? (ARGS="-mode ALLOW_ANY -entry FILE")
 #   make bench              the benchmarks quoted in README.md
-#   make e2e                the scenarios on a real kind cluster (needs Docker and internet)
+#   make e2e                the scenarios on a real kind cluster (needs Docker and internet; fails without them)
 #   make clean              delete the kind cluster (if any) and built binaries
 
 GO    ?= go
@@ -43,10 +43,11 @@ test: controlplane-binaries
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 20x ./harness/sim/ ./labs/serviceentry/
 
-# Opt-in: a real kind cluster, real Istio, the real jsonplaceholder. Skips, saying why,
-# where no Docker daemon answers. KEEP=1 keeps the cluster for the next run.
+# Opt-in: a real kind cluster, real Istio, the real jsonplaceholder. Asking for kind and
+# not getting it is a failure, with the preflight's reason and fix (not a run of skips).
+# KEEP=1 keeps the cluster for the next run.
 e2e:
-	EGRESSLAB_KEEP=$(KEEP) $(GO) test ./scenarios/... -count=1 -v -timeout 30m -args -backend=kind
+	EGRESSLAB_KEEP=$(KEEP) $(GO) test ./scenarios/... -count=1 -v -timeout 30m -args -backend=kind -require-backend
 
 clean: $(BIN)
 	@$(BIN) clean

@@ -50,10 +50,19 @@ func TestMain(m *testing.M) {
 	}
 	fmt.Fprintf(os.Stderr, "scenarios: backend %s (%s)\n", p.Name(), why)
 
+	// Ctrl-C (or go test's own SIGTERM) anywhere in the run, not only during Setup: stop
+	// what is under way, let the backend clean up (a kind cluster is deleted unless
+	// EGRESSLAB_KEEP=1; local processes are stopped), and exit 130.
+	ctx, cancel := context.WithCancel(ctx)
 	testenv = env.NewWithConfig(envconf.New()).WithContext(steps.WithProvider(ctx, p))
+	stopWatching := func() {}
 	if lc, ok := p.(backend.Lifecycle); ok {
 		testenv.Setup(func(ctx context.Context, _ *envconf.Config) (context.Context, error) { return lc.Setup(ctx) })
 		testenv.Finish(func(ctx context.Context, _ *envconf.Config) (context.Context, error) { return lc.Finish(ctx) })
+		stopWatching = backend.FinishOnSignal(lc, cancel, os.Stderr, func() { os.Exit(130) })
 	}
-	os.Exit(testenv.Run(m))
+	code := testenv.Run(m)
+	stopWatching()
+	cancel()
+	os.Exit(code)
 }

@@ -12,9 +12,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"reflect"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/yaml"
@@ -23,12 +26,16 @@ import (
 	"helm.sh/helm/v4/pkg/chart/loader"
 	chart "helm.sh/helm/v4/pkg/chart/v2"
 	"helm.sh/helm/v4/pkg/cli"
+	"helm.sh/helm/v4/pkg/downloader"
+	"helm.sh/helm/v4/pkg/getter"
 	"helm.sh/helm/v4/pkg/kube"
 	rcommon "helm.sh/helm/v4/pkg/release/common"
 	release "helm.sh/helm/v4/pkg/release/v1"
+	repo "helm.sh/helm/v4/pkg/repo/v1"
 	"helm.sh/helm/v4/pkg/storage/driver"
 
 	"github.com/egresslab/egresslab/harness/manifest"
+	"github.com/egresslab/egresslab/harness/rollout"
 )
 
 const (
@@ -50,6 +57,16 @@ const (
 	// MeshConfigMap holds the mesh config istiod reads, under key "mesh".
 	MeshConfigMap = "istio"
 )
+
+// DefaultHelmDir is where Helm's settings and downloads for egresslab live: a folder of
+// its own under the user's cache folder (~/.cache/egresslab/helm on Linux).
+func DefaultHelmDir() string {
+	dir, err := os.UserCacheDir()
+	if err != nil {
+		dir = os.TempDir()
+	}
+	return filepath.Join(dir, "egresslab", "helm")
+}
 
 // Installer installs and upgrades Istio with Helm.
 type Installer struct {
@@ -86,7 +103,7 @@ func WithHelmConfig(cfg *action.Configuration) Option { return func(i *Installer
 
 // New returns an Installer for the cluster that getter and k reach.
 func New(getter genericclioptions.RESTClientGetter, k kubernetes.Interface, opts ...Option) (*Installer, error) {
-	i := &Installer{kube: k, version: Version, charts: FromRepo(ChartRepo), progress: io.Discard,
+	i := &Installer{kube: k, version: Version, charts: FromRepo(ChartRepo, DefaultHelmDir()), progress: io.Discard,
 		timeout: 5 * time.Minute, poll: 2 * time.Second}
 	for _, o := range opts {
 		o(i)
@@ -103,16 +120,61 @@ func New(getter genericclioptions.RESTClientGetter, k kubernetes.Interface, opts
 }
 
 // FromRepo finds charts in a Helm chart repository, as `helm install --repo URL` does,
-// caching the downloads in Helm's usual cache directory.
-func FromRepo(repoURL string) ChartSource {
+// with Helm settings private to egresslab (HelmSettings): the repository's index and the
+// charts are cached under cacheDir, and the user's own Helm repositories and caches are
+// neither read nor touched. (Helm's LocateChart with a repo URL writes a temporary index
+// into the user's default cache even with private settings, so the steps are spelt out.)
+func FromRepo(repoURL, cacheDir string) ChartSource {
 	return func(_ context.Context, name, version string) (*chart.Chart, error) {
-		opts := action.ChartPathOptions{RepoURL: repoURL, Version: version}
-		path, err := opts.LocateChart(name, cli.New())
+		what := fmt.Sprintf("download chart %s %s from %s (cached in %s)", name, version, repoURL, cacheDir)
+		settings := HelmSettings(cacheDir)
+		getters := getter.All(settings)
+		r, err := repo.NewChartRepository(&repo.Entry{Name: "egresslab-istio", URL: repoURL}, getters)
 		if err != nil {
-			return nil, fmt.Errorf("download chart %s %s from %s: %w", name, version, repoURL, err)
+			return nil, fmt.Errorf("%s: %w", what, err)
+		}
+		r.CachePath = settings.RepositoryCache
+		index, err := r.DownloadIndexFile()
+		if err != nil {
+			return nil, fmt.Errorf("%s: read the repository's index: %w", what, err)
+		}
+		idx, err := repo.LoadIndexFile(index)
+		if err != nil {
+			return nil, fmt.Errorf("%s: read the repository's index: %w", what, err)
+		}
+		cv, err := idx.Get(name, version)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", what, err)
+		}
+		if len(cv.URLs) == 0 {
+			return nil, fmt.Errorf("%s: the repository's index gives no download URL for it", what)
+		}
+		ref, err := repo.ResolveReferenceURL(repoURL, cv.URLs[0])
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", what, err)
+		}
+		dl := downloader.ChartDownloader{Out: io.Discard, Getters: getters,
+			RepositoryConfig: settings.RepositoryConfig, RepositoryCache: settings.RepositoryCache, ContentCache: settings.ContentCache}
+		path, _, err := dl.DownloadToCache(ref, version)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", what, err)
 		}
 		return loadChart(path)
 	}
+}
+
+// HelmSettings are Helm's settings with every file and folder Helm reads or writes under
+// dir. With a user's own settings, `helm install --repo URL` walks every repository of
+// their repositories.yaml and fails on the first whose index was never downloaded
+// ("no cached repo found"), and it writes into their caches.
+func HelmSettings(dir string) *cli.EnvSettings {
+	s := cli.New()
+	s.RepositoryConfig = filepath.Join(dir, "repositories.yaml")
+	s.RepositoryCache = filepath.Join(dir, "repository")
+	s.ContentCache = filepath.Join(dir, "content")
+	s.RegistryConfig = filepath.Join(dir, "registry", "config.json")
+	s.PluginsDirectory = filepath.Join(dir, "plugins")
+	return s
 }
 
 // FromDir loads chart name from dir/<name>: a local checkout or copy of Istio's charts.
@@ -164,6 +226,11 @@ func (i *Installer) release(ctx context.Context, name, chartName string, values 
 	if err != nil {
 		return fmt.Errorf("%s: read the release's history: %w", what, err)
 	}
+	if current != nil && current.Info != nil && current.Info.Status.IsPending() {
+		if current, err = i.recoverPending(current); err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+	}
 	if current != nil && current.Info != nil && current.Info.Status == rcommon.StatusDeployed &&
 		current.Chart != nil && current.Chart.Metadata != nil &&
 		current.Chart.Metadata.Version == i.version && sameValues(current.Config, values) {
@@ -179,9 +246,11 @@ func (i *Installer) release(ctx context.Context, name, chartName string, values 
 		in := action.NewInstall(i.helm)
 		in.ReleaseName, in.Namespace, in.CreateNamespace = name, Namespace, true
 		in.WaitStrategy, in.Timeout = kube.StatusWatcherStrategy, i.timeout
-		in.RollbackOnFailure = true
+		// A failed install stays, marked failed: uninstalling it would take its pods and
+		// events, the evidence diagnostics save, with it. The next run upgrades it.
+		in.RollbackOnFailure = false
 		if _, err := in.RunWithContext(ctx, ch, values); err != nil {
-			return fmt.Errorf("%s: %w", what, err)
+			return fmt.Errorf("%s: %w%s", what, err, i.whyNotReady(ctx))
 		}
 		return nil
 	}
@@ -192,9 +261,53 @@ func (i *Installer) release(ctx context.Context, name, chartName string, values 
 	// The values given are the whole truth, as `helm upgrade -f values.yaml` without --reuse-values.
 	up.ResetValues = true
 	if _, err := up.RunWithContext(ctx, name, ch, values); err != nil {
-		return fmt.Errorf("upgrade Istio release %s to chart %s %s: %w", name, chartName, i.version, err)
+		return fmt.Errorf("upgrade Istio release %s to chart %s %s: %w%s", name, chartName, i.version, err, i.whyNotReady(ctx))
 	}
 	return nil
+}
+
+// recoverPending clears a release that an interrupted run left pending (Ctrl-C during
+// `helm install` or `helm upgrade`): Helm refuses every later operation on it with
+// "another operation (install/upgrade/rollback) is in progress". A pending install is
+// uninstalled; a pending upgrade or rollback is rolled back to the revision before it.
+// It returns the release's latest revision afterwards (nil when none is left).
+func (i *Installer) recoverPending(rel *release.Release) (*release.Release, error) {
+	fmt.Fprintf(i.progress, "  release %s was left %s by an interrupted run: ", rel.Name, rel.Info.Status)
+	if rel.Info.Status == rcommon.StatusPendingInstall || rel.Version <= 1 {
+		fmt.Fprintf(i.progress, "uninstalling it\n")
+		un := action.NewUninstall(i.helm)
+		un.WaitStrategy, un.Timeout = kube.HookOnlyStrategy, i.timeout
+		if _, err := un.Run(rel.Name); err != nil {
+			return nil, fmt.Errorf("uninstall release %s, left %s by an interrupted run: %w "+
+				"(by hand: helm uninstall %s -n %s)", rel.Name, rel.Info.Status, err, rel.Name, Namespace)
+		}
+		return i.deployed(rel.Name)
+	}
+	fmt.Fprintf(i.progress, "rolling it back to revision %d\n", rel.Version-1)
+	rb := action.NewRollback(i.helm)
+	rb.WaitStrategy, rb.Timeout = kube.HookOnlyStrategy, i.timeout
+	if err := rb.Run(rel.Name); err != nil {
+		return nil, fmt.Errorf("roll back release %s, left %s by an interrupted run: %w "+
+			"(by hand: helm rollback %s -n %s)", rel.Name, rel.Info.Status, err, rel.Name, Namespace)
+	}
+	return i.deployed(rel.Name)
+}
+
+// whyNotReady says, after a failed Helm wait, what keeps istiod's pods from running
+// (an image that cannot be pulled, a crash loop, pods refused at admission).
+func (i *Installer) whyNotReady(ctx context.Context) string {
+	ctx = context.WithoutCancel(ctx)
+	d, err := i.kube.AppsV1().Deployments(Namespace).Get(ctx, "istiod", metav1.GetOptions{})
+	if err != nil {
+		return ""
+	}
+	if ok, _ := rollout.Status(d); ok {
+		return ""
+	}
+	if trouble := rollout.Trouble(ctx, i.kube, d); trouble != "" {
+		return "; istiod: " + trouble
+	}
+	return ""
 }
 
 // deployed is the release's latest revision (deployed or failed), nil when it was never installed.

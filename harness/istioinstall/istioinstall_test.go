@@ -1,13 +1,20 @@
 package istioinstall_test
 
 import (
+	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"context"
+	"errors"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,9 +23,11 @@ import (
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	kubefake "k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 	sigsyaml "sigs.k8s.io/yaml"
 
 	"helm.sh/helm/v4/pkg/action"
@@ -248,4 +257,165 @@ func TestInstallSaysWhichChartItCouldNotGet(t *testing.T) {
 	err = in.Install(context.Background(), values(t, manifest.RegistryOnly))
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "install Istio "+istioinstall.Version+" chart base as release istio-base: no local directory for chart base")
+}
+
+func installer(t *testing.T, cfg *action.Configuration, k *kubefake.Clientset, progress io.Writer) *istioinstall.Installer {
+	t.Helper()
+	in, err := istioinstall.New(nil, k, istioinstall.WithHelmConfig(cfg), istioinstall.WithCharts(istioinstall.FromDir(istioCharts(t))),
+		istioinstall.WithVersion("1.0.0"), istioinstall.WithProgress(progress), istioinstall.WithTimeout(time.Second))
+	require.NoError(t, err)
+	return in
+}
+
+// Ctrl-C during `helm install` leaves the release pending-install, and every later Helm
+// operation on it fails with "another operation (install/upgrade/rollback) is in
+// progress". The next run clears it and installs.
+func TestAPendingInstallLeftByCtrlCIsClearedOnTheNextRun(t *testing.T) {
+	cfg, mem := helmWithoutCluster()
+	require.NoError(t, mem.Create("sh.helm.release.v1.istiod.v1", &release.Release{Name: istioinstall.IstiodRelease,
+		Namespace: istioinstall.Namespace, Version: 1, Info: &release.Info{Status: "pending-install"}}))
+	var progress bytes.Buffer
+	in := installer(t, cfg, kubefake.NewClientset(istiod(true), injector, meshCM(manifest.RegistryOnly)), &progress)
+
+	require.NoError(t, in.Install(context.Background(), values(t, manifest.RegistryOnly)))
+	assert.Contains(t, progress.String(), "release istiod was left pending-install by an interrupted run: uninstalling it")
+	rel, err := action.NewGet(cfg).Run(istioinstall.IstiodRelease)
+	require.NoError(t, err)
+	assert.Equal(t, "deployed", rel.(*release.Release).Info.Status.String())
+}
+
+func TestAPendingUpgradeIsRolledBackThenUpgraded(t *testing.T) {
+	ctx := context.Background()
+	cfg, mem := helmWithoutCluster()
+	var progress bytes.Buffer
+	in := installer(t, cfg, kubefake.NewClientset(istiod(true), injector, meshCM(manifest.RegistryOnly)), &progress)
+	require.NoError(t, in.Install(ctx, values(t, manifest.RegistryOnly)))
+	// An upgrade interrupted half-way: revision 2 pending, revision 1 superseded.
+	rel1, err := action.NewGet(cfg).Run(istioinstall.IstiodRelease)
+	require.NoError(t, err)
+	pending := *rel1.(*release.Release)
+	pending.Version, pending.Info = 2, &release.Info{Status: "pending-upgrade"}
+	pending.Config = values(t, manifest.AllowAny).Values
+	require.NoError(t, mem.Create("sh.helm.release.v1.istiod.v2", &pending))
+
+	progress.Reset()
+	require.NoError(t, in.Install(ctx, values(t, manifest.RegistryOnly)))
+	assert.Contains(t, progress.String(), "release istiod was left pending-upgrade by an interrupted run: rolling it back to revision 1")
+	rel, err := action.NewGet(cfg).Run(istioinstall.IstiodRelease)
+	require.NoError(t, err)
+	assert.Equal(t, "deployed", rel.(*release.Release).Info.Status.String())
+	assert.Contains(t, rel.(*release.Release).Manifest, "mode: REGISTRY_ONLY")
+}
+
+// A failed install keeps its release (and so its pods and events for diagnostics); the
+// next run upgrades it rather than failing on "cannot re-use a name that is still in use".
+func TestAFailedInstallIsKeptAndTheNextRunUpgradesIt(t *testing.T) {
+	ctx := context.Background()
+	cfg, _ := helmWithoutCluster()
+	failing := &helmfake.FailingKubeClient{PrintingKubeClient: helmfake.PrintingKubeClient{Out: io.Discard},
+		WaitError: errors.New("context deadline exceeded")}
+	cfg.KubeClient = failing
+	notReady := istiod(false)
+	notReady.Spec.Selector = &metav1.LabelSelector{MatchLabels: map[string]string{"app": "istiod"}}
+	pulling := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "istiod-1", Namespace: "istio-system", Labels: map[string]string{"app": "istiod"}},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "discovery", Image: "docker.io/istio/pilot:1.31.0"}}},
+		Status: corev1.PodStatus{ContainerStatuses: []corev1.ContainerStatus{{Name: "discovery", State: corev1.ContainerState{
+			Waiting: &corev1.ContainerStateWaiting{Reason: "ErrImagePull", Message: "toomanyrequests: rate limit"}}}}}}
+	k := kubefake.NewClientset(notReady, pulling, injector, meshCM(manifest.RegistryOnly))
+	in := installer(t, cfg, k, io.Discard)
+
+	// Every Helm wait fails here, so the first chart, base, fails first.
+	err := in.Install(ctx, values(t, manifest.RegistryOnly))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "install Istio 1.0.0 chart base as release istio-base: ")
+	assert.Contains(t, err.Error(), "istiod: pod istiod-1 container discovery: ErrImagePull (image docker.io/istio/pilot:1.31.0): toomanyrequests")
+	rel, err := action.NewGet(cfg).Run(istioinstall.BaseRelease)
+	require.NoError(t, err, "the failed release is kept, not uninstalled")
+	assert.Equal(t, "failed", rel.(*release.Release).Info.Status.String())
+
+	cfg.KubeClient = &helmfake.PrintingKubeClient{Out: io.Discard}
+	_, err = k.AppsV1().Deployments("istio-system").UpdateStatus(ctx, istiod(true), metav1.UpdateOptions{})
+	require.NoError(t, err)
+	require.NoError(t, in.Install(ctx, values(t, manifest.RegistryOnly)))
+	rel, err = action.NewGet(cfg).Run(istioinstall.BaseRelease)
+	require.NoError(t, err)
+	assert.Equal(t, 2, rel.(*release.Release).Version, "the failed revision upgraded")
+	assert.Equal(t, "deployed", rel.(*release.Release).Info.Status.String())
+}
+
+// The injector webhook's failurePolicy is Fail: registered is not enough, it must answer,
+// or the client's pod is refused. The dry-run probe shows that.
+func TestWaitIstiodWaitsForTheInjectorToAnswer(t *testing.T) {
+	k := kubefake.NewClientset(istiod(true), injector)
+	var answering atomic.Bool
+	var dryRuns atomic.Int32
+	k.PrependReactor("create", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		if len(a.(k8stesting.CreateActionImpl).CreateOptions.DryRun) == 0 {
+			t.Error("the probe pod must be created in dry-run mode only")
+		}
+		dryRuns.Add(1)
+		if !answering.Load() {
+			return true, nil, apierrors.NewInternalError(errors.New(`failed calling webhook "object.sidecar-injector.istio.io": connection refused`))
+		}
+		return true, &corev1.Pod{}, nil
+	})
+	err := istioinstall.WaitIstiod(context.Background(), k, 100*time.Millisecond, 10*time.Millisecond)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "the sidecar injector webhook does not answer yet")
+	assert.Contains(t, err.Error(), "failed calling webhook")
+
+	answering.Store(true)
+	require.NoError(t, istioinstall.WaitIstiod(context.Background(), k, time.Second, 10*time.Millisecond))
+	assert.Greater(t, dryRuns.Load(), int32(1))
+}
+
+// chartRepo serves a one-chart Helm repository on loopback.
+func chartRepo(t *testing.T) string {
+	t.Helper()
+	var tgz bytes.Buffer
+	gz := gzip.NewWriter(&tgz)
+	tw := tar.NewWriter(gz)
+	chartYAML := "apiVersion: v2\nname: base\nversion: 1.0.0\n"
+	require.NoError(t, tw.WriteHeader(&tar.Header{Name: "base/Chart.yaml", Mode: 0o644, Size: int64(len(chartYAML))}))
+	_, err := tw.Write([]byte(chartYAML))
+	require.NoError(t, err)
+	require.NoError(t, tw.Close())
+	require.NoError(t, gz.Close())
+	mux := http.NewServeMux()
+	mux.HandleFunc("/index.yaml", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, "apiVersion: v1\nentries:\n  base:\n  - apiVersion: v2\n    name: base\n    version: 1.0.0\n    urls: [base-1.0.0.tgz]\n")
+	})
+	mux.HandleFunc("/base-1.0.0.tgz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(tgz.Bytes()) })
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// A user's repositories.yaml naming a repository whose index was never downloaded made
+// Helm's LocateChart fail ("no cached repo found"); and the download went into the
+// user's Helm cache. egresslab's own settings read neither and write only under its dir.
+func TestChartsComeThroughHelmSettingsOfItsOwn(t *testing.T) {
+	user := t.TempDir()
+	repos := filepath.Join(user, "repositories.yaml")
+	require.NoError(t, os.WriteFile(repos, []byte("apiVersion: v1\nrepositories:\n- name: stale\n  url: https://charts.example.invalid\n"), 0o644))
+	t.Setenv("HELM_REPOSITORY_CONFIG", repos)
+	t.Setenv("HELM_REPOSITORY_CACHE", filepath.Join(user, "repository"))
+	t.Setenv("HELM_CACHE_HOME", filepath.Join(user, "cache"))
+	t.Setenv("HELM_CONTENT_CACHE", filepath.Join(user, "content"))
+
+	own := t.TempDir()
+	s := istioinstall.HelmSettings(own)
+	for _, p := range []string{s.RepositoryConfig, s.RepositoryCache, s.ContentCache, s.RegistryConfig, s.PluginsDirectory} {
+		assert.True(t, strings.HasPrefix(p, own+string(filepath.Separator)), "%s is not under %s", p, own)
+	}
+
+	ch, err := istioinstall.FromRepo(chartRepo(t), own)(context.Background(), "base", "1.0.0")
+	require.NoError(t, err)
+	assert.Equal(t, "base", ch.Metadata.Name)
+	entries, err := os.ReadDir(user)
+	require.NoError(t, err)
+	assert.Len(t, entries, 1, "the user's Helm folders stay as they were: only their repositories.yaml")
+	cached, err := os.ReadDir(own)
+	require.NoError(t, err)
+	assert.NotEmpty(t, cached)
 }

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -14,11 +14,13 @@ import (
 	"istio.io/istio/pkg/config/mesh"
 
 	"github.com/egresslab/egresslab/harness/manifest"
+	"github.com/egresslab/egresslab/harness/rollout"
 )
 
 // WaitIstiod polls until istiod's Deployment has every replica of its latest revision
-// ready and its sidecar injector webhook is registered: before that, a pod created in
-// an injection-labelled namespace can come up without a sidecar.
+// ready and its sidecar injector webhook answers. The webhook's failurePolicy is Fail:
+// a pod created in an injection-labelled namespace before istiod answers is refused,
+// and all that shows of it is its ReplicaSet's FailedCreate event.
 func WaitIstiod(ctx context.Context, k kubernetes.Interface, timeout, every time.Duration) error {
 	var last string
 	err := wait.PollUntilContextTimeout(ctx, every, timeout, true, func(ctx context.Context) (bool, error) {
@@ -41,6 +43,19 @@ func WaitIstiod(ctx context.Context, k kubernetes.Interface, timeout, every time
 	return nil
 }
 
+// InjectorWebhook is the MutatingWebhookConfiguration istiod's chart registers.
+const InjectorWebhook = "istio-sidecar-injector"
+
+// injectionProbe is the pod WaitIstiod asks the API server to admit, in dry-run mode
+// (nothing is stored): the label sends it to the injector's object-selector webhook.
+func injectionProbe() *corev1.Pod {
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "egresslab-injection-probe", Namespace: Namespace,
+			Labels: map[string]string{"sidecar.istio.io/inject": "true"}},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "probe", Image: "egresslab/injection-probe"}}},
+	}
+}
+
 func istiodReady(ctx context.Context, k kubernetes.Interface) (bool, string, error) {
 	d, err := k.AppsV1().Deployments(Namespace).Get(ctx, "istiod", metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
@@ -49,37 +64,25 @@ func istiodReady(ctx context.Context, k kubernetes.Interface) (bool, string, err
 	if err != nil {
 		return false, "", fmt.Errorf("read Deployment %s/istiod: %w", Namespace, err)
 	}
-	if ok, why := RolledOut(d); !ok {
+	if ok, why := rollout.Status(d); !ok {
+		if trouble := rollout.Trouble(ctx, k, d); trouble != "" {
+			why += "; " + trouble
+		}
 		return false, "istiod: " + why, nil
 	}
-	if _, err := k.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, "istio-sidecar-injector", metav1.GetOptions{}); err != nil {
+	if _, err := k.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, InjectorWebhook, metav1.GetOptions{}); err != nil {
 		if apierrors.IsNotFound(err) {
-			return false, "the sidecar injector webhook istio-sidecar-injector is not registered yet", nil
+			return false, "the sidecar injector webhook " + InjectorWebhook + " is not registered yet", nil
 		}
-		return false, "", fmt.Errorf("read MutatingWebhookConfiguration istio-sidecar-injector: %w", err)
+		return false, "", fmt.Errorf("read MutatingWebhookConfiguration %s: %w", InjectorWebhook, err)
+	}
+	// Registered is not answering: the API server calls istiod through its Service, which
+	// needs a ready endpoint. A dry-run create goes through admission and stores nothing.
+	_, err = k.CoreV1().Pods(Namespace).Create(ctx, injectionProbe(), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+	if err != nil && !apierrors.IsAlreadyExists(err) { // AlreadyExists comes after admission: it answered
+		return false, "the sidecar injector webhook does not answer yet: " + err.Error(), nil
 	}
 	return true, "", nil
-}
-
-// RolledOut reports whether a Deployment's latest revision is fully rolled out and
-// ready, as `kubectl rollout status` decides it, and if not, why.
-func RolledOut(d *appsv1.Deployment) (bool, string) {
-	want := int32(1)
-	if d.Spec.Replicas != nil {
-		want = *d.Spec.Replicas
-	}
-	s := d.Status
-	switch {
-	case s.ObservedGeneration < d.Generation:
-		return false, "the controller has not seen the latest spec yet"
-	case s.UpdatedReplicas < want:
-		return false, fmt.Sprintf("%d of %d replicas updated", s.UpdatedReplicas, want)
-	case s.Replicas > s.UpdatedReplicas:
-		return false, fmt.Sprintf("%d old replicas still terminating", s.Replicas-s.UpdatedReplicas)
-	case s.AvailableReplicas < want:
-		return false, fmt.Sprintf("%d of %d replicas available", s.AvailableReplicas, want)
-	}
-	return true, ""
 }
 
 // MeshMode reads the outbound traffic policy mode from the mesh config istiod reads

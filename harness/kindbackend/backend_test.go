@@ -230,9 +230,10 @@ func TestSidecarMissingNamesTheCause(t *testing.T) {
 		"istiod missing": {
 			[]runtime.Object{namespace(map[string]string{"istio-injection": "enabled"}), injector},
 			"istiod is not running in istio-system"},
-		"pod created before the injector": {
+		// The webhook fails closed, so "created before the injector" cannot be the cause.
+		"admitted past a ready injector": {
 			[]runtime.Object{namespace(map[string]string{"istio-injection": "enabled"}), injector, istiod()},
-			"the pod was probably created before it was"},
+			"the injector is ready now, yet the pod was admitted without a sidecar: check the webhook's selectors"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -275,7 +276,7 @@ func TestRolloutTimeoutSaysWhatHoldsItUp(t *testing.T) {
 	require.Error(t, err)
 	assert.Less(t, time.Since(start), 3*time.Second)
 	assert.Contains(t, err.Error(), "wait for Deployment egresslab/client to be ready: context deadline exceeded; last seen: 0 of 1 replicas available")
-	assert.Contains(t, err.Error(), "pod client-x container client: ErrImageNeverPull (the client image is not on the node")
+	assert.Contains(t, err.Error(), "pod client-x container client: ErrImageNeverPull (image egresslab/client:dev is not on the node")
 	assert.Contains(t, progress.String(), "✗ rollout of egresslab/client: failed after")
 }
 

@@ -55,7 +55,6 @@ type options struct {
 	nodeImage    string
 	progress     io.Writer
 	diagnostics  string
-	internet     bool
 }
 
 // Option configures a Provider, in the manner of kind's cluster.ProviderOption.
@@ -85,7 +84,7 @@ func WithDiagnosticsDir(dir string) Option { return func(o *options) { o.diagnos
 // New returns a Provider; nothing happens until Setup (or Open).
 func New(opts ...Option) *Provider {
 	o := options{runtime: kindcluster.Docker, istioVersion: istioinstall.Version, nodeImage: kindcluster.NodeImage,
-		progress: os.Stderr, diagnostics: os.TempDir(), internet: true}
+		progress: os.Stderr, diagnostics: os.TempDir()}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -176,12 +175,13 @@ func (p *Provider) setup(parent context.Context) (st *state, err error) {
 		}
 	}()
 
-	if err := p.preflight(ctx); err != nil {
+	daemon, err := p.preflight(ctx)
+	if err != nil {
 		return st, err
 	}
 	kubeconfig := p.o.kubeconfig
 	if kubeconfig == "" {
-		if kubeconfig, err = p.ensureCluster(ctx, st); err != nil {
+		if kubeconfig, err = p.ensureCluster(ctx, st, daemon); err != nil {
 			return st, err
 		}
 	}
@@ -239,24 +239,33 @@ func (p *Provider) setup(parent context.Context) (st *state, err error) {
 	return st, nil
 }
 
-func (p *Provider) preflight(ctx context.Context) error {
+// preflight checks what the run needs and returns what it learnt of the container
+// runtime's daemon (nil on an existing cluster, which needs none here).
+func (p *Provider) preflight(ctx context.Context) (d *kindcluster.Daemon, err error) {
 	done := step(p.o.progress, "preflight")
-	var err error
+	var warnings []string
 	if p.o.kubeconfig != "" {
 		// An existing cluster: no container runtime needed here; the lab's call still needs the internet.
-		err = kindcluster.CheckReachable(ctx, kindcluster.Endpoints[len(kindcluster.Endpoints)-1:], 5*time.Second)
+		warnings, err = kindcluster.CheckReachable(ctx, []kindcluster.Endpoint{kindcluster.LabEndpoint}, 5*time.Second, nil)
 	} else {
-		err = kindcluster.Preflight(ctx, p.o.runtime, p.o.internet)
+		d, warnings, err = kindcluster.Preflight(ctx, p.o.runtime, kindcluster.Endpoints)
 	}
 	done(err)
-	return err
+	for _, w := range warnings {
+		fmt.Fprintf(p.o.progress, "  warning: %s\n", w)
+	}
+	if d != nil && d.CgroupV1() && err == nil {
+		fmt.Fprintf(p.o.progress, "  the %s host runs cgroup v1: the node's kubelet is configured with failCgroupV1: false\n", d.Runtime)
+	}
+	return d, err
 }
 
 // ensureCluster creates the kind cluster, or reuses it when it exists, and returns a
 // kubeconfig file for it.
-func (p *Provider) ensureCluster(ctx context.Context, st *state) (string, error) {
+func (p *Provider) ensureCluster(ctx context.Context, st *state, d *kindcluster.Daemon) (string, error) {
 	w := p.o.progress
-	c := kindcluster.New(kindcluster.WithNodeImage(p.o.nodeImage), kindcluster.WithRuntime(p.o.runtime), kindcluster.WithProgress(w))
+	c := kindcluster.New(kindcluster.WithNodeImage(p.o.nodeImage), kindcluster.WithRuntime(p.o.runtime),
+		kindcluster.WithCgroupV1(d.CgroupV1()), kindcluster.WithProgress(w))
 	st.cluster = c
 	exists, err := c.Exists()
 	if err != nil {

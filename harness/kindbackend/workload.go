@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sort"
-	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/egresslab/egresslab/harness/backend"
 	"github.com/egresslab/egresslab/harness/istioinstall"
+	"github.com/egresslab/egresslab/harness/rollout"
 )
 
 // readyPod waits until the workload's Deployment is rolled out and returns its ready pod.
@@ -51,8 +51,11 @@ func (b *Backend) rolledOutPod(ctx context.Context, w backend.Workload) (*corev1
 	if err != nil {
 		return nil, "", fmt.Errorf("read Deployment %s: %w", w, err)
 	}
-	if ok, why := istioinstall.RolledOut(d); !ok {
-		return nil, why + podTrouble(ctx, b, d), nil
+	if ok, why := rollout.Status(d); !ok {
+		if trouble := rollout.Trouble(ctx, b.kube, d); trouble != "" {
+			why += "; " + trouble
+		}
+		return nil, why, nil
 	}
 	pod, err := b.podOf(ctx, d)
 	if err != nil {
@@ -61,46 +64,9 @@ func (b *Backend) rolledOutPod(ctx context.Context, w backend.Workload) (*corev1
 	return pod, "", nil
 }
 
-// podTrouble names what keeps a Deployment's pods from starting (an image that cannot be
-// found, a crash loop), which the rollout status alone does not say.
-func podTrouble(ctx context.Context, b *Backend, d *appsv1.Deployment) string {
-	pods, err := b.pods(ctx, d)
-	if err != nil {
-		return ""
-	}
-	var out []string
-	for _, p := range pods {
-		for _, cs := range append(p.Status.InitContainerStatuses, p.Status.ContainerStatuses...) {
-			if w := cs.State.Waiting; w != nil && w.Reason != "" && w.Reason != "ContainerCreating" && w.Reason != "PodInitializing" {
-				msg := fmt.Sprintf("pod %s container %s: %s", p.Name, cs.Name, w.Reason)
-				if w.Reason == "ErrImageNeverPull" {
-					msg += " (the client image is not on the node: it is loaded by the kind backend's setup)"
-				}
-				out = append(out, msg)
-			}
-		}
-	}
-	if len(out) == 0 {
-		return ""
-	}
-	return "; " + strings.Join(out, "; ")
-}
-
-func (b *Backend) pods(ctx context.Context, d *appsv1.Deployment) ([]corev1.Pod, error) {
-	sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
-	if err != nil {
-		return nil, fmt.Errorf("selector of Deployment %s/%s: %w", d.Namespace, d.Name, err)
-	}
-	list, err := b.kube.CoreV1().Pods(d.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
-	if err != nil {
-		return nil, fmt.Errorf("list pods of Deployment %s/%s: %w", d.Namespace, d.Name, err)
-	}
-	return list.Items, nil
-}
-
 // podOf picks the newest running, ready pod that is not being deleted.
 func (b *Backend) podOf(ctx context.Context, d *appsv1.Deployment) (*corev1.Pod, error) {
-	pods, err := b.pods(ctx, d)
+	pods, err := rollout.Pods(ctx, b.kube, d)
 	if err != nil {
 		return nil, err
 	}
@@ -150,11 +116,11 @@ func (b *Backend) checkSidecar(ctx context.Context, pod *corev1.Pod) (string, er
 		return "", fmt.Errorf("pod %s/%s runs without an istio-proxy sidecar, and its namespace cannot be read: %w", pod.Namespace, pod.Name, err)
 	}
 	injector := ""
-	if _, err := b.kube.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, "istio-sidecar-injector", metav1.GetOptions{}); err != nil {
-		injector = "the sidecar injector webhook istio-sidecar-injector is not registered (is istiod installed?)"
+	if _, err := b.kube.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, istioinstall.InjectorWebhook, metav1.GetOptions{}); err != nil {
+		injector = "the sidecar injector webhook " + istioinstall.InjectorWebhook + " is not registered (is istiod installed?)"
 	} else if d, err := b.kube.AppsV1().Deployments(istioinstall.Namespace).Get(ctx, "istiod", metav1.GetOptions{}); err != nil {
 		injector = "istiod is not running in " + istioinstall.Namespace
-	} else if ok, why := istioinstall.RolledOut(d); !ok {
+	} else if ok, why := rollout.Status(d); !ok {
 		injector = "the injector (istiod) is not ready: " + why
 	}
 	return "", fmt.Errorf("pod %s/%s runs without an istio-proxy sidecar, so it proves nothing about the mesh: %s",
@@ -193,6 +159,10 @@ func WhyNoSidecar(ns *corev1.Namespace, pod *corev1.Pod, injector string) string
 	case injector != "":
 		return injector + "; once it is ready, restart the pods (kubectl -n " + ns.Name + " rollout restart deploy)"
 	}
-	return fmt.Sprintf("namespace %s is labelled for injection and the injector is ready now, so the pod was probably created "+
-		"before it was (the webhook fails open); restart the pods (kubectl -n %s rollout restart deploy)", ns.Name, ns.Name)
+	// The injector's webhook fails closed (failurePolicy Fail): a pod created while istiod
+	// did not answer was refused, not let through. So a pod without a sidecar here got past
+	// injection some other way: the webhook configuration was changed or replaced.
+	return fmt.Sprintf("namespace %s is labelled for injection and the injector is ready now, yet the pod was admitted without "+
+		"a sidecar: check the webhook's selectors (kubectl get mutatingwebhookconfiguration %s -o yaml), then restart the pods "+
+		"(kubectl -n %s rollout restart deploy)", ns.Name, istioinstall.InjectorWebhook, ns.Name)
 }

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"sigs.k8s.io/kind/pkg/apis/config/v1alpha4"
 	"sigs.k8s.io/kind/pkg/cluster"
 	"sigs.k8s.io/kind/pkg/cluster/nodes"
 	"sigs.k8s.io/kind/pkg/cluster/nodeutils"
@@ -23,9 +24,12 @@ import (
 const (
 	// Name is the lab's cluster.
 	Name = "egresslab"
-	// NodeImage is the kind node image (Kubernetes 1.37.0), pinned by digest: kind
-	// v0.33.0's default, which that release was tested with.
-	NodeImage = "kindest/node:v1.37.0@sha256:a1ed56cfb0e7b93589bdf97c8cd566405a265939e3620fc4f5de89adff580ae5"
+	// NodeImage is the kind node image, pinned by digest from kind v0.33.0's release
+	// notes (an image built for that release). Its Kubernetes minor, 1.35, is the newest
+	// Istio 1.31 is tested with: the pinned Istio's own kind setup
+	// (common/scripts/kind_provisioner.sh, prow/integ-suite-kind.sh) runs v1.35.0. kind
+	// v0.33.0's default, v1.37.0, is newer than any Istio 1.31 was tested on.
+	NodeImage = "kindest/node:v1.35.8@sha256:07b2536e30b803ed61d1677a79df6115f798ce64c80f9e22f6ed45afd09323c0"
 )
 
 // Runtime is the container runtime kind runs its nodes in.
@@ -41,6 +45,7 @@ type Cluster struct {
 	name      string
 	nodeImage string
 	runtime   Runtime
+	cgroupV1  bool
 	progress  io.Writer
 	provider  *cluster.Provider
 }
@@ -48,14 +53,15 @@ type Cluster struct {
 // Option configures a Cluster.
 type Option func(*Cluster)
 
-// WithName names the cluster (default Name).
-func WithName(n string) Option { return func(c *Cluster) { c.name = n } }
-
 // WithNodeImage runs another node image (default NodeImage).
 func WithNodeImage(img string) Option { return func(c *Cluster) { c.nodeImage = img } }
 
 // WithRuntime picks Docker (default) or Podman.
 func WithRuntime(r Runtime) Option { return func(c *Cluster) { c.runtime = r } }
+
+// WithCgroupV1 says the container runtime's host runs cgroup v1 (Daemon.CgroupV1), so
+// the node's kubelet must be told to accept it.
+func WithCgroupV1(v1 bool) Option { return func(c *Cluster) { c.cgroupV1 = v1 } }
 
 // WithProgress writes kind's own progress messages to w.
 func WithProgress(w io.Writer) Option { return func(c *Cluster) { c.progress = w } }
@@ -77,9 +83,6 @@ func New(opts ...Option) *Cluster {
 // Name is the cluster's name.
 func (c *Cluster) Name() string { return c.name }
 
-// Runtime is the container runtime its nodes run in.
-func (c *Cluster) Runtime() Runtime { return c.runtime }
-
 // Exists reports whether a kind cluster of this name exists.
 func (c *Cluster) Exists() (bool, error) {
 	names, err := c.provider.List()
@@ -97,6 +100,7 @@ func (c *Cluster) Create(ctx context.Context) (done <-chan error, err error) {
 	finished := make(chan error, 1)
 	go func() {
 		finished <- c.provider.Create(c.name,
+			cluster.CreateWithV1Alpha4Config(c.Config()),
 			cluster.CreateWithNodeImage(c.nodeImage),
 			cluster.CreateWithWaitForReady(3*time.Minute),
 			cluster.CreateWithDisplayUsage(false),
@@ -113,6 +117,29 @@ func (c *Cluster) Create(ctx context.Context) (done <-chan error, err error) {
 	case <-ctx.Done():
 		return finished, fmt.Errorf("create kind cluster %s: %w", c.name, context.Cause(ctx))
 	}
+}
+
+// cgroupV1Patch lets a kubelet of Kubernetes 1.35 or later start on a cgroup v1 host,
+// which it otherwise refuses (KubeletConfiguration.failCgroupV1 defaults to true since
+// 1.35). kubeadm's SystemVerification preflight would refuse such a host too, but kind
+// already skips kubeadm's whole preflight phase (skipPhases: [preflight] in the kubeadm
+// config it writes), so the kubelet is the one thing to tell.
+const cgroupV1Patch = `kind: KubeletConfiguration
+failCgroupV1: false
+`
+
+// Config is the kind cluster configuration Create uses: one control-plane node, and on
+// a cgroup v1 host the kubelet patch that lets it start there.
+func (c *Cluster) Config() *v1alpha4.Cluster {
+	cfg := &v1alpha4.Cluster{
+		TypeMeta: v1alpha4.TypeMeta{Kind: "Cluster", APIVersion: "kind.x-k8s.io/v1alpha4"},
+		Name:     c.name,
+		Nodes:    []v1alpha4.Node{{Role: v1alpha4.ControlPlaneRole, Image: c.nodeImage}},
+	}
+	if c.cgroupV1 {
+		cfg.KubeadmConfigPatches = append(cfg.KubeadmConfigPatches, cgroupV1Patch)
+	}
+	return cfg
 }
 
 // Delete deletes the cluster (and its entry in the kubeconfig kind wrote).
