@@ -21,7 +21,7 @@ import (
 	"sigs.k8s.io/e2e-framework/pkg/envconf"
 
 	"github.com/egresslab/egresslab/harness/backend"
-	"github.com/egresslab/egresslab/harness/backends"
+	_ "github.com/egresslab/egresslab/harness/backend/all" // registers every backend
 	"github.com/egresslab/egresslab/harness/steps"
 )
 
@@ -32,13 +32,13 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	name := flag.String("backend", "sim", "backend to run the scenarios on: "+strings.Join(backends.Names(), ", ")+" or auto")
+	name := flag.String("backend", "sim", "backend to run the scenarios on: "+strings.Join(backend.Names(), ", ")+" or auto")
 	require := flag.Bool("require-backend", false, "fail, instead of skipping every scenario, when the backend cannot run here")
 	flag.DurationVar(&steps.Propagation, "propagation", 60*time.Second, "how long to wait for config to reach the sidecar")
 	flag.Parse()
 
 	ctx := context.Background()
-	p, why, err := backends.Select(ctx, *name)
+	p, why, err := backend.Select(ctx, *name, os.Getenv, os.Stderr)
 	if err != nil && *require {
 		fmt.Fprintf(os.Stderr, "scenarios: %v\n", err)
 		os.Exit(1)

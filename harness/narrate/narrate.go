@@ -6,6 +6,7 @@ package narrate
 import (
 	"bufio"
 	"fmt"
+	"golang.org/x/term"
 	"io"
 	"os"
 	"strings"
@@ -49,13 +50,10 @@ func New(out io.Writer, opts ...Option) *Narrator {
 }
 
 // ColorFor reports whether output to f should be coloured: only on a terminal, and
-// never when NO_COLOR is set (https://no-color.org).
-func ColorFor(f *os.File) bool {
-	if _, set := os.LookupEnv("NO_COLOR"); set {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
+// never when noColor (the NO_COLOR variable, https://no-color.org) is set. A character
+// device is not enough: /dev/null is one.
+func ColorFor(f *os.File, noColor string) bool {
+	return noColor == "" && term.IsTerminal(int(f.Fd()))
 }
 
 const (

@@ -2,9 +2,12 @@ package narrate_test
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
+	"unsafe"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -38,12 +41,37 @@ func TestColorWhenAsked(t *testing.T) {
 	assert.Contains(t, out.String(), "\x1b[")
 }
 
-func TestNoColorEnvironmentWins(t *testing.T) {
-	t.Setenv("NO_COLOR", "1")
-	f, err := os.Open(os.DevNull)
+// openPTY opens a pseudo-terminal pair and returns its terminal end.
+func openPTY(t *testing.T) *os.File {
+	t.Helper()
+	master, err := os.OpenFile("/dev/ptmx", os.O_RDWR, 0)
+	if err != nil {
+		t.Skipf("no pseudo-terminals here (/dev/ptmx: %v): cannot show colour on a real terminal", err)
+	}
+	t.Cleanup(func() { master.Close() })
+	unlock := 0
+	if _, _, errno := syscall.Syscall(syscall.SYS_IOCTL, master.Fd(), syscall.TIOCSPTLCK, uintptr(unsafe.Pointer(&unlock))); errno != 0 {
+		t.Fatalf("unlock pty: %v", errno)
+	}
+	var n uint32
+	if _, _, errno := syscall.Syscall(syscall.SYS_IOCTL, master.Fd(), syscall.TIOCGPTN, uintptr(unsafe.Pointer(&n))); errno != 0 {
+		t.Fatalf("pty number: %v", errno)
+	}
+	tty, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR, 0)
 	require.NoError(t, err)
-	defer f.Close()
-	assert.False(t, narrate.ColorFor(f))
+	t.Cleanup(func() { tty.Close() })
+	return tty
+}
+
+func TestColourOnlyOnARealTerminal(t *testing.T) {
+	devNull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	require.NoError(t, err)
+	defer devNull.Close()
+	assert.False(t, narrate.ColorFor(devNull, ""), "/dev/null is a character device, not a terminal")
+
+	tty := openPTY(t)
+	assert.True(t, narrate.ColorFor(tty, ""))
+	assert.False(t, narrate.ColorFor(tty, "1"), "NO_COLOR wins")
 }
 
 func TestMismatchIsCountedAndSummarised(t *testing.T) {

@@ -21,6 +21,10 @@ const (
 	// Unreachable: the mesh let the call out but it failed beyond the sidecar. Never a block:
 	// a machine without internet must not be mistaken for a mesh that refuses.
 	Unreachable Kind = "UNREACHABLE"
+	// InMesh: the sidecar sent the call to another workload of the mesh (an egress
+	// gateway), not out of it. Whether it leaves is decided by that workload's proxy;
+	// calling it allowed would be a guess.
+	InMesh Kind = "IN_MESH"
 )
 
 // Reasons a call is blocked or unreachable, and the routes by which it is allowed.
@@ -39,6 +43,8 @@ const (
 	ReasonPassthrough = "PassthroughCluster"
 	// ReasonUpstream: the call reached an upstream, which answered.
 	ReasonUpstream = "upstream answered"
+	// ReasonInMesh: routed to the outbound cluster of a workload in the mesh, followed by its host.
+	ReasonInMesh = "routed to in-mesh service"
 )
 
 // Envoy's own cluster names for the two catch-alls.

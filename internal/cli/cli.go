@@ -12,9 +12,7 @@ import (
 	"strings"
 
 	"github.com/egresslab/egresslab/harness/backend"
-	"github.com/egresslab/egresslab/harness/backends"
-	"github.com/egresslab/egresslab/harness/kindbackend"
-	"github.com/egresslab/egresslab/harness/kindcluster"
+	_ "github.com/egresslab/egresslab/harness/backend/all" // registers every backend
 	"github.com/egresslab/egresslab/harness/manifest"
 	"github.com/egresslab/egresslab/harness/narrate"
 	"github.com/egresslab/egresslab/harness/outcome"
@@ -35,6 +33,16 @@ type Streams struct {
 	Out, Err io.Writer
 	// Color forces colour on or off; nil decides from the terminal and NO_COLOR.
 	Color *bool
+	// Env is the process environment (os.Getenv); nil is an empty one. Only here, at
+	// the edge, is the environment read; backends get their settings from it.
+	Env backend.Env
+}
+
+func (s Streams) env() backend.Env {
+	if s.Env == nil {
+		return backend.NoEnv
+	}
+	return s.Env
 }
 
 const usage = `egresslab: a lab for how an Istio mesh controls traffic that leaves it.
@@ -65,7 +73,7 @@ func Run(ctx context.Context, args []string, s Streams) int {
 func runLab(ctx context.Context, args []string, s Streams) int {
 	fs := flag.NewFlagSet("egresslab lab serviceentry", flag.ContinueOnError)
 	fs.SetOutput(s.Err)
-	backendName := fs.String("backend", "auto", "where to run: auto, "+strings.Join(backends.Names(), ", "))
+	backendName := fs.String("backend", "auto", "where to run: auto, "+strings.Join(backend.Names(), ", "))
 	instructor := fs.Bool("instructor", false, "pause before each step until Enter is pressed (for workshops)")
 	entryFile := fs.String("entry", "", "a ServiceEntry file to apply instead of the seed's (manifests/serviceentry/jsonplaceholder.yaml)")
 	url := fs.String("url", serviceentry.DefaultURL, "the plain-HTTP call the client makes")
@@ -82,7 +90,7 @@ func runLab(ctx context.Context, args []string, s Streams) int {
 		opts.Entry = set
 	}
 
-	b, release, why, err := open(ctx, *backendName)
+	b, release, why, err := open(ctx, *backendName, s)
 	if err != nil {
 		return badInput(s, err)
 	}
@@ -122,7 +130,7 @@ func runCheck(ctx context.Context, args []string, s Streams) int {
 			"Would a call to URL from the lab's client be allowed, under this mesh mode, with these ServiceEntries?\n\n")
 		fs.PrintDefaults()
 	}
-	backendName := fs.String("backend", "sim", "where to ask: "+strings.Join(backends.Names(), ", ")+" or auto")
+	backendName := fs.String("backend", "sim", "where to ask: "+strings.Join(backend.Names(), ", ")+" or auto")
 	mode := fs.String("mode", manifest.RegistryOnly, "outboundTrafficPolicy mode: REGISTRY_ONLY or ALLOW_ANY")
 	var entryFiles listFlag
 	fs.Var(&entryFiles, "entry", "a ServiceEntry file to apply (repeat for more)")
@@ -158,7 +166,7 @@ func runCheck(ctx context.Context, args []string, s Streams) int {
 		q.Entries = append(q.Entries, set)
 	}
 
-	b, release, _, err := open(ctx, *backendName)
+	b, release, _, err := open(ctx, *backendName, s)
 	if err != nil {
 		return badInput(s, err)
 	}
@@ -184,32 +192,24 @@ func runCheck(ctx context.Context, args []string, s Streams) int {
 	return ExitOK
 }
 
-// runClean deletes the kind cluster the kind backend made (kept with EGRESSLAB_KEEP=1).
+// runClean removes what backends keep on purpose (the kind cluster kept with
+// EGRESSLAB_KEEP=1), through each provider that is a backend.Cleaner.
 func runClean(ctx context.Context, s Streams) int {
-	runtime := kindcluster.Docker
-	if os.Getenv(kindbackend.EnvRuntime) == string(kindcluster.Podman) {
-		runtime = kindcluster.Podman
+	code := ExitOK
+	for name, p := range backend.Providers(s.env(), s.Err) {
+		c, ok := p.(backend.Cleaner)
+		if !ok {
+			continue
+		}
+		said, err := c.Clean(ctx)
+		if err != nil {
+			fmt.Fprintf(s.Err, "egresslab clean: %s: %v\n", name, err)
+			code = ExitUnexpected
+			continue
+		}
+		fmt.Fprintf(s.Out, "egresslab clean: %s: %s\n", name, said)
 	}
-	if ok, why := kindcluster.Available(ctx, runtime); !ok {
-		fmt.Fprintf(s.Out, "egresslab clean: no kind cluster to delete (%s)\n", why)
-		return ExitOK
-	}
-	c := kindcluster.New(kindcluster.WithRuntime(runtime))
-	exists, err := c.Exists()
-	if err != nil {
-		fmt.Fprintf(s.Err, "egresslab clean: %v\n", err)
-		return ExitUnexpected
-	}
-	if !exists {
-		fmt.Fprintf(s.Out, "egresslab clean: there is no kind cluster %s\n", c.Name())
-		return ExitOK
-	}
-	if err := c.Delete(); err != nil {
-		fmt.Fprintf(s.Err, "egresslab clean: %v\n", err)
-		return ExitUnexpected
-	}
-	fmt.Fprintf(s.Out, "egresslab clean: deleted kind cluster %s\n", c.Name())
-	return ExitOK
+	return code
 }
 
 // loadEntry reads a user's ServiceEntry file and checks that it holds only Istio objects.
@@ -228,8 +228,8 @@ func loadEntry(path string) (*manifest.Set, error) {
 	return set, nil
 }
 
-func open(ctx context.Context, name string) (backend.Backend, func(), string, error) {
-	p, why, err := backends.Select(ctx, name)
+func open(ctx context.Context, name string, s Streams) (backend.Backend, func(), string, error) {
+	p, why, err := backend.Select(ctx, name, s.env(), s.Err)
 	if err != nil {
 		return nil, nil, "", err
 	}
@@ -257,7 +257,7 @@ func colorFor(s Streams) bool {
 		return *s.Color
 	}
 	if f, ok := s.Out.(*os.File); ok {
-		return narrate.ColorFor(f)
+		return narrate.ColorFor(f, s.env()("NO_COLOR"))
 	}
 	return false
 }

@@ -1,0 +1,215 @@
+// Package kindbackend is the lab on a real cluster: a kind cluster (or one a kubeconfig
+// names), Istio installed with Helm in the lab's mode, and the client app with its
+// istio-proxy sidecar. Each call is a real HTTP request made inside the client's pod;
+// the verdict is read from what the client saw.
+//
+// The Provider implements backend.Lifecycle: Setup builds the cluster, Istio, the
+// client image and the app once; every scenario then opens the same Backend; Finish
+// deletes the cluster unless asked to keep it.
+package kind
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	"k8s.io/client-go/kubernetes"
+
+	istioclient "istio.io/client-go/pkg/clientset/versioned"
+
+	"github.com/egresslab/egresslab/harness/backend"
+	"github.com/egresslab/egresslab/harness/backend/kind/internal/clientimage"
+	"github.com/egresslab/egresslab/harness/kube"
+	"github.com/egresslab/egresslab/harness/manifest"
+	"github.com/egresslab/egresslab/harness/outcome"
+)
+
+// Backend is the lab on one cluster.
+type Backend struct {
+	kube     kubernetes.Interface
+	applier  *kube.Applier
+	mesh     MeshInstaller
+	exec     Execer
+	progress io.Writer
+	// imageDigest is the client image loaded into the nodes; Apply puts it on the client's
+	// pod template so that a new image rolls the pods and the same one does not.
+	imageDigest string
+	// CallTimeout bounds one call made by the client (its --timeout).
+	callTimeout time.Duration
+	// rollout bounds the wait for a Deployment to be ready.
+	rollout, poll time.Duration
+	// diagnose collects what explains a failure into a folder and returns its path.
+	diagnose func(ctx context.Context, why string) string
+	version  string
+}
+
+// MeshInstaller installs Istio with values and checks the mesh config it produced.
+type MeshInstaller interface {
+	Install(ctx context.Context, values manifest.MeshValues) error
+}
+
+// Execer runs a command in a container and returns its output, as `kubectl exec` does.
+type Execer interface {
+	Exec(ctx context.Context, namespace, pod, container string, cmd []string) (stdout, stderr string, err error)
+}
+
+func newBackend(k kubernetes.Interface, i istioclient.Interface, mesh MeshInstaller, ex Execer, progress io.Writer) *Backend {
+	return &Backend{kube: k, applier: kube.NewApplier(k, i), mesh: mesh, exec: ex, progress: progress,
+		callTimeout: 10 * time.Second, rollout: 3 * time.Minute, poll: 2 * time.Second,
+		diagnose: func(context.Context, string) string { return "" }}
+}
+
+func (b *Backend) Name() string { return "kind" }
+
+func (b *Backend) Describe() string {
+	return "a real Kubernetes cluster: Istio " + b.version + "'s istiod configures the client's real Envoy sidecar, and each " +
+		"call is a real HTTP request made inside the client's pod. The verdict is read from what the client saw: the " +
+		"status, the server header, whether Envoy reached an upstream (x-envoy-upstream-service-time) or how the " +
+		"connection failed. It needs the internet: DNS failures and timeouts are reported as UNREACHABLE, never BLOCKED."
+}
+
+// InstallMesh installs or upgrades Istio to values, waits for istiod and checks that the
+// cluster's mesh config has the mode values ask for.
+func (b *Backend) InstallMesh(ctx context.Context, values manifest.MeshValues) (err error) {
+	done := step(b.progress, "Istio, outboundTrafficPolicy "+values.OutboundMode())
+	defer func() { done(err) }()
+	return b.mesh.Install(ctx, values)
+}
+
+func (b *Backend) Apply(ctx context.Context, set *manifest.Set) error {
+	return b.applier.Apply(ctx, b.withImageDigest(set))
+}
+
+func (b *Backend) Delete(ctx context.Context, set *manifest.Set) error {
+	return b.applier.Delete(ctx, set)
+}
+
+// withImageDigest returns the set with the loaded image's digest on the pod template of
+// every Deployment that runs the client image; the manifest itself stays as written.
+func (b *Backend) withImageDigest(set *manifest.Set) *manifest.Set {
+	if b.imageDigest == "" {
+		return set
+	}
+	out := &manifest.Set{Source: set.Source, Objects: make([]manifest.Object, len(set.Objects))}
+	copy(out.Objects, set.Objects)
+	for i, o := range out.Objects {
+		d, ok := o.Kube.(*appsv1.Deployment)
+		if !ok || !runsClientImage(d) {
+			continue
+		}
+		d = d.DeepCopy()
+		if d.Spec.Template.Annotations == nil {
+			d.Spec.Template.Annotations = map[string]string{}
+		}
+		d.Spec.Template.Annotations[clientimage.DigestAnnotation] = b.imageDigest
+		out.Objects[i].Kube = d
+	}
+	return out
+}
+
+func runsClientImage(d *appsv1.Deployment) bool {
+	for _, c := range d.Spec.Template.Spec.Containers {
+		if c.Image == clientimage.Tag {
+			return true
+		}
+	}
+	return false
+}
+
+// Sidecar waits for the workload's rollout and checks its pod runs istio-proxy.
+func (b *Backend) Sidecar(ctx context.Context, w backend.Workload) (string, error) {
+	pod, err := b.readyPod(ctx, w)
+	if err != nil {
+		return "", b.explained(ctx, err)
+	}
+	how, err := b.checkSidecar(ctx, pod)
+	if err != nil {
+		return "", b.explained(ctx, err)
+	}
+	return how, nil
+}
+
+// explained adds where the diagnostics were saved to an error.
+func (b *Backend) explained(ctx context.Context, err error) error {
+	if dir := b.diagnose(ctx, err.Error()); dir != "" {
+		return fmt.Errorf("%w\n  diagnostics (pod status, events, client and istio-proxy logs, kind logs): %s", err, dir)
+	}
+	return err
+}
+
+// Call makes the call from inside the workload's client container and classifies what
+// the client saw. It is one exec: cheap enough for backend.Await to poll, and it stops
+// when ctx does.
+func (b *Backend) Call(ctx context.Context, w backend.Workload, c backend.Call) (outcome.Verdict, error) {
+	pod, err := b.currentPod(ctx, w)
+	if err != nil {
+		return outcome.Verdict{}, err
+	}
+	cmd := []string{clientimage.Entrypoint, "call", "--timeout=" + b.callTimeout.String(), c.String()}
+	stdout, stderr, err := b.exec.Exec(ctx, w.Namespace, pod.Name, w.Name, cmd)
+	if err != nil {
+		return outcome.Verdict{}, fmt.Errorf("call %s from pod %s/%s (container %s): %w%s",
+			c, w.Namespace, pod.Name, w.Name, err, stderrSuffix(stderr))
+	}
+	obs, err := ParseObservation(stdout)
+	if err != nil {
+		return outcome.Verdict{}, fmt.Errorf("call %s from pod %s/%s: %w%s", c, w.Namespace, pod.Name, err, stderrSuffix(stderr))
+	}
+	return outcome.Classify(obs), nil
+}
+
+func stderrSuffix(s string) string {
+	if s = strings.TrimSpace(s); s == "" {
+		return ""
+	}
+	return "; stderr: " + s
+}
+
+// ParseObservation reads the one JSON line `client call` prints.
+func ParseObservation(stdout string) (outcome.Observation, error) {
+	var lines []string
+	for _, l := range strings.Split(stdout, "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) != 1 {
+		return outcome.Observation{}, fmt.Errorf("the client printed %d lines, want exactly one JSON observation: %q", len(lines), stdout)
+	}
+	var o outcome.Observation
+	dec := json.NewDecoder(bytes.NewReader([]byte(lines[0])))
+	if err := dec.Decode(&o); err != nil {
+		return outcome.Observation{}, fmt.Errorf("read the client's observation %q: %w", lines[0], err)
+	}
+	if o.URL == "" {
+		return outcome.Observation{}, fmt.Errorf("the client's observation names no URL: %q", lines[0])
+	}
+	return o, nil
+}
+
+// SidecarConfig is the part of the sidecar's own configuration (Envoy's config_dump,
+// read through pilot-agent in the istio-proxy container) that decides this call.
+func (b *Backend) SidecarConfig(ctx context.Context, w backend.Workload, c backend.Call) (string, error) {
+	pod, err := b.currentPod(ctx, w)
+	if err != nil {
+		return "", err
+	}
+	stdout, stderr, err := b.exec.Exec(ctx, w.Namespace, pod.Name, "istio-proxy",
+		[]string{"pilot-agent", "request", "GET", "config_dump"})
+	if err != nil {
+		return "", fmt.Errorf("read the config of pod %s/%s's sidecar: %w%s", w.Namespace, pod.Name, err, stderrSuffix(stderr))
+	}
+	out, err := FilterConfigDump([]byte(stdout), c.Host(), c.Port())
+	if err != nil {
+		return "", fmt.Errorf("read the config of pod %s/%s's sidecar: %w", w.Namespace, pod.Name, err)
+	}
+	return out, nil
+}
+
+var errNoPod = errors.New("no ready pod")

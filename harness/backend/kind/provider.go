@@ -1,0 +1,453 @@
+package kind
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	istioclient "istio.io/client-go/pkg/clientset/versioned"
+
+	"github.com/egresslab/egresslab/harness/backend"
+	"github.com/egresslab/egresslab/harness/backend/kind/internal/clientimage"
+	"github.com/egresslab/egresslab/harness/backend/kind/internal/cluster"
+	"github.com/egresslab/egresslab/harness/backend/kind/internal/istioinstall"
+	"github.com/egresslab/egresslab/harness/manifest"
+	"github.com/egresslab/egresslab/manifests"
+)
+
+// Environment variables that configure the Provider the backend registry builds
+// (FromEnv); each has an Option of the same meaning.
+const (
+	EnvKeep         = "EGRESSLAB_KEEP"          // "1": keep the cluster after the run, and reuse it on the next
+	EnvKubeconfig   = "EGRESSLAB_KUBECONFIG"    // a kubeconfig: use that cluster instead of creating a kind cluster
+	EnvRuntime      = "EGRESSLAB_KIND_RUNTIME"  // "podman" to run kind's nodes in Podman
+	EnvIstioVersion = "EGRESSLAB_ISTIO_VERSION" // another Istio release than istioinstall.Version
+	EnvNodeImage    = "EGRESSLAB_KIND_IMAGE"    // another kind node image than cluster.NodeImage
+	EnvDiagnostics  = "EGRESSLAB_DIAGNOSTICS"   // where diagnostics folders go (default: the system's temp dir)
+)
+
+// Provider sets up one cluster for a whole run and opens the same Backend on it for
+// every scenario. It implements backend.Lifecycle.
+type Provider struct {
+	o options
+
+	mu sync.Mutex
+	st *state
+}
+
+type options struct {
+	keep         bool
+	kubeconfig   string
+	runtime      cluster.Runtime
+	istioVersion string
+	nodeImage    string
+	progress     io.Writer
+	diagnostics  string
+}
+
+// Option configures a Provider, in the manner of kind's cluster.ProviderOption.
+type Option func(*options)
+
+// WithKeep keeps the cluster at the end and reuses it when it exists.
+func WithKeep(keep bool) Option { return func(o *options) { o.keep = keep } }
+
+// WithKubeconfig runs on the cluster this kubeconfig reaches instead of a kind cluster.
+func WithKubeconfig(path string) Option { return func(o *options) { o.kubeconfig = path } }
+
+// WithPodman runs kind's nodes in Podman instead of Docker.
+func WithPodman() Option { return func(o *options) { o.runtime = cluster.Podman } }
+
+// WithIstioVersion installs another Istio release.
+func WithIstioVersion(v string) Option { return func(o *options) { o.istioVersion = v } }
+
+// WithNodeImage runs another kind node image.
+func WithNodeImage(img string) Option { return func(o *options) { o.nodeImage = img } }
+
+// WithProgress writes progress (steps, elapsed time) to w (default: stderr).
+func WithProgress(w io.Writer) Option { return func(o *options) { o.progress = w } }
+
+// WithDiagnosticsDir puts diagnostics folders under dir.
+func WithDiagnosticsDir(dir string) Option { return func(o *options) { o.diagnostics = dir } }
+
+// New returns a Provider; nothing happens until Setup (or Open).
+func New(opts ...Option) *Provider {
+	o := options{runtime: cluster.Docker, istioVersion: istioinstall.Version, nodeImage: cluster.NodeImage,
+		progress: os.Stderr, diagnostics: os.TempDir()}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	o.progress = &lockedWriter{w: o.progress}
+	return &Provider{o: o}
+}
+
+// OptionsFromEnv are the options the EGRESSLAB_* variables above ask for.
+func OptionsFromEnv(env backend.Env) []Option {
+	var opts []Option
+	if env(EnvKeep) == "1" || env(EnvKeep) == "true" {
+		opts = append(opts, WithKeep(true))
+	}
+	if p := env(EnvKubeconfig); p != "" {
+		opts = append(opts, WithKubeconfig(p))
+	}
+	if env(EnvRuntime) == string(cluster.Podman) {
+		opts = append(opts, WithPodman())
+	}
+	if v := env(EnvIstioVersion); v != "" {
+		opts = append(opts, WithIstioVersion(v))
+	}
+	if v := env(EnvNodeImage); v != "" {
+		opts = append(opts, WithNodeImage(v))
+	}
+	if v := env(EnvDiagnostics); v != "" {
+		opts = append(opts, WithDiagnosticsDir(v))
+	}
+	return opts
+}
+
+func init() {
+	backend.Register(backend.Registration{
+		Name:     "kind",
+		Priority: 10, // the real thing, wherever a Docker daemon answers
+		Available: func(ctx context.Context, env backend.Env) (bool, string) {
+			return New(OptionsFromEnv(env)...).Available(ctx)
+		},
+		Provider: func(env backend.Env, progress io.Writer) (backend.Provider, error) {
+			return New(append(OptionsFromEnv(env), WithProgress(progress))...), nil
+		},
+	})
+}
+
+// Available says quickly whether the backend can run here: the kubeconfig it was given
+// exists, or the container runtime's daemon answers.
+func (p *Provider) Available(ctx context.Context) (bool, string) {
+	if p.o.kubeconfig != "" {
+		if _, err := os.Stat(p.o.kubeconfig); err != nil {
+			return false, fmt.Sprintf("%s=%s: %v", EnvKubeconfig, p.o.kubeconfig, err)
+		}
+		return true, "an existing cluster through " + EnvKubeconfig + "=" + p.o.kubeconfig
+	}
+	return cluster.Available(ctx, p.o.runtime)
+}
+
+// Clean deletes the kind cluster earlier runs kept (EGRESSLAB_KEEP=1), if there is one.
+func (p *Provider) Clean(ctx context.Context) (string, error) {
+	if ok, why := cluster.Available(ctx, p.o.runtime); !ok {
+		return "no kind cluster to delete (" + why + ")", nil
+	}
+	c := cluster.New(cluster.WithRuntime(p.o.runtime))
+	exists, err := c.Exists()
+	if err != nil {
+		return "", err
+	}
+	if !exists {
+		return "there is no kind cluster " + c.Name(), nil
+	}
+	if err := c.Delete(); err != nil {
+		return "", err
+	}
+	return "deleted kind cluster " + c.Name(), nil
+}
+
+var _ backend.Cleaner = (*Provider)(nil)
+
+func (p *Provider) Name() string { return "kind" }
+
+// state is what Setup built.
+type state struct {
+	cluster  *cluster.Cluster // nil on an existing cluster (WithKubeconfig)
+	workDir  string
+	backend  *Backend
+	kube     kubernetes.Interface
+	teardown bool // Finish deletes the cluster
+}
+
+// Setup builds the cluster, Istio, the client image and the client app, once. On
+// failure (or Ctrl-C) it saves diagnostics and cleans up as the keep setting says.
+func (p *Provider) Setup(ctx context.Context) (_ context.Context, err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.st != nil {
+		return ctx, nil
+	}
+	st, err := p.setup(ctx)
+	if err != nil {
+		return ctx, err
+	}
+	p.st = st
+	return ctx, nil
+}
+
+func (p *Provider) setup(parent context.Context) (st *state, err error) {
+	// Ctrl-C stops the waits; what was built is then cleaned up below, as keep says.
+	ctx, stop := signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	w := p.o.progress
+	st = &state{}
+	st.workDir, err = os.MkdirTemp("", "egresslab-kind-")
+	if err != nil {
+		return nil, fmt.Errorf("kind backend: work folder: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			p.cleanUpFailed(ctx, st, &err)
+		}
+	}()
+
+	daemon, err := p.preflight(ctx)
+	if err != nil {
+		return st, err
+	}
+	kubeconfig := p.o.kubeconfig
+	if kubeconfig == "" {
+		if kubeconfig, err = p.ensureCluster(ctx, st, daemon); err != nil {
+			return st, err
+		}
+	}
+	restCfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return st, fmt.Errorf("read kubeconfig %s: %w", kubeconfig, err)
+	}
+	k, err := kubernetes.NewForConfig(restCfg)
+	if err != nil {
+		return st, fmt.Errorf("client for %s: %w", restCfg.Host, err)
+	}
+	ic, err := istioclient.NewForConfig(restCfg)
+	if err != nil {
+		return st, fmt.Errorf("Istio client for %s: %w", restCfg.Host, err)
+	}
+	st.kube = k
+	flags := genericclioptions.NewConfigFlags(true)
+	flags.KubeConfig = &kubeconfig
+	ns := istioinstall.Namespace
+	flags.Namespace = &ns
+	inst, err := istioinstall.New(flags, k, istioinstall.WithVersion(p.o.istioVersion), istioinstall.WithProgress(w))
+	if err != nil {
+		return st, err
+	}
+	b := newBackend(k, ic, inst, podExec{cfg: restCfg, kube: k}, w)
+	b.version = p.o.istioVersion
+	b.diagnose = func(ctx context.Context, why string) string { return p.diagnose(ctx, st, why) }
+	st.backend = b
+
+	values, err := manifest.LoadMeshValues()
+	if err != nil {
+		return st, err
+	}
+	if err := b.InstallMesh(ctx, values); err != nil {
+		return st, fmt.Errorf("install Istio %s: %w", p.o.istioVersion, err)
+	}
+	if err := p.loadClientImage(ctx, st, k); err != nil {
+		return st, err
+	}
+	app, err := manifest.LoadEmbedded(manifests.ClientApp, backend.Client.Namespace)
+	if err != nil {
+		return st, err
+	}
+	done := step(w, "deploy the client app ("+app.Source+")")
+	err = b.Apply(ctx, app)
+	done(err)
+	if err != nil {
+		return st, fmt.Errorf("deploy the client app: %w", err)
+	}
+	how, err := b.Sidecar(ctx, backend.Client)
+	if err != nil {
+		return st, fmt.Errorf("deploy the client app: %w", err)
+	}
+	fmt.Fprintf(w, "  %s\n", how)
+	return st, nil
+}
+
+// preflight checks what the run needs and returns what it learnt of the container
+// runtime's daemon (nil on an existing cluster, which needs none here).
+func (p *Provider) preflight(ctx context.Context) (d *cluster.Daemon, err error) {
+	done := step(p.o.progress, "preflight")
+	var warnings []string
+	if p.o.kubeconfig != "" {
+		// An existing cluster: no container runtime needed here; the lab's call still needs the internet.
+		warnings, err = cluster.CheckReachable(ctx, []cluster.Endpoint{cluster.LabEndpoint}, 5*time.Second, nil)
+	} else {
+		d, warnings, err = cluster.Preflight(ctx, p.o.runtime, cluster.Endpoints)
+	}
+	done(err)
+	for _, w := range warnings {
+		fmt.Fprintf(p.o.progress, "  warning: %s\n", w)
+	}
+	if d != nil && d.CgroupV1() && err == nil {
+		fmt.Fprintf(p.o.progress, "  the %s host runs cgroup v1: the node's kubelet is configured with failCgroupV1: false\n", d.Runtime)
+	}
+	return d, err
+}
+
+// ensureCluster creates the kind cluster, or reuses it when it exists, and returns a
+// kubeconfig file for it.
+func (p *Provider) ensureCluster(ctx context.Context, st *state, d *cluster.Daemon) (string, error) {
+	w := p.o.progress
+	c := cluster.New(cluster.WithNodeImage(p.o.nodeImage), cluster.WithRuntime(p.o.runtime),
+		cluster.WithCgroupV1(d.CgroupV1()), cluster.WithProgress(w))
+	st.cluster = c
+	exists, err := c.Exists()
+	if err != nil {
+		return "", err
+	}
+	st.teardown = !p.o.keep
+	switch {
+	case exists && p.o.keep:
+		fmt.Fprintf(w, "▸ reusing kind cluster %s (kept from an earlier run)\n", c.Name())
+	case exists:
+		fmt.Fprintf(w, "▸ reusing kind cluster %s; it is deleted at the end (%s=1 keeps it)\n", c.Name(), EnvKeep)
+	default:
+		done := step(w, "create kind cluster "+c.Name()+" ("+p.o.nodeImage+")")
+		finished, err := c.Create(ctx)
+		done(err)
+		if err != nil {
+			if finished != nil && ctx.Err() != nil && !p.o.keep {
+				// kind cannot be interrupted: let it finish, then take away what it made.
+				fmt.Fprintf(w, "  waiting for kind to finish, to delete the cluster it is creating\n")
+				<-finished
+			}
+			return "", err
+		}
+	}
+	cfg, err := c.KubeConfig()
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(st.workDir, "kubeconfig")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		return "", fmt.Errorf("write kubeconfig: %w", err)
+	}
+	return path, nil
+}
+
+// loadClientImage builds the client image for the nodes' architecture and loads it.
+func (p *Provider) loadClientImage(ctx context.Context, st *state, k kubernetes.Interface) (err error) {
+	done := step(p.o.progress, "build and load the client image "+clientimage.Tag)
+	defer func() { done(err) }()
+	nodes, err := k.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil || len(nodes.Items) == 0 {
+		return fmt.Errorf("read the nodes' architecture: %v (nodes: %d)", err, len(nodes.Items))
+	}
+	arch := nodes.Items[0].Status.NodeInfo.Architecture
+	built, err := clientimage.Build(ctx, arch, st.workDir)
+	if err != nil {
+		return fmt.Errorf("build the client image: %w", err)
+	}
+	st.backend.imageDigest = built.Digest.String()
+	if built.CABundle == "" {
+		fmt.Fprintf(p.o.progress, "  no CA bundle found on this machine: https calls the mesh lets out will fail TLS verification\n")
+	}
+	if st.cluster == nil {
+		fmt.Fprintf(p.o.progress, "  an existing cluster: load %s into its nodes yourself (it is %s, imagePullPolicy Never)\n",
+			built.Tarball, clientimage.Tag)
+		return nil
+	}
+	return st.cluster.LoadImage(built.Tarball)
+}
+
+// cleanUpFailed runs when Setup fails: diagnostics first (while the cluster exists),
+// then the cluster goes unless it is kept.
+func (p *Provider) cleanUpFailed(ctx context.Context, st *state, err *error) {
+	if st.kube != nil {
+		if dir := p.diagnose(ctx, st, (*err).Error()); dir != "" {
+			*err = fmt.Errorf("%w\n  diagnostics: %s", *err, dir)
+		}
+	}
+	if st.cluster != nil && st.teardown {
+		if derr := p.deleteCluster(st); derr != nil {
+			*err = errors.Join(*err, derr)
+		}
+	} else if st.cluster != nil {
+		fmt.Fprintf(p.o.progress, "  kind cluster %s is kept (%s=1): kubectl --context kind-%s ...\n", st.cluster.Name(), EnvKeep, st.cluster.Name())
+	}
+	os.RemoveAll(st.workDir)
+}
+
+func (p *Provider) diagnose(ctx context.Context, st *state, why string) string {
+	var extra func(string) error
+	if st.cluster != nil {
+		extra = st.cluster.CollectLogs
+	}
+	dir, err := Diagnose(ctx, st.kube, p.o.diagnostics, why,
+		[]string{backend.Client.Namespace, istioinstall.Namespace}, extra)
+	if err != nil {
+		fmt.Fprintf(p.o.progress, "  could not save diagnostics: %v\n", err)
+		return ""
+	}
+	return dir
+}
+
+func (p *Provider) deleteCluster(st *state) error {
+	done := step(p.o.progress, "delete kind cluster "+st.cluster.Name())
+	err := st.cluster.Delete()
+	done(err)
+	return err
+}
+
+// Finish deletes the cluster unless it is kept (or was not made by kind).
+func (p *Provider) Finish(ctx context.Context) (context.Context, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	st := p.st
+	if st == nil {
+		return ctx, nil
+	}
+	p.st = nil
+	defer os.RemoveAll(st.workDir)
+	if st.cluster != nil && st.teardown {
+		return ctx, p.deleteCluster(st)
+	}
+	if st.cluster != nil {
+		fmt.Fprintf(p.o.progress, "kind cluster %s is kept: kubectl --context kind-%s get pods -A; "+
+			"delete it with: kind delete cluster --name %s\n", st.cluster.Name(), st.cluster.Name(), st.cluster.Name())
+	}
+	return ctx, nil
+}
+
+// Open gives the shared Backend. Without a Lifecycle caller (the CLI), the first Open
+// sets up itself, and its release finishes.
+func (p *Provider) Open(ctx context.Context) (backend.Backend, func(), error) {
+	p.mu.Lock()
+	ready := p.st != nil
+	p.mu.Unlock()
+	release := func() {}
+	if !ready {
+		if _, err := p.Setup(ctx); err != nil {
+			return nil, nil, err
+		}
+		// No Lifecycle caller ran Setup (the CLI): this Open owns the cluster's lifetime.
+		release = func() {
+			if _, err := p.Finish(context.WithoutCancel(ctx)); err != nil {
+				fmt.Fprintf(p.o.progress, "kind backend: %v\n", err)
+			}
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.st.backend, release, nil
+}
+
+var _ backend.Lifecycle = (*Provider)(nil)
+
+// lockedWriter serializes progress written by steps' tickers and the steps themselves.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
+}

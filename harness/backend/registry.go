@@ -1,0 +1,115 @@
+package backend
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+)
+
+// Env looks up one setting of the environment a run was started in. Only the edges (the
+// CLI's main and the scenarios' TestMain) read the process environment: they pass
+// os.Getenv down, and each backend turns what it needs into its own typed config.
+type Env func(key string) string
+
+// NoEnv is an environment with nothing set, for tests.
+func NoEnv(string) string { return "" }
+
+// Registration is how a backend is opened, and whether "auto" should pick it. Each
+// backend registers itself from its own package (init); package backend/all imports
+// them all.
+type Registration struct {
+	Name string
+	// Priority orders the candidates for "auto": the highest whose Available says yes wins.
+	Priority int
+	// Available says whether the backend can run here, and why (or why not).
+	Available func(ctx context.Context, env Env) (bool, string)
+	// Provider builds the backend's provider, configured from env.
+	Provider func(env Env, progress io.Writer) (Provider, error)
+}
+
+// Cleaner is implemented by providers that can leave something behind on purpose (a
+// kind cluster kept with EGRESSLAB_KEEP=1): `egresslab clean` removes it.
+type Cleaner interface {
+	// Clean removes what earlier runs kept, and says what it did.
+	Clean(ctx context.Context) (string, error)
+}
+
+var registry = map[string]Registration{}
+
+// Register adds a backend; a second registration of the same name is a programming error.
+func Register(r Registration) {
+	if _, dup := registry[r.Name]; dup {
+		panic("backend " + r.Name + " registered twice")
+	}
+	registry[r.Name] = r
+}
+
+// Names lists the backends that can be asked for, besides "auto".
+func Names() []string {
+	names := make([]string, 0, len(registry))
+	for n := range registry {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Providers builds the provider of every registered backend, by name, without checking
+// that it can run here (for `egresslab clean`).
+func Providers(env Env, progress io.Writer) map[string]Provider {
+	out := map[string]Provider{}
+	for _, n := range Names() {
+		if p, err := registry[n].Provider(env, progress); err == nil {
+			out[n] = p
+		}
+	}
+	return out
+}
+
+// Select returns the provider called name, and a sentence saying why it was chosen.
+// "auto" picks the most realistic backend that can run here.
+func Select(ctx context.Context, name string, env Env, progress io.Writer) (Provider, string, error) {
+	if name == "" || name == "auto" {
+		return selectAuto(ctx, env, progress)
+	}
+	r, ok := registry[name]
+	if !ok {
+		return nil, "", fmt.Errorf("unknown backend %q: use auto or one of %s", name, strings.Join(Names(), ", "))
+	}
+	if ok, why := r.Available(ctx, env); !ok {
+		return nil, "", fmt.Errorf("backend %s cannot run here: %s", name, why)
+	}
+	p, err := r.Provider(env, progress)
+	if err != nil {
+		return nil, "", fmt.Errorf("open backend %s: %w", name, err)
+	}
+	return p, "asked for with -backend=" + name, nil
+}
+
+func selectAuto(ctx context.Context, env Env, progress io.Writer) (Provider, string, error) {
+	candidates := make([]Registration, 0, len(registry))
+	for _, r := range registry {
+		candidates = append(candidates, r)
+	}
+	sort.Slice(candidates, func(i, j int) bool { return candidates[i].Priority > candidates[j].Priority })
+	var passed []string
+	for _, r := range candidates {
+		ok, why := r.Available(ctx, env)
+		if !ok {
+			passed = append(passed, r.Name+": "+why)
+			continue
+		}
+		p, err := r.Provider(env, progress)
+		if err != nil {
+			return nil, "", fmt.Errorf("open backend %s: %w", r.Name, err)
+		}
+		reason := "picked automatically: " + why
+		if len(passed) > 0 {
+			reason = "picked automatically; passed over " + strings.Join(passed, "; ")
+		}
+		return p, reason, nil
+	}
+	return nil, "", fmt.Errorf("no backend can run here: %s", strings.Join(passed, "; "))
+}

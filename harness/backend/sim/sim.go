@@ -1,0 +1,327 @@
+// Package sim is the offline backend: Istio's own control-plane code generates the
+// client sidecar's configuration from the objects the lab applies, and Istio's
+// Envoy-matching simulator decides where a call would go. Nothing leaves the machine.
+//
+// What it can tell you: which listener, filter chain, route, virtual host and cluster
+// the sidecar would pick, exactly as istiod would configure it. What it cannot: whether
+// the upstream answers, DNS, real Envoy behaviour beyond matching, or timing.
+package sim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sync"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+
+	meshconfig "istio.io/api/mesh/v1alpha1"
+	"istio.io/istio/pilot/pkg/simulation"
+	"istio.io/istio/pilot/test/xds"
+	"istio.io/istio/pkg/config"
+	istiolog "istio.io/istio/pkg/log"
+
+	"github.com/egresslab/egresslab/harness/backend"
+	"github.com/egresslab/egresslab/harness/dataplane"
+	"github.com/egresslab/egresslab/harness/manifest"
+	"github.com/egresslab/egresslab/harness/outcome"
+)
+
+// Backend is the sim backend. Applying objects records them; the next call builds a
+// fresh Istio control plane from everything recorded and simulates the call on it.
+type Backend struct {
+	mu      sync.Mutex
+	mesh    *meshconfig.MeshConfig
+	objects []manifest.Object // applied, in order; later applies replace by kind/namespace/name
+	world   *world            // built from objects; nil when objects changed since
+}
+
+// Option configures a Backend.
+type Option func(*Backend)
+
+// WithMesh starts the backend with Istio already installed with these values.
+func WithMesh(values manifest.MeshValues) Option {
+	return func(b *Backend) { b.mesh = values.Mesh }
+}
+
+// New returns an empty sim backend: no mesh installed, no objects. Close it when done.
+// Istio's own logging stays off (Config.IstioLog turns it on).
+func New(opts ...Option) *Backend {
+	b := &Backend{}
+	for _, o := range opts {
+		o(b)
+	}
+	return b
+}
+
+// Close stops the control plane the backend started, if any.
+func (b *Backend) Close() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.dropWorld()
+}
+
+// dropWorld stops the control plane built for the previous state; the next call builds
+// one for the new state. Callers hold b.mu.
+func (b *Backend) dropWorld() {
+	if b.world != nil {
+		b.world.failer.close()
+		b.world = nil
+	}
+}
+
+// Config is the sim backend's configuration.
+type Config struct {
+	// IstioLog is the level of istiod's own logging on stderr (debug, info, warn, error);
+	// "" keeps it out of the lab's narration.
+	IstioLog string
+}
+
+// EnvIstioLog sets Config.IstioLog.
+const EnvIstioLog = "EGRESSLAB_ISTIO_LOG"
+
+func init() {
+	backend.Register(backend.Registration{
+		Name:      "sim",
+		Priority:  0, // the fallback: it runs anywhere Go does
+		Available: func(context.Context, backend.Env) (bool, string) { return true, "needs nothing but Go" },
+		Provider: func(env backend.Env, _ io.Writer) (backend.Provider, error) {
+			return NewProvider(Config{IstioLog: env(EnvIstioLog)}), nil
+		},
+	})
+}
+
+// Provider gives each test its own fresh sim backend.
+type Provider struct{}
+
+// NewProvider configures Istio's logging for the process and returns the provider.
+func NewProvider(cfg Config) Provider {
+	setIstioLogs(cfg.IstioLog)
+	return Provider{}
+}
+
+func (Provider) Name() string { return "sim" }
+
+func (Provider) Open(context.Context) (backend.Backend, func(), error) {
+	b := New()
+	return b, b.Close, nil
+}
+
+func (b *Backend) Name() string { return "sim" }
+
+// Instant: each call is computed from everything applied so far; nothing propagates.
+func (b *Backend) Instant() bool { return true }
+
+func (b *Backend) Describe() string {
+	return "offline simulator: Istio's real control-plane code (istiod's config generator) builds the client " +
+		"sidecar's listeners, routes and clusters from the lab's manifests; Envoy's matching of each call is " +
+		"simulated by Istio's own simulator. Nothing leaves this machine: a verdict says where the sidecar " +
+		"would send the call, not whether jsonplaceholder answers."
+}
+
+func (b *Backend) InstallMesh(_ context.Context, values manifest.MeshValues) error {
+	if values.Mesh == nil {
+		return errors.New("install mesh: values carry no mesh config")
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.mesh = values.Mesh
+	b.dropWorld()
+	return nil
+}
+
+func (b *Backend) Apply(_ context.Context, set *manifest.Set) error {
+	b.change(set, true)
+	return nil
+}
+
+func (b *Backend) Delete(_ context.Context, set *manifest.Set) error {
+	b.change(set, false)
+	return nil
+}
+
+// change removes the set's objects from what is applied and, to apply them, adds them
+// back at the end: a re-applied object replaces the old one, as `kubectl apply` does.
+func (b *Backend) change(set *manifest.Set, apply bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, o := range set.Objects {
+		b.objects = slices.DeleteFunc(b.objects, func(have manifest.Object) bool { return sameObject(have, o) })
+		if apply {
+			b.objects = append(b.objects, o)
+		}
+	}
+	b.dropWorld()
+}
+
+func sameObject(a, b manifest.Object) bool {
+	return a.Kind == b.Kind && a.Namespace == b.Namespace && a.Name == b.Name
+}
+
+func (b *Backend) Sidecar(_ context.Context, w backend.Workload) (string, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	_, how, err := b.workload(w)
+	return how, err
+}
+
+func (b *Backend) Call(_ context.Context, w backend.Workload, c backend.Call) (outcome.Verdict, error) {
+	sim, err := b.simulation(w)
+	if err != nil {
+		return outcome.Verdict{}, err
+	}
+	r, err := dataplane.Simulate(sim, c)
+	if err != nil {
+		return outcome.Verdict{}, err
+	}
+	return dataplane.Judge(r), nil
+}
+
+// SidecarConfig is the part of the sidecar's configuration that decided the call.
+func (b *Backend) SidecarConfig(_ context.Context, w backend.Workload, c backend.Call) (string, error) {
+	sim, err := b.simulation(w)
+	if err != nil {
+		return "", err
+	}
+	r, err := dataplane.Simulate(sim, c)
+	if err != nil {
+		return "", err
+	}
+	return dataplane.Dump(sim, r)
+}
+
+// world is one state of the cluster: an Istio control plane built from the applied
+// objects, and the simulated sidecar of each workload asked about so far.
+type world struct {
+	failer  *failer // stops this world's control plane when closed
+	server  *xds.FakeDiscoveryServer
+	proxies map[backend.Workload]*simulation.Simulation
+}
+
+func (b *Backend) simulation(w backend.Workload) (_ *simulation.Simulation, err error) {
+	defer recoverFailure("generate the sidecar's config for "+w.String(), &err)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.mesh == nil {
+		return nil, errors.New("no mesh installed: install Istio (InstallMesh) before making calls")
+	}
+	pod, _, err := b.workload(w)
+	if err != nil {
+		return nil, err
+	}
+	if b.world == nil {
+		if b.world, err = b.build(); err != nil {
+			return nil, err
+		}
+	}
+	if s, ok := b.world.proxies[w]; ok {
+		return s, nil
+	}
+	// As simulation.NewSimulation does, minus its *testing.T: the config istiod would
+	// push to this pod's sidecar.
+	proxy := b.world.server.SetupProxy(dataplane.ProxyFor(pod))
+	listeners := b.world.server.Listeners(proxy)
+	s := &simulation.Simulation{
+		Listeners: listeners,
+		Clusters:  b.world.server.Clusters(proxy),
+		Routes:    b.world.server.RoutesFromListeners(proxy, listeners),
+	}
+	b.world.proxies[w] = s
+	return s, nil
+}
+
+// build starts Istio's config generator on everything applied: Istio objects as
+// istiod's config store would hold them, Kubernetes objects (and the pods a
+// Deployment would have) as its Kubernetes registry would see them.
+func (b *Backend) build() (_ *world, err error) {
+	f := &failer{}
+	defer func() {
+		if err != nil {
+			f.close()
+		}
+	}()
+	defer recoverFailure("start Istio's control plane", &err)
+	var configs []config.Config
+	var kube []runtime.Object
+	for _, o := range b.objects {
+		switch {
+		case o.Istio != nil:
+			configs = append(configs, *o.Istio)
+		case o.Kube != nil:
+			kube = append(kube, o.Kube.DeepCopyObject())
+		}
+	}
+	for _, pod := range b.pods() {
+		kube = append(kube, pod)
+	}
+	s := xds.NewFakeDiscoveryServer(f, xds.FakeOptions{
+		Configs:           configs,
+		KubernetesObjects: kube,
+		MeshConfig:        b.mesh,
+	})
+	return &world{failer: f, server: s, proxies: map[backend.Workload]*simulation.Simulation{}}, nil
+}
+
+// workload finds the Deployment w, checks it would get a sidecar and returns its pod.
+func (b *Backend) workload(w backend.Workload) (*corev1.Pod, string, error) {
+	var deploy *appsv1.Deployment
+	var ns *corev1.Namespace
+	for _, o := range b.objects {
+		switch k := o.Kube.(type) {
+		case *appsv1.Deployment:
+			if k.Namespace == w.Namespace && k.Name == w.Name {
+				deploy = k
+			}
+		case *corev1.Namespace:
+			if k.Name == w.Namespace {
+				ns = k
+			}
+		}
+	}
+	if deploy == nil {
+		return nil, "", fmt.Errorf("workload %s: no Deployment %s in namespace %s has been applied (manifests/apps/)", w, w.Name, w.Namespace)
+	}
+	if ns == nil {
+		return nil, "", fmt.Errorf("workload %s: namespace %s has not been applied", w, w.Namespace)
+	}
+	injected, how := dataplane.Injection(ns, deploy.Spec.Template.Labels)
+	if !injected {
+		return nil, "", fmt.Errorf("workload %s would run without an istio-proxy sidecar: %s", w, how)
+	}
+	return b.pods()[w], how, nil
+}
+
+// pods are the pods the applied Deployments would run, one each, with addresses from
+// dataplane.FirstPodIP on in the order they were applied. The API server and the
+// sidecar's identity both take them from here, so a sidecar is always its pod's own.
+// Callers hold b.mu.
+func (b *Backend) pods() map[backend.Workload]*corev1.Pod {
+	out := map[backend.Workload]*corev1.Pod{}
+	used := map[string]bool{}
+	for _, o := range b.objects {
+		if d, ok := o.Kube.(*appsv1.Deployment); ok {
+			ip := dataplane.NextPodIP(func(ip string) bool { return used[ip] })
+			used[ip] = true
+			out[backend.Workload{Namespace: d.Namespace, Name: d.Name}] = dataplane.PodFor(d, d.Name+"-sim", ip)
+		}
+	}
+	return out
+}
+
+// setIstioLogs sets the level of istiod's own logging, which is global to the process:
+// off ("") keeps it out of the lab's narration.
+func setIstioLogs(level string) {
+	l := istiolog.NoneLevel
+	if level != "" {
+		l = istiolog.StringToLevel(level)
+	}
+	o := istiolog.DefaultOptions()
+	o.SetDefaultOutputLevel(istiolog.OverrideScopeName, l)
+	_ = istiolog.Configure(o)
+}
+
+func init() { setIstioLogs("") }

@@ -1,0 +1,165 @@
+package sim_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/egresslab/egresslab/harness/backend"
+	"github.com/egresslab/egresslab/harness/backend/sim"
+	"github.com/egresslab/egresslab/harness/manifest"
+	"github.com/egresslab/egresslab/harness/outcome"
+	"github.com/egresslab/egresslab/manifests"
+)
+
+const (
+	httpCall  = "http://jsonplaceholder.typicode.com/todos/1"
+	httpsCall = "https://jsonplaceholder.typicode.com/todos/1"
+)
+
+// world applies the lab's manifests: the mesh in mode, the client app, and the named
+// ServiceEntry manifests.
+func world(t testing.TB, mode string, withApp bool, entries ...string) *sim.Backend {
+	t.Helper()
+	ctx := context.Background()
+	values, err := manifest.LoadMeshValues()
+	require.NoError(t, err)
+	values, err = values.WithOutboundMode(mode)
+	require.NoError(t, err)
+	b := sim.New(sim.WithMesh(values))
+	t.Cleanup(b.Close)
+	if withApp {
+		app, err := manifest.LoadEmbedded(manifests.ClientApp, backend.Client.Namespace)
+		require.NoError(t, err)
+		require.NoError(t, b.Apply(ctx, app))
+	}
+	for _, e := range entries {
+		set, err := manifest.LoadEmbedded(e, backend.Client.Namespace)
+		require.NoError(t, err)
+		require.NoError(t, b.Apply(ctx, set))
+	}
+	return b
+}
+
+func TestCallsFromTheClientSidecar(t *testing.T) {
+	cases := []struct {
+		name    string
+		mode    string
+		entries []string
+		call    string
+		want    outcome.Expect
+	}{
+		{
+			name: "registry only, no entry: block_all 502 on the port-80 listener",
+			mode: manifest.RegistryOnly, call: httpCall,
+			want: outcome.Expect{Kind: outcome.Blocked, Reason: outcome.ReasonBlockAll,
+				Listener: "0.0.0.0_80", RouteConfig: "80", VirtualHost: "block_all"},
+		},
+		{
+			name: "registry only, seed entry: routed to the entry's outbound cluster",
+			mode: manifest.RegistryOnly, entries: []string{manifests.SeedServiceEntry}, call: httpCall,
+			want: outcome.Expect{Kind: outcome.Allowed, Reason: outcome.ReasonRegistered,
+				Listener: "0.0.0.0_80", RouteConfig: "80", VirtualHost: "jsonplaceholder.typicode.com:80",
+				Cluster: "outbound|80||jsonplaceholder.typicode.com"},
+		},
+		{
+			name: "registry only, seed entry, https: no listener on 443, black hole",
+			mode: manifest.RegistryOnly, entries: []string{manifests.SeedServiceEntry}, call: httpsCall,
+			want: outcome.Expect{Kind: outcome.Blocked, Reason: outcome.ReasonBlackHole,
+				Listener: "virtualOutbound", Cluster: "BlackHoleCluster"},
+		},
+		{
+			name: "registry only, misspelt entry: still block_all",
+			mode: manifest.RegistryOnly, entries: []string{manifests.MisspeltServiceEntry}, call: httpCall,
+			want: outcome.Expect{Kind: outcome.Blocked, Reason: outcome.ReasonBlockAll, VirtualHost: "block_all"},
+		},
+		{
+			name: "allow any, no entry: passthrough",
+			mode: manifest.AllowAny, call: httpCall,
+			want: outcome.Expect{Kind: outcome.Allowed, Reason: outcome.ReasonPassthrough,
+				Listener: "0.0.0.0_80", VirtualHost: "allow_any", Cluster: "PassthroughCluster"},
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			b := world(t, tc.mode, true, tc.entries...)
+			v, err := b.Call(context.Background(), backend.Client, backend.MustCall(tc.call))
+			require.NoError(t, err)
+			require.Empty(t, tc.want.Check(v), "verdict %s, evidence %s", v, v.Evidence)
+		})
+	}
+}
+
+func TestWithoutAnyPort80ServiceTheCallIsBlackHoled(t *testing.T) {
+	// Only the client's Deployment and Namespace: no Service, so no port-80 listener.
+	b := world(t, manifest.RegistryOnly, false)
+	app, err := manifest.LoadEmbedded(manifests.ClientApp, backend.Client.Namespace)
+	require.NoError(t, err)
+	var kept manifest.Set
+	for _, o := range app.Objects {
+		if o.Kind != "Service" {
+			kept.Objects = append(kept.Objects, o)
+		}
+	}
+	require.NoError(t, b.Apply(context.Background(), &kept))
+	v, err := b.Call(context.Background(), backend.Client, backend.MustCall(httpCall))
+	require.NoError(t, err)
+	want := outcome.Expect{Kind: outcome.Blocked, Reason: outcome.ReasonBlackHole, Listener: "virtualOutbound", Cluster: "BlackHoleCluster"}
+	require.Empty(t, want.Check(v), "verdict %s, evidence %s", v, v.Evidence)
+}
+
+func TestApplyDeleteAndReapply(t *testing.T) {
+	ctx := context.Background()
+	b := world(t, manifest.RegistryOnly, true)
+	entry, err := manifest.LoadEmbedded(manifests.SeedServiceEntry, backend.Client.Namespace)
+	require.NoError(t, err)
+	call := backend.MustCall(httpCall)
+	kinds := func() outcome.Kind {
+		v, err := b.Call(ctx, backend.Client, call)
+		require.NoError(t, err)
+		return v.Kind
+	}
+	require.Equal(t, outcome.Blocked, kinds())
+	require.NoError(t, b.Apply(ctx, entry))
+	require.Equal(t, outcome.Allowed, kinds())
+	require.NoError(t, b.Delete(ctx, entry))
+	require.Equal(t, outcome.Blocked, kinds())
+}
+
+func TestSidecarInjection(t *testing.T) {
+	ctx := context.Background()
+	b := world(t, manifest.RegistryOnly, true)
+	how, err := b.Sidecar(ctx, backend.Client)
+	require.NoError(t, err)
+	require.Contains(t, how, "istio-injection=enabled")
+
+	// The same app in a namespace without the label gets no sidecar, and calls say so.
+	app, err := manifest.LoadEmbedded(manifests.ClientApp, backend.Client.Namespace)
+	require.NoError(t, err)
+	yaml := strings.Replace(app.YAML(), "istio-injection: enabled", "team: lab", 1)
+	unlabelled, err := manifest.Parse("unlabelled.yaml", []byte(yaml), backend.Client.Namespace)
+	require.NoError(t, err)
+	require.NoError(t, b.Apply(ctx, unlabelled))
+	_, err = b.Sidecar(ctx, backend.Client)
+	require.ErrorContains(t, err, "without an istio-proxy sidecar")
+	_, err = b.Call(ctx, backend.Client, backend.MustCall(httpCall))
+	require.ErrorContains(t, err, "not labelled istio-injection=enabled")
+}
+
+func TestNoMeshNoCall(t *testing.T) {
+	b := sim.New()
+	defer b.Close()
+	_, err := b.Call(context.Background(), backend.Client, backend.MustCall(httpCall))
+	require.ErrorContains(t, err, "no mesh installed")
+}
+
+func TestSidecarConfigShowsTheMatch(t *testing.T) {
+	b := world(t, manifest.RegistryOnly, true, manifests.SeedServiceEntry)
+	cfg, err := b.SidecarConfig(context.Background(), backend.Client, backend.MustCall(httpCall))
+	require.NoError(t, err)
+	for _, want := range []string{"listener: 0.0.0.0_80", "jsonplaceholder.typicode.com", "outbound|80||jsonplaceholder.typicode.com"} {
+		require.Contains(t, cfg, want)
+	}
+}

@@ -1,0 +1,113 @@
+// Package dataplane is egresslab's stand-in for a sidecar's data plane, shared by every
+// backend that runs no Envoy: from a call to what the sidecar's configuration does with
+// it. It turns a call into one for Istio's simulator (pilot/pkg/simulation), runs the
+// simulator, judges the match, and renders the matched config; it holds the identity a
+// pod's sidecar presents to istiod, the injection webhook's rules, the pod a Deployment
+// would run, and a stand-in sidecar that receives istiod's pushes over ADS.
+//
+// sim generates the config in process; local receives it from a real istiod; both judge
+// it here, so their verdicts cannot drift apart.
+package dataplane
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"istio.io/istio/pilot/pkg/simulation"
+
+	"github.com/egresslab/egresslab/harness/backend"
+	"github.com/egresslab/egresslab/harness/outcome"
+)
+
+// ExternalAddress stands in for the address DNS would give an external host: the
+// simulator does not resolve names, and a sidecar matches this kind of call by port,
+// Host header and SNI, not by address. It is in TEST-NET-3, so it is nobody's server.
+const ExternalAddress = "203.0.113.80"
+
+// SimCall is the call as the client's sidecar receives it, for Istio's simulator:
+// iptables redirects every outbound connection to the sidecar, which then matches
+// port, Host header and SNI.
+func SimCall(c backend.Call) simulation.Call {
+	call := simulation.Call{
+		Address:    ExternalAddress,
+		Port:       c.Port(),
+		Path:       c.Path(),
+		Protocol:   simulation.HTTP,
+		HostHeader: c.Host(),
+		CallMode:   simulation.CallModeOutbound,
+	}
+	if c.HTTPS() {
+		call.TLS = simulation.TLS
+		call.Sni = c.Host()
+	}
+	return call
+}
+
+// Simulate matches the call against the configuration in s. The simulator reports a
+// configuration it cannot read by failing its test (t.Fatalf); a Simulation built
+// outside a test has no *testing.T, so that failure is a nil-pointer panic. Every panic
+// of the simulator becomes an error here: one policy for every backend.
+func Simulate(s *simulation.Simulation, c backend.Call) (r simulation.Result, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("simulate call %s: Istio's simulator cannot read the sidecar's configuration: %v", c, p)
+		}
+	}()
+	return s.Run(SimCall(c)), nil
+}
+
+// InMesh reports whether an outbound cluster's host is a workload of the mesh (a
+// Kubernetes Service: name.namespace.svc.cluster.local), such as an egress gateway. A
+// call routed there has not left the mesh yet: what happens to it is decided by that
+// workload's proxy. ServiceEntry hosts are taken to leave the mesh (MESH_INTERNAL
+// entries, which stand for in-mesh VMs, are not told apart).
+func InMesh(host string) bool {
+	return strings.HasSuffix(host, ".svc.cluster.local")
+}
+
+// Judge turns the simulator's match into a verdict, with the match as evidence.
+func Judge(r simulation.Result) outcome.Verdict {
+	ev := outcome.Evidence{
+		FromConfig:  true,
+		Listener:    r.ListenerMatched,
+		FilterChain: r.FilterChainMatched,
+		RouteConfig: r.RouteConfigMatched,
+		VirtualHost: r.VirtualHostMatched,
+		Route:       r.RouteMatched,
+		Cluster:     r.ClusterMatched,
+	}
+	blocked := func(reason string) outcome.Verdict {
+		return outcome.Verdict{Kind: outcome.Blocked, Reason: reason, Evidence: ev}
+	}
+	switch {
+	case errors.Is(r.Error, simulation.ErrNoRoute):
+		ev.Error = r.Error.Error()
+		return blocked(outcome.ReasonNoRoute)
+	case r.Error != nil:
+		ev.Error = r.Error.Error()
+		return blocked("the sidecar cannot route it: " + r.Error.Error())
+	case r.VirtualHostMatched == outcome.BlockAllHost:
+		return blocked(outcome.ReasonBlockAll)
+	case r.ClusterMatched == outcome.BlackHoleCluster:
+		return blocked(outcome.ReasonBlackHole)
+	case r.ClusterMatched == outcome.PassthroughCluster:
+		return outcome.Verdict{Kind: outcome.Allowed, Reason: outcome.ReasonPassthrough, Evidence: ev}
+	}
+	if host, ok := outboundHost(r.ClusterMatched); ok {
+		if InMesh(host) {
+			return outcome.Verdict{Kind: outcome.InMesh, Reason: outcome.ReasonInMesh + " " + host, Evidence: ev}
+		}
+		return outcome.Verdict{Kind: outcome.Allowed, Reason: outcome.ReasonRegistered, Evidence: ev}
+	}
+	return blocked("matched no cluster that leaves the mesh")
+}
+
+// outboundHost is the service host of an outbound cluster, "outbound|PORT|SUBSET|HOST".
+func outboundHost(cluster string) (string, bool) {
+	parts := strings.Split(cluster, "|")
+	if len(parts) != 4 || parts[0] != "outbound" || parts[3] == "" {
+		return "", false
+	}
+	return parts[3], true
+}

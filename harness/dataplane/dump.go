@@ -1,0 +1,77 @@
+package dataplane
+
+import (
+	"encoding/json"
+	"fmt"
+
+	listener "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	sigsyaml "sigs.k8s.io/yaml"
+
+	"istio.io/istio/pilot/pkg/simulation"
+)
+
+// Dump renders what r matched in sim's configuration.
+func Dump(sim *simulation.Simulation, r simulation.Result) (string, error) {
+	var doc struct {
+		Listener    string         `json:"listener,omitempty"`
+		FilterChain map[string]any `json:"filterChain,omitempty"`
+		RouteConfig string         `json:"routeConfig,omitempty"`
+		VirtualHost map[string]any `json:"virtualHost,omitempty"`
+		Cluster     map[string]any `json:"cluster,omitempty"`
+	}
+	doc.Listener = r.ListenerMatched
+	doc.RouteConfig = r.RouteConfigMatched
+	for _, l := range sim.Listeners {
+		if l.GetName() != r.ListenerMatched {
+			continue
+		}
+		chains := append([]*listener.FilterChain{}, l.GetFilterChains()...)
+		if l.GetDefaultFilterChain() != nil {
+			chains = append(chains, l.GetDefaultFilterChain())
+		}
+		for _, fc := range chains {
+			if fc.GetName() == r.FilterChainMatched {
+				doc.FilterChain = asMap(fc)
+				break
+			}
+		}
+	}
+	for _, rc := range sim.Routes {
+		if rc.GetName() != r.RouteConfigMatched {
+			continue
+		}
+		for _, vh := range rc.GetVirtualHosts() {
+			if vh.GetName() == r.VirtualHostMatched {
+				doc.VirtualHost = asMap(vh)
+			}
+		}
+	}
+	for _, c := range sim.Clusters {
+		if c.GetName() == r.ClusterMatched {
+			doc.Cluster = asMap(c)
+		}
+	}
+	raw, err := json.Marshal(doc)
+	if err != nil {
+		return "", fmt.Errorf("encode sidecar config: %w", err)
+	}
+	out, err := sigsyaml.JSONToYAML(raw)
+	if err != nil {
+		return "", fmt.Errorf("encode sidecar config: %w", err)
+	}
+	return string(out), nil
+}
+
+func asMap(m proto.Message) map[string]any {
+	raw, err := protojson.Marshal(m)
+	if err != nil {
+		return map[string]any{"error": err.Error()}
+	}
+	var out map[string]any
+	if err := json.Unmarshal(raw, &out); err != nil {
+		return map[string]any{"error": err.Error()}
+	}
+	return out
+}

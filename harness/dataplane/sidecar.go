@@ -1,0 +1,280 @@
+package dataplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listener "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	hcm "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"istio.io/istio/pilot/pkg/simulation"
+	"istio.io/istio/pkg/model"
+	"istio.io/istio/pkg/wellknown"
+)
+
+// The xDS resource types the stand-in sidecar asks for: what Envoy needs to match a
+// call. Endpoints (EDS) and secrets (SDS) do not decide where a call goes.
+const (
+	listenerType = model.ListenerType
+	clusterType  = model.ClusterType
+	routeType    = model.RouteType
+)
+
+// IstioProxyVersion is the Istio version the stand-in sidecar claims, as an
+// istio-proxy of the same release as istiod would.
+const IstioProxyVersion = "1.31.0"
+
+// Sidecar stands in for a pod's istio-proxy: it connects to istiod over ADS with that
+// pod's identity and node metadata, as Envoy started by istio-agent would, and keeps
+// the latest listeners, clusters and routes istiod pushes. Nothing listens; the
+// simulator matches calls against what it holds.
+type Sidecar struct {
+	id     string
+	conn   *grpc.ClientConn
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	mu        sync.Mutex
+	listeners []*listener.Listener
+	clusters  []*cluster.Cluster
+	routes    map[string]*route.RouteConfiguration
+	wantRDS   []string // the route names last asked for
+	received  map[string]int
+	updated   time.Time // when the last response arrived
+	changed   chan struct{}
+	err       error // why the stream ended
+}
+
+// Connect opens the ADS stream to istiod at addr and asks for clusters and listeners;
+// routes are asked for as listeners name them.
+func Connect(addr string, node *core.Node) (*Sidecar, error) {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))
+	if err != nil {
+		return nil, fmt.Errorf("stand-in sidecar: connect to istiod at %s: %w", addr, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	stream, err := discovery.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
+	if err != nil {
+		cancel()
+		_ = conn.Close()
+		return nil, fmt.Errorf("stand-in sidecar: open ADS stream to istiod at %s: %w", addr, err)
+	}
+	s := &Sidecar{
+		id: node.Id, conn: conn, cancel: cancel, done: make(chan struct{}),
+		routes: map[string]*route.RouteConfiguration{}, received: map[string]int{}, changed: make(chan struct{}),
+	}
+	// Envoy asks for clusters first, then listeners; the node goes on the first request.
+	if err := stream.Send(&discovery.DiscoveryRequest{Node: node, TypeUrl: clusterType}); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("stand-in sidecar: send CDS request: %w", err)
+	}
+	if err := stream.Send(&discovery.DiscoveryRequest{TypeUrl: listenerType}); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("stand-in sidecar: send LDS request: %w", err)
+	}
+	go s.receive(stream)
+	return s, nil
+}
+
+// Ended reports whether the stream from istiod has ended.
+func (s *Sidecar) Ended() bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Close ends the stream.
+func (s *Sidecar) Close() {
+	s.cancel()
+	_ = s.conn.Close()
+}
+
+// receive takes in every push, keeps it, and acknowledges it as Envoy does.
+func (s *Sidecar) receive(stream discovery.AggregatedDiscoveryService_StreamAggregatedResourcesClient) {
+	defer close(s.done)
+	for {
+		resp, err := stream.Recv()
+		if err != nil {
+			s.mu.Lock()
+			s.err = fmt.Errorf("stand-in sidecar: xDS stream from istiod ended: %w", err)
+			s.notify()
+			s.mu.Unlock()
+			return
+		}
+		ack := &discovery.DiscoveryRequest{TypeUrl: resp.TypeUrl, VersionInfo: resp.VersionInfo, ResponseNonce: resp.Nonce}
+		var ask *discovery.DiscoveryRequest // a new RDS subscription, when listeners name other routes
+		s.mu.Lock()
+		switch resp.TypeUrl {
+		case clusterType:
+			s.clusters = decodeAll[cluster.Cluster](resp.Resources)
+		case listenerType:
+			s.listeners = decodeAll[listener.Listener](resp.Resources)
+			if names := routeNames(s.listeners); !slices.Equal(names, s.wantRDS) {
+				s.wantRDS = names
+				ask = &discovery.DiscoveryRequest{TypeUrl: routeType, ResourceNames: names}
+				// Routes no listener names any more are gone, as Envoy would forget them.
+				for n := range s.routes {
+					if !slices.Contains(names, n) {
+						delete(s.routes, n)
+					}
+				}
+			}
+		case routeType:
+			for _, rc := range decodeAll[route.RouteConfiguration](resp.Resources) {
+				s.routes[rc.GetName()] = rc
+			}
+			ack.ResourceNames = s.wantRDS
+		}
+		s.received[resp.TypeUrl]++
+		s.updated = time.Now()
+		s.notify()
+		s.mu.Unlock()
+
+		if err := stream.Send(ack); err == nil && ask != nil {
+			err = stream.Send(ask)
+		}
+	}
+}
+
+// notify wakes whoever waits for a change; s.mu is held.
+func (s *Sidecar) notify() {
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+func decodeAll[T any, P interface {
+	*T
+	proto.Message
+}](resources []*anypb.Any) []P {
+	out := make([]P, 0, len(resources))
+	for _, r := range resources {
+		m := P(new(T))
+		if err := r.UnmarshalTo(m); err == nil {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// routeNames lists the route configurations the listeners' HTTP connection managers
+// load over RDS, sorted.
+func routeNames(ls []*listener.Listener) []string {
+	var names []string
+	for _, l := range ls {
+		chains := l.GetFilterChains()
+		if dc := l.GetDefaultFilterChain(); dc != nil {
+			chains = append(slices.Clip(chains), dc)
+		}
+		for _, fc := range chains {
+			for _, f := range fc.GetFilters() {
+				if f.GetName() != wellknown.HTTPConnectionManager {
+					continue
+				}
+				h := &hcm.HttpConnectionManager{}
+				if err := f.GetTypedConfig().UnmarshalTo(h); err != nil {
+					continue
+				}
+				if n := h.GetRds().GetRouteConfigName(); n != "" && !slices.Contains(names, n) {
+					names = append(names, n)
+				}
+			}
+		}
+	}
+	slices.Sort(names)
+	return names
+}
+
+// errNoConfig is returned until the sidecar holds a complete configuration.
+var errNoConfig = errors.New("the stand-in sidecar has not received its full configuration from istiod yet")
+
+// Simulation is the sidecar's configuration as it stands, for the simulator: the
+// latest listeners and clusters, and the routes they name. Until every named route
+// has arrived the configuration is incomplete (Envoy would not yet serve the listener
+// either), and errNoConfig says so.
+func (s *Sidecar) Simulation() (*simulation.Simulation, time.Time, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil {
+		return nil, time.Time{}, s.err
+	}
+	if s.received[listenerType] == 0 || s.received[clusterType] == 0 {
+		return nil, time.Time{}, errNoConfig
+	}
+	sim := &simulation.Simulation{Listeners: s.listeners, Clusters: s.clusters}
+	for _, n := range s.wantRDS {
+		rc, ok := s.routes[n]
+		if !ok {
+			return nil, time.Time{}, fmt.Errorf("%w (route configuration %q)", errNoConfig, n)
+		}
+		sim.Routes = append(sim.Routes, rc)
+	}
+	return sim, s.updated, nil
+}
+
+// WaitConfig waits until the sidecar holds a complete configuration.
+func (s *Sidecar) WaitConfig(ctx context.Context) error {
+	for {
+		_, _, err := s.Simulation()
+		if err == nil || !errors.Is(err, errNoConfig) {
+			return err
+		}
+		s.mu.Lock()
+		ch := s.changed
+		s.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %w", err, context.Cause(ctx))
+		case <-ch:
+		}
+	}
+}
+
+// WaitSettled waits until no push has arrived for quiet: the config a newly connected
+// sidecar first gets comes from istiod's last push context, which may predate objects
+// applied just before (the client's own Service); istiod pushes again once its
+// debounce (100ms by default) has passed. A real pod takes longer than that to start.
+func (s *Sidecar) WaitSettled(ctx context.Context, quiet time.Duration) error {
+	for {
+		s.mu.Lock()
+		since, ch, err := time.Since(s.updated), s.changed, s.err
+		s.mu.Unlock()
+		if err != nil {
+			return err
+		}
+		if since >= quiet {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case <-ch:
+		case <-time.After(quiet - since):
+		}
+	}
+}
+
+// Summary counts what the sidecar holds, for narration.
+func (s *Sidecar) Summary() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return fmt.Sprintf("%d listeners, %d clusters, %d route configurations", len(s.listeners), len(s.clusters), len(s.routes))
+}
+
+// ID is the node ID the sidecar presented to istiod.
+func (s *Sidecar) ID() string { return s.id }
