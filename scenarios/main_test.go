@@ -6,6 +6,12 @@
 //	go test ./scenarios/...                        # sim, offline
 //	go test ./scenarios/... -args -backend=local   # real kube-apiserver, etcd and istiod, offline
 //	go test ./scenarios/... -args -backend=kind    # a real kind cluster (Docker, internet)
+//
+// e2e-framework's flags pick scenarios by feature name, assessment or label (each
+// feature is labelled with its lab and what it shows):
+//
+//	go test ./scenarios/... -args -labels=shows=block_all
+//	go test ./scenarios/... -args -feature='ALLOW_ANY without an entry' -fail-fast
 package scenarios
 
 import (
@@ -15,7 +21,6 @@ import (
 	"os"
 	"strings"
 	"testing"
-	"time"
 
 	"sigs.k8s.io/e2e-framework/pkg/env"
 	"sigs.k8s.io/e2e-framework/pkg/envconf"
@@ -32,13 +37,20 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	timeouts := backend.DefaultTimeouts()
 	name := flag.String("backend", "sim", "backend to run the scenarios on: "+strings.Join(backend.Names(), ", ")+" or auto")
 	require := flag.Bool("require-backend", false, "fail, instead of skipping every scenario, when the backend cannot run here")
-	flag.DurationVar(&steps.Propagation, "propagation", 60*time.Second, "how long to wait for config to reach the sidecar")
-	flag.Parse()
+	flag.DurationVar(&timeouts.Propagation, "propagation", timeouts.Propagation, "how long to wait for config to reach the sidecar")
+	// e2e-framework's own flags (-feature, -assess, -labels, -skip-labels, -fail-fast, ...)
+	// are parsed with ours, from the same command line.
+	cfg, err := envconf.NewFromFlags()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "scenarios: %v\n", err)
+		os.Exit(2)
+	}
 
 	ctx := context.Background()
-	p, why, err := backend.Select(ctx, *name, os.Getenv, os.Stderr)
+	p, why, err := backend.Select(ctx, *name, backend.Settings{Env: os.Getenv, Progress: os.Stderr})
 	if err != nil && *require {
 		fmt.Fprintf(os.Stderr, "scenarios: %v\n", err)
 		os.Exit(1)
@@ -54,7 +66,7 @@ func TestMain(m *testing.M) {
 	// what is under way, let the backend clean up (a kind cluster is deleted unless
 	// EGRESSLAB_KEEP=1; local processes are stopped), and exit 130.
 	ctx, cancel := context.WithCancel(ctx)
-	testenv = env.NewWithConfig(envconf.New()).WithContext(steps.WithProvider(ctx, p))
+	testenv = env.NewWithConfig(cfg).WithContext(steps.WithProvider(ctx, p, timeouts))
 	stopWatching := func() {}
 	if lc, ok := p.(backend.Lifecycle); ok {
 		testenv.Setup(func(ctx context.Context, _ *envconf.Config) (context.Context, error) { return lc.Setup(ctx) })

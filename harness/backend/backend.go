@@ -7,6 +7,7 @@ package backend
 import (
 	"context"
 	"fmt"
+	networking "istio.io/api/networking/v1alpha3"
 	"net"
 	"net/url"
 	"strconv"
@@ -55,9 +56,6 @@ type Workload struct {
 
 func (w Workload) String() string { return w.Namespace + "/" + w.Name }
 
-// Client is the lab's client app, as manifests/apps/client.yaml deploys it.
-var Client = Workload{Namespace: "egresslab", Name: "client"}
-
 // Call is one request the client makes.
 type Call struct {
 	URL *url.URL
@@ -70,10 +68,10 @@ func ParseCall(raw string) (Call, error) {
 		return Call{}, fmt.Errorf("call %q: %w", raw, err)
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return Call{}, fmt.Errorf("call %q: scheme must be http or https, e.g. http://jsonplaceholder.typicode.com/todos/1", raw)
+		return Call{}, fmt.Errorf("call %q: scheme must be http or https, e.g. http://api.example.com/v1", raw)
 	}
 	if u.Hostname() == "" {
-		return Call{}, fmt.Errorf("call %q: no host, e.g. http://jsonplaceholder.typicode.com/todos/1", raw)
+		return Call{}, fmt.Errorf("call %q: no host, e.g. http://api.example.com/v1", raw)
 	}
 	if p := u.Port(); p != "" {
 		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
@@ -128,6 +126,27 @@ func (c Call) KubectlCommand(w Workload) string {
 	return fmt.Sprintf("kubectl -n %s exec deploy/%s -c %s -- client call %s", w.Namespace, w.Name, w.Name, c)
 }
 
+// Opens reports whether a ServiceEntry in set lists c's host and port.
+func Opens(set *manifest.Set, c Call) bool {
+	for _, cfg := range set.IstioConfigs() {
+		se, ok := cfg.Spec.(*networking.ServiceEntry)
+		if !ok {
+			continue
+		}
+		for _, h := range se.GetHosts() {
+			if !Covers(h, c.Host()) {
+				continue
+			}
+			for _, p := range se.GetPorts() {
+				if int(p.GetNumber()) == c.Port() {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
 // Covers reports whether a ServiceEntry host (exact, or "*.example.com") names this call's host.
 func Covers(entryHost, host string) bool {
 	entryHost, host = strings.ToLower(entryHost), strings.ToLower(host)
@@ -141,34 +160,54 @@ func Covers(entryHost, host string) bool {
 // on sim: there is nothing to wait for, so Await calls once instead of polling.
 type Instant interface{ Instant() bool }
 
+// Waited is how long Await waited for a verdict, and to within how much: the poll
+// interval before the call that saw it (0 when the first call did).
+type Waited struct {
+	Took       time.Duration
+	Resolution time.Duration
+}
+
 // Await makes the call until its verdict is want, or until timeout. Configuration takes
-// time to reach a real sidecar; on sim the first call already sees it. It returns the
-// last verdict and how long the wait took.
-func Await(ctx context.Context, b Backend, w Workload, c Call, want outcome.Kind, timeout, every time.Duration) (outcome.Verdict, time.Duration, error) {
+// time to reach a real sidecar; on sim the first call already sees it. It polls every
+// 20ms at first and backs off to 1s, so a push that arrives quickly is measured to
+// within tens of milliseconds, not to the second. It returns the last verdict and how
+// long the wait took.
+func Await(ctx context.Context, b Backend, w Workload, c Call, want outcome.Kind, timeout time.Duration) (outcome.Verdict, Waited, error) {
 	start := time.Now()
 	if i, ok := b.(Instant); ok && i.Instant() {
 		v, err := b.Call(ctx, w, c)
 		if err == nil && v.Kind != want {
 			err = fmt.Errorf("call %s: %s, want %s", c, v, want)
 		}
-		return v, time.Since(start), err
+		return v, Waited{Took: time.Since(start)}, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	var interval time.Duration
 	for {
 		v, err := b.Call(ctx, w, c)
 		if err == nil && v.Kind == want {
-			return v, time.Since(start), nil
+			return v, Waited{Took: time.Since(start), Resolution: interval}, nil
 		}
+		interval = nextPoll(interval)
 		select {
 		case <-ctx.Done():
+			waited := Waited{Took: time.Since(start), Resolution: interval}
 			if err != nil {
-				return v, time.Since(start), fmt.Errorf("call %s: not %s after %s: %w", c, want, timeout, err)
+				return v, waited, fmt.Errorf("call %s: not %s after %s: %w", c, want, timeout, err)
 			}
-			return v, time.Since(start), fmt.Errorf("call %s: still %s after %s, want %s", c, v, timeout, want)
-		case <-time.After(every):
+			return v, waited, fmt.Errorf("call %s: still %s after %s, want %s", c, v, timeout, want)
+		case <-time.After(interval):
 		}
 	}
+}
+
+// nextPoll grows the poll interval by half, from firstPoll up to maxPoll.
+func nextPoll(d time.Duration) time.Duration {
+	if d == 0 {
+		return firstPoll
+	}
+	return min(d+d/2, maxPoll)
 }
 
 // Lifecycle is implemented by providers that set up shared infrastructure once per run

@@ -16,6 +16,31 @@ type Env func(key string) string
 // NoEnv is an environment with nothing set, for tests.
 func NoEnv(string) string { return "" }
 
+// Settings are what the edge (the CLI, the scenarios' TestMain) knows of a run and
+// hands to the backend it picks.
+type Settings struct {
+	// Env is the process environment; nil is an empty one.
+	Env Env
+	// Progress receives a backend's progress lines (steps, elapsed times).
+	Progress io.Writer
+	// CallsTo are the hosts (host:port) the run will call, for a preflight to check.
+	CallsTo []string
+}
+
+func (s Settings) env() Env {
+	if s.Env == nil {
+		return NoEnv
+	}
+	return s.Env
+}
+
+func (s Settings) progress() io.Writer {
+	if s.Progress == nil {
+		return io.Discard
+	}
+	return s.Progress
+}
+
 // Registration is how a backend is opened, and whether "auto" should pick it. Each
 // backend registers itself from its own package (init); package backend/all imports
 // them all.
@@ -25,8 +50,8 @@ type Registration struct {
 	Priority int
 	// Available says whether the backend can run here, and why (or why not).
 	Available func(ctx context.Context, env Env) (bool, string)
-	// Provider builds the backend's provider, configured from env.
-	Provider func(env Env, progress io.Writer) (Provider, error)
+	// Provider builds the backend's provider, configured from the settings.
+	Provider func(env Env, progress io.Writer, callsTo []string) (Provider, error)
 }
 
 // Cleaner is implemented by providers that can leave something behind on purpose (a
@@ -58,10 +83,10 @@ func Names() []string {
 
 // Providers builds the provider of every registered backend, by name, without checking
 // that it can run here (for `egresslab clean`).
-func Providers(env Env, progress io.Writer) map[string]Provider {
+func Providers(s Settings) map[string]Provider {
 	out := map[string]Provider{}
 	for _, n := range Names() {
-		if p, err := registry[n].Provider(env, progress); err == nil {
+		if p, err := registry[n].Provider(s.env(), s.progress(), s.CallsTo); err == nil {
 			out[n] = p
 		}
 	}
@@ -70,25 +95,25 @@ func Providers(env Env, progress io.Writer) map[string]Provider {
 
 // Select returns the provider called name, and a sentence saying why it was chosen.
 // "auto" picks the most realistic backend that can run here.
-func Select(ctx context.Context, name string, env Env, progress io.Writer) (Provider, string, error) {
+func Select(ctx context.Context, name string, s Settings) (Provider, string, error) {
 	if name == "" || name == "auto" {
-		return selectAuto(ctx, env, progress)
+		return selectAuto(ctx, s)
 	}
 	r, ok := registry[name]
 	if !ok {
 		return nil, "", fmt.Errorf("unknown backend %q: use auto or one of %s", name, strings.Join(Names(), ", "))
 	}
-	if ok, why := r.Available(ctx, env); !ok {
+	if ok, why := r.Available(ctx, s.env()); !ok {
 		return nil, "", fmt.Errorf("backend %s cannot run here: %s", name, why)
 	}
-	p, err := r.Provider(env, progress)
+	p, err := r.Provider(s.env(), s.progress(), s.CallsTo)
 	if err != nil {
 		return nil, "", fmt.Errorf("open backend %s: %w", name, err)
 	}
 	return p, "asked for with -backend=" + name, nil
 }
 
-func selectAuto(ctx context.Context, env Env, progress io.Writer) (Provider, string, error) {
+func selectAuto(ctx context.Context, s Settings) (Provider, string, error) {
 	candidates := make([]Registration, 0, len(registry))
 	for _, r := range registry {
 		candidates = append(candidates, r)
@@ -96,12 +121,12 @@ func selectAuto(ctx context.Context, env Env, progress io.Writer) (Provider, str
 	sort.Slice(candidates, func(i, j int) bool { return candidates[i].Priority > candidates[j].Priority })
 	var passed []string
 	for _, r := range candidates {
-		ok, why := r.Available(ctx, env)
+		ok, why := r.Available(ctx, s.env())
 		if !ok {
 			passed = append(passed, r.Name+": "+why)
 			continue
 		}
-		p, err := r.Provider(env, progress)
+		p, err := r.Provider(s.env(), s.progress(), s.CallsTo)
 		if err != nil {
 			return nil, "", fmt.Errorf("open backend %s: %w", r.Name, err)
 		}

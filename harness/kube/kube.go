@@ -62,6 +62,15 @@ func (a *Applier) Apply(ctx context.Context, set *manifest.Set) error {
 	if err != nil {
 		return err
 	}
+	if err := set.CheckNamespaces(func(ns string) (bool, error) {
+		_, err := a.kube.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return false, nil
+		}
+		return err == nil, err
+	}); err != nil {
+		return err
+	}
 	var undos []undo
 	for _, c := range changes {
 		u, err := a.applyOne(ctx, c)

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"os"
 	"strings"
 	"time"
@@ -121,6 +122,42 @@ func (e *Error) Error() string {
 	return b.String()
 }
 
+// CheckNamespaces refuses a set with an object in a namespace that neither exists (as
+// exists says) nor is created by the set itself, before anything is applied. Every
+// backend asks it, so that each refuses the same input with the same words: the API
+// server would refuse the object half-way, and sim, which has none, would not at all.
+func (s *Set) CheckNamespaces(exists func(namespace string) (bool, error)) error {
+	made := map[string]bool{}
+	for _, o := range s.Objects {
+		if o.Kind == "Namespace" {
+			made[o.Name] = true
+		}
+	}
+	var errs Errors
+	checked := map[string]bool{}
+	for _, o := range s.Objects {
+		ns := o.Namespace
+		if ns == "" || made[ns] || checked[ns] {
+			continue
+		}
+		ok, err := exists(ns)
+		if err != nil {
+			return fmt.Errorf("%s: check that namespace %s exists: %w", s.Source, ns, err)
+		}
+		if !ok {
+			errs = append(errs, &Error{File: o.Source, Doc: o.Doc, Object: o.Kind + " " + o.Name,
+				Reason: fmt.Sprintf("namespace %q does not exist", ns),
+				Fix:    "put the object in a namespace that exists (metadata.namespace), or apply that Namespace first"})
+			continue
+		}
+		checked[ns] = true
+	}
+	if len(errs) > 0 {
+		return errs
+	}
+	return nil
+}
+
 // Errors is every problem found in one file; a file with any is refused whole.
 type Errors []*Error
 
@@ -226,6 +263,17 @@ func parseDocument(source string, n int, doc, defaultNamespace string) (Object, 
 		return Object{}, fail(ik.Kind, "missing metadata.name", "give the object a name under metadata.name")
 	}
 	ref := ik.Kind + " " + ik.Name
+	// The API server refuses such names; sim, which has none, must refuse them too.
+	if msgs := validation.IsDNS1123Subdomain(ik.Name); len(msgs) > 0 {
+		return Object{}, fail(ref, fmt.Sprintf("metadata.name %q is not a valid Kubernetes object name: %s", ik.Name, strings.Join(msgs, "; ")),
+			"use lower-case letters, digits, '-' and '.', starting and ending with a letter or digit, e.g. my-api")
+	}
+	if ik.Namespace != "" {
+		if msgs := validation.IsDNS1123Label(ik.Namespace); len(msgs) > 0 {
+			return Object{}, fail(ref, fmt.Sprintf("metadata.namespace %q is not a valid namespace name: %s", ik.Namespace, strings.Join(msgs, "; ")),
+				"use lower-case letters, digits and '-', e.g. egresslab")
+		}
+	}
 
 	gvk := ik.GroupVersionKind()
 	if s, ok := collections.PilotGatewayAPI().FindByGroupVersionAliasesKind(resource.FromKubernetesGVK(&gvk)); ok {
@@ -297,7 +345,7 @@ func namespaced(kind string) bool {
 func fixFor(msg string) string {
 	switch {
 	case strings.Contains(msg, "at least one host"):
-		return "list the external host under spec.hosts, e.g. `hosts: [jsonplaceholder.typicode.com]`"
+		return "list the external host under spec.hosts, e.g. `hosts: [api.example.com]`"
 	case strings.Contains(msg, "wildcard") && strings.Contains(strings.ToLower(msg), "dns"):
 		return "a wildcard host cannot be resolved by DNS: use `resolution: NONE`, or name the host exactly"
 	case strings.Contains(msg, "invalid protocol") || strings.Contains(msg, "unsupported protocol"):

@@ -3,6 +3,7 @@ package manifest_test
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -128,4 +129,19 @@ func TestMeshValuesComeFromTheHelmValuesFile(t *testing.T) {
 func TestMeshValuesWithAnUnknownMeshFieldAreRefused(t *testing.T) {
 	_, err := manifest.ParseMeshValues("values.yaml", []byte("meshConfig:\n  outboundTraficPolicy:\n    mode: REGISTRY_ONLY\n"))
 	require.ErrorContains(t, err, "values.yaml (meshConfig): Istio cannot read it")
+}
+
+// The API server refuses an object named Bad_Name!; sim gave it a verdict. Now every
+// backend refuses it when the file is read, before anything is applied.
+func TestAnInvalidObjectNameIsRefusedWhenRead(t *testing.T) {
+	doc := "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata:\n  name: Bad_Name!\nspec:\n  hosts: [a.example.com]\n  ports: [{number: 80, name: http, protocol: HTTP}]\n  resolution: DNS\n"
+	_, err := manifest.Parse("bad-name.yaml", []byte(doc), "egresslab")
+	if err == nil {
+		t.Fatal("want an error for metadata.name Bad_Name!")
+	}
+	for _, want := range []string{"bad-name.yaml, document 1 (ServiceEntry Bad_Name!)", `metadata.name "Bad_Name!" is not a valid Kubernetes object name`, "fix: use lower-case letters"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
 }

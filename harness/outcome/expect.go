@@ -26,7 +26,10 @@ func (e Expect) Check(v Verdict) []string {
 	if v.Kind != e.Kind {
 		diff("verdict", e.Kind, v.Kind)
 	}
-	if e.Reason != "" && v.Reason != e.Reason {
+	// The reasons that name the matched cluster are read from config: a real call that
+	// went out says "upstream answered" whichever cluster it left through.
+	configReason := e.Reason == ReasonRegistered || e.Reason == ReasonPassthrough
+	if e.Reason != "" && v.Reason != e.Reason && (v.Evidence.FromConfig || !configReason) {
 		diff("reason", e.Reason, v.Reason)
 	}
 	if !v.Evidence.FromConfig && !v.Evidence.FromCall {

@@ -88,9 +88,6 @@ type Evidence struct {
 	Error               string
 	Duration            time.Duration
 	BodyPrefix          string
-
-	// SidecarConfig is the sidecar's own configuration for this host, when asked for.
-	SidecarConfig string
 }
 
 // String is the one-line form: "BLOCKED (block_all)".

@@ -73,3 +73,20 @@ func TestEvidenceFieldsAreStableAndSkipEmpty(t *testing.T) {
 	assert.Equal(t, [][2]string{{"listener", "0.0.0.0_80"}, {"cluster", "outbound|80||h"}, {"status", "200"}}, e.Fields())
 	assert.Equal(t, `listener="0.0.0.0_80" cluster="outbound|80||h" status="200"`, e.String())
 }
+
+// One expectation serves sim and a cluster: a config reason is not asked of a real call.
+func TestConfigReasonsAreCheckedAgainstConfigOnly(t *testing.T) {
+	want := outcome.Expect{Kind: outcome.Allowed, Reason: outcome.ReasonRegistered, Cluster: "outbound|80||a.example.com", Status: 200}
+	real := outcome.Verdict{Kind: outcome.Allowed, Reason: outcome.ReasonUpstream, Evidence: outcome.Evidence{FromCall: true, Status: 200}}
+	if m := want.Check(real); len(m) != 0 {
+		t.Errorf("a real call that went out: %v", m)
+	}
+	simulated := outcome.Verdict{Kind: outcome.Allowed, Reason: outcome.ReasonPassthrough, Evidence: outcome.Evidence{FromConfig: true, Cluster: "outbound|80||a.example.com"}}
+	if m := want.Check(simulated); len(m) != 1 {
+		t.Errorf("a simulated verdict with another reason must differ once, got %v", m)
+	}
+	blocked := outcome.Expect{Kind: outcome.Blocked, Reason: outcome.ReasonBlockAll}
+	if m := blocked.Check(outcome.Verdict{Kind: outcome.Blocked, Reason: outcome.ReasonBlackHole, Evidence: outcome.Evidence{FromCall: true}}); len(m) != 1 {
+		t.Errorf("a block reason is checked on a real call too, got %v", m)
+	}
+}

@@ -19,16 +19,22 @@ import (
 
 type (
 	providerKey struct{}
+	timeoutsKey struct{}
 	backendKey  struct{}
 	releaseKey  struct{}
 )
 
-// Propagation bounds how long ExpectCall waits for a change to reach the sidecar.
-var Propagation = 60 * time.Second
+// WithProvider puts the provider every scenario opens its backend from, and the run's
+// timeouts, into ctx.
+func WithProvider(ctx context.Context, p backend.Provider, t backend.Timeouts) context.Context {
+	return context.WithValue(context.WithValue(ctx, providerKey{}, p), timeoutsKey{}, t)
+}
 
-// WithProvider puts the provider every scenario opens its backend from into ctx.
-func WithProvider(ctx context.Context, p backend.Provider) context.Context {
-	return context.WithValue(ctx, providerKey{}, p)
+func timeouts(ctx context.Context) backend.Timeouts {
+	if t, ok := ctx.Value(timeoutsKey{}).(backend.Timeouts); ok {
+		return t
+	}
+	return backend.DefaultTimeouts()
 }
 
 // Backend is the backend opened by OpenBackend.
@@ -83,11 +89,12 @@ func InstallMesh(mode string) features.Func {
 	}
 }
 
-// Apply applies one of the project's manifests (a path in manifests.FS) in the client's namespace.
-func Apply(name string) features.Func {
+// Apply applies one of the project's manifests (a path in manifests.FS); objects that
+// name no namespace go in namespace.
+func Apply(name, namespace string) features.Func {
 	return func(ctx context.Context, t *testing.T, _ *envconf.Config) context.Context {
 		t.Helper()
-		if err := mustBackend(ctx, t).Apply(ctx, load(t, name)); err != nil {
+		if err := mustBackend(ctx, t).Apply(ctx, load(t, name, namespace)); err != nil {
 			t.Fatalf("apply %s: %v", name, err)
 		}
 		return ctx
@@ -95,21 +102,21 @@ func Apply(name string) features.Func {
 }
 
 // Delete deletes one of the project's manifests.
-func Delete(name string) features.Func {
+func Delete(name, namespace string) features.Func {
 	return func(ctx context.Context, t *testing.T, _ *envconf.Config) context.Context {
 		t.Helper()
-		if err := mustBackend(ctx, t).Delete(ctx, load(t, name)); err != nil {
+		if err := mustBackend(ctx, t).Delete(ctx, load(t, name, namespace)); err != nil {
 			t.Fatalf("delete %s: %v", name, err)
 		}
 		return ctx
 	}
 }
 
-// ExpectSidecar checks that the client runs with an istio-proxy sidecar.
-func ExpectSidecar() features.Func {
+// ExpectSidecar checks that workload w runs with an istio-proxy sidecar.
+func ExpectSidecar(w backend.Workload) features.Func {
 	return func(ctx context.Context, t *testing.T, _ *envconf.Config) context.Context {
 		t.Helper()
-		how, err := mustBackend(ctx, t).Sidecar(ctx, backend.Client)
+		how, err := mustBackend(ctx, t).Sidecar(ctx, w)
 		if err != nil {
 			t.Fatalf("sidecar: %v", err)
 		}
@@ -118,23 +125,23 @@ func ExpectSidecar() features.Func {
 	}
 }
 
-// ExpectCall calls url from the client until the verdict is want.Kind (config takes
+// ExpectCall calls url from workload w until the verdict is want.Kind (config takes
 // time to reach a real sidecar), then checks the verdict and its evidence against want.
-func ExpectCall(url string, want outcome.Expect) features.Func {
+func ExpectCall(w backend.Workload, url string, want outcome.Expect) features.Func {
 	return func(ctx context.Context, t *testing.T, _ *envconf.Config) context.Context {
 		t.Helper()
 		call, err := backend.ParseCall(url)
 		if err != nil {
 			t.Fatal(err)
 		}
-		v, took, err := backend.Await(ctx, mustBackend(ctx, t), backend.Client, call, want.Kind, Propagation, time.Second)
+		v, waited, err := backend.Await(ctx, mustBackend(ctx, t), w, call, want.Kind, timeouts(ctx).Propagation)
 		if err != nil && v.Kind == "" {
 			t.Fatalf("call %s: %v", url, err)
 		}
 		for _, m := range want.Check(v) {
 			t.Errorf("call %s: %s", url, m)
 		}
-		t.Logf("call %s: %s after %s; evidence: %s", url, v, took.Round(time.Millisecond), v.Evidence)
+		t.Logf("call %s: %s after %s; evidence: %s", url, v, waited.Took.Round(time.Millisecond), v.Evidence)
 		return ctx
 	}
 }
@@ -148,9 +155,9 @@ func mustBackend(ctx context.Context, t *testing.T) backend.Backend {
 	return b
 }
 
-func load(t *testing.T, name string) *manifest.Set {
+func load(t *testing.T, name, namespace string) *manifest.Set {
 	t.Helper()
-	set, err := manifest.LoadEmbedded(name, backend.Client.Namespace)
+	set, err := manifest.LoadEmbedded(name, namespace)
 	if err != nil {
 		t.Fatal(err)
 	}

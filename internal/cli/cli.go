@@ -8,7 +8,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/egresslab/egresslab/harness/backend"
@@ -16,15 +18,21 @@ import (
 	"github.com/egresslab/egresslab/harness/manifest"
 	"github.com/egresslab/egresslab/harness/narrate"
 	"github.com/egresslab/egresslab/harness/outcome"
+	"github.com/egresslab/egresslab/internal/check"
+	"github.com/egresslab/egresslab/labs/apps"
 	"github.com/egresslab/egresslab/labs/serviceentry"
 )
 
 // Exit codes.
 const (
-	ExitOK          = 0
-	ExitUnexpected  = 1 // a lab step or a check did not behave as expected
-	ExitBadInput    = 2 // bad flags or a bad manifest: nothing was applied
-	ExitInterrupted = 130
+	ExitOK         = 0
+	ExitUnexpected = 1 // a lab step or a check did not behave as expected
+	ExitBadInput   = 2 // bad flags or a bad manifest: nothing was applied
+	// ExitInfrastructure: the backend could not be set up or failed under the lab (no
+	// Docker, a cluster that did not come up, Istio that did not install). Something may
+	// have been created: the message says what, and the backend cleaned up what it made.
+	ExitInfrastructure = 3
+	ExitInterrupted    = 130
 )
 
 // Streams are the command's standard streams.
@@ -82,6 +90,9 @@ func runLab(ctx context.Context, args []string, s Streams) int {
 		return exitForFlagError(err)
 	}
 	opts := serviceentry.Options{URL: *url, ShowConfig: *showConfig}
+	if err := serviceentry.CheckOptions(opts); err != nil {
+		return badInput(s, err)
+	}
 	if *entryFile != "" {
 		set, err := loadEntry(*entryFile)
 		if err != nil {
@@ -90,9 +101,11 @@ func runLab(ctx context.Context, args []string, s Streams) int {
 		opts.Entry = set
 	}
 
-	b, release, why, err := open(ctx, *backendName, s)
-	if err != nil {
-		return badInput(s, err)
+	// The lab calls its URL, then the same host over HTTPS (step 7).
+	labCall := backend.MustCall(*url)
+	b, release, why, code := open(ctx, *backendName, s, labCall.HostPort(), net.JoinHostPort(labCall.Host(), "443"))
+	if b == nil {
+		return code
 	}
 	defer release()
 
@@ -115,7 +128,7 @@ func runLab(ctx context.Context, args []string, s Streams) int {
 		return ExitInterrupted
 	case err != nil:
 		fmt.Fprintf(s.Err, "egresslab: %v\n", err)
-		return ExitBadInput
+		return ExitInfrastructure
 	case len(res.Failures) > 0:
 		return ExitUnexpected
 	}
@@ -144,7 +157,7 @@ func runCheck(ctx context.Context, args []string, s Streams) int {
 		fs.Usage()
 		return ExitBadInput
 	}
-	q := serviceentry.Question{URL: positional[0], Mode: strings.ToUpper(*mode), WithConfig: *showConfig}
+	q := check.Question{URL: positional[0], Mode: strings.ToUpper(*mode), WithConfig: *showConfig}
 	if _, err := backend.ParseCall(q.URL); err != nil {
 		return badInput(s, err)
 	}
@@ -166,18 +179,21 @@ func runCheck(ctx context.Context, args []string, s Streams) int {
 		q.Entries = append(q.Entries, set)
 	}
 
-	b, release, _, err := open(ctx, *backendName, s)
-	if err != nil {
-		return badInput(s, err)
+	b, release, _, code := open(ctx, *backendName, s, backend.MustCall(q.URL).HostPort())
+	if b == nil {
+		return code
 	}
 	defer release()
-	a, err := serviceentry.Check(ctx, b, q)
-	if err != nil {
+	a, err := check.Check(ctx, b, q, backend.DefaultTimeouts().Propagation)
+	switch {
+	case ctx.Err() != nil:
+		fmt.Fprintln(s.Err, "egresslab check: interrupted; cleaned up")
+		return ExitInterrupted
+	case err != nil:
 		fmt.Fprintf(s.Err, "egresslab check: %v\n", err)
-		return ExitBadInput
+		return ExitInfrastructure
 	}
-	fmt.Fprintf(s.Out, "%s %s under %s with %d ServiceEntr%s: %s\n", "GET", q.URL, q.Mode,
-		len(q.Entries), map[bool]string{true: "y", false: "ies"}[len(q.Entries) == 1], a.Verdict)
+	fmt.Fprintf(s.Out, "%s %s under %s with %s: %s\n", "GET", q.URL, q.Mode, applied(q.Entries), a.Verdict)
 	for _, f := range a.Verdict.Evidence.Fields() {
 		fmt.Fprintf(s.Out, "  %-30s %s\n", f[0], f[1])
 	}
@@ -196,7 +212,7 @@ func runCheck(ctx context.Context, args []string, s Streams) int {
 // EGRESSLAB_KEEP=1), through each provider that is a backend.Cleaner.
 func runClean(ctx context.Context, s Streams) int {
 	code := ExitOK
-	for name, p := range backend.Providers(s.env(), s.Err) {
+	for name, p := range backend.Providers(backend.Settings{Env: s.env(), Progress: s.Err}) {
 		c, ok := p.(backend.Cleaner)
 		if !ok {
 			continue
@@ -214,7 +230,7 @@ func runClean(ctx context.Context, s Streams) int {
 
 // loadEntry reads a user's ServiceEntry file and checks that it holds only Istio objects.
 func loadEntry(path string) (*manifest.Set, error) {
-	set, err := manifest.LoadFile(path, backend.Client.Namespace)
+	set, err := manifest.LoadFile(path, apps.Client.Namespace)
 	if err != nil {
 		return nil, err
 	}
@@ -228,16 +244,65 @@ func loadEntry(path string) (*manifest.Set, error) {
 	return set, nil
 }
 
-func open(ctx context.Context, name string, s Streams) (backend.Backend, func(), string, error) {
-	p, why, err := backend.Select(ctx, name, s.env(), s.Err)
-	if err != nil {
-		return nil, nil, "", err
+// open picks and opens the backend. On failure b is nil and code is the exit code: an
+// unknown backend name is bad input; a backend that cannot start here is an
+// infrastructure failure, said as such (on kind, opening creates a cluster and installs
+// Istio, so "nothing was applied" would not be true).
+func open(ctx context.Context, name string, s Streams, callsTo ...string) (b backend.Backend, release func(), why string, code int) {
+	if !slices.Contains(backend.Names(), name) && name != "auto" && name != "" {
+		return nil, nil, "", badInput(s, fmt.Errorf("unknown backend %q: use auto or one of %s", name, strings.Join(backend.Names(), ", ")))
 	}
-	b, release, err := p.Open(ctx)
+	p, why, err := backend.Select(ctx, name, backend.Settings{Env: s.env(), Progress: s.Err, CallsTo: callsTo})
 	if err != nil {
-		return nil, nil, "", fmt.Errorf("open backend %s: %w", p.Name(), err)
+		fmt.Fprintf(s.Err, "egresslab: %v\n", err)
+		return nil, nil, "", ExitInfrastructure
 	}
-	return b, release, why, nil
+	b, release, err = p.Open(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			fmt.Fprintf(s.Err, "egresslab: interrupted while setting up backend %s; cleaned up\n", p.Name())
+			return nil, nil, "", ExitInterrupted
+		}
+		fmt.Fprintf(s.Err, "egresslab: could not set up backend %s: %v\n", p.Name(), err)
+		return nil, nil, "", ExitInfrastructure
+	}
+	return b, release, why, ExitOK
+}
+
+// applied names what a list of sets applies, by kind: "1 ServiceEntry", "1 Sidecar
+// and 2 ServiceEntries", "no objects".
+func applied(sets []*manifest.Set) string {
+	count := map[string]int{}
+	var kinds []string
+	for _, set := range sets {
+		for _, o := range set.Objects {
+			if count[o.Kind] == 0 {
+				kinds = append(kinds, o.Kind)
+			}
+			count[o.Kind]++
+		}
+	}
+	if len(kinds) == 0 {
+		return "no objects"
+	}
+	parts := make([]string, len(kinds))
+	for i, k := range kinds {
+		parts[i] = fmt.Sprintf("%d %s", count[k], plural(k, count[k]))
+	}
+	if len(parts) == 1 {
+		return parts[0]
+	}
+	return strings.Join(parts[:len(parts)-1], ", ") + " and " + parts[len(parts)-1]
+}
+
+func plural(kind string, n int) string {
+	switch {
+	case n == 1:
+		return kind
+	case strings.HasSuffix(kind, "y"):
+		return strings.TrimSuffix(kind, "y") + "ies"
+	}
+	return kind + "s"
 }
 
 func badInput(s Streams, err error) int {

@@ -112,3 +112,34 @@ func TestCleanWithoutDockerSaysThereIsNothingToDelete(t *testing.T) {
 	assert.Equal(t, cli.ExitOK, code)
 	assert.Contains(t, out, "no kind cluster to delete")
 }
+
+// A backend that cannot start is not bad input: before, it printed "Nothing was
+// applied." and exited 2, though on kind opening the backend creates a cluster.
+func TestABackendThatCannotRunIsAnInfrastructureFailure(t *testing.T) {
+	t.Setenv("PATH", t.TempDir()) // no docker CLI
+	code, out, errs := run(t, "", "lab", "serviceentry", "-backend=kind")
+	assert.Equal(t, cli.ExitInfrastructure, code)
+	assert.Empty(t, out)
+	assert.Contains(t, errs, "backend kind cannot run here: the docker CLI is not on PATH")
+	assert.NotContains(t, errs, "Nothing was applied")
+}
+
+// A bad -url is refused before any backend is opened (on kind, before a cluster is made).
+func TestBadLabURLIsRefusedBeforeTheBackendOpens(t *testing.T) {
+	t.Setenv("PATH", t.TempDir()) // were kind opened first, this would fail as infrastructure
+	code, _, errs := run(t, "", "lab", "serviceentry", "-backend=kind", "-url", "https://jsonplaceholder.typicode.com/")
+	assert.Equal(t, cli.ExitBadInput, code)
+	assert.Contains(t, errs, "give the plain http:// URL")
+}
+
+// check names what it applied by kind: a Sidecar is not "1 ServiceEntry".
+func TestCheckNamesWhatItAppliedByKind(t *testing.T) {
+	sidecar := writeFile(t, "sidecar.yaml", "apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata:\n  name: default\nspec:\n  outboundTrafficPolicy:\n    mode: ALLOW_ANY\n")
+	code, out, errs := run(t, "", "check", "-entry", sidecar, "-entry", "../../manifests/serviceentry/jsonplaceholder.yaml",
+		"http://jsonplaceholder.typicode.com/todos/1")
+	assert.Equal(t, cli.ExitOK, code, errs)
+	assert.Contains(t, out, "under REGISTRY_ONLY with 1 Sidecar and 1 ServiceEntry: ALLOWED")
+	code, out, _ = run(t, "", "check", "http://example.com/")
+	assert.Equal(t, cli.ExitOK, code)
+	assert.Contains(t, out, "under REGISTRY_ONLY with no objects: BLOCKED")
+}

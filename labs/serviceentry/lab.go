@@ -13,12 +13,11 @@ import (
 	"fmt"
 	"time"
 
-	networking "istio.io/api/networking/v1alpha3"
-
 	"github.com/egresslab/egresslab/harness/backend"
 	"github.com/egresslab/egresslab/harness/manifest"
 	"github.com/egresslab/egresslab/harness/narrate"
 	"github.com/egresslab/egresslab/harness/outcome"
+	"github.com/egresslab/egresslab/labs/apps"
 	"github.com/egresslab/egresslab/manifests"
 )
 
@@ -33,7 +32,8 @@ type Options struct {
 	URL string
 	// ShowConfig prints the sidecar's config for the call before and after the entry, as a diff.
 	ShowConfig bool
-	// Propagation bounds how long to wait for a change to reach the sidecar (default 60s).
+	// Propagation bounds how long to wait for a change to reach the sidecar
+	// (backend.DefaultTimeouts when 0).
 	Propagation time.Duration
 }
 
@@ -47,11 +47,10 @@ type Result struct {
 
 // The steps that make a call, as keys of Result.Verdicts.
 const (
-	StepBlocked        = "blocked"
-	StepAllowed        = "allowed"
-	StepBlockedAgain   = "blocked-again"
-	StepHTTPSBlocked   = "https"
-	defaultPropagation = 60 * time.Second
+	StepBlocked      = "blocked"
+	StepAllowed      = "allowed"
+	StepBlockedAgain = "blocked-again"
+	StepHTTPSBlocked = "https"
 )
 
 // Run walks through the lab on b, telling the story on n.
@@ -102,11 +101,30 @@ type lab struct {
 	configBefore string
 }
 
+// CheckOptions refuses options the lab cannot run with, before any backend is opened.
+func CheckOptions(opts Options) error {
+	url := opts.URL
+	if url == "" {
+		url = DefaultURL
+	}
+	c, err := backend.ParseCall(url)
+	if err != nil {
+		return err
+	}
+	if c.HTTPS() {
+		return fmt.Errorf("-url %s: give the plain http:// URL; step 7 makes the https:// call itself", url)
+	}
+	return nil
+}
+
 func newLab(b backend.Backend, n *narrate.Narrator, opts Options) (*lab, error) {
-	l := &lab{b: b, n: n, opts: opts, client: backend.Client,
+	if err := CheckOptions(opts); err != nil {
+		return nil, err
+	}
+	l := &lab{b: b, n: n, opts: opts, client: apps.Client,
 		res: Result{Verdicts: map[string]outcome.Verdict{}}}
 	if l.opts.Propagation == 0 {
-		l.opts.Propagation = defaultPropagation
+		l.opts.Propagation = backend.DefaultTimeouts().Propagation
 	}
 	var err error
 	if l.mesh, err = manifest.LoadMeshValues(); err != nil {
@@ -127,9 +145,6 @@ func newLab(b backend.Backend, n *narrate.Narrator, opts Options) (*lab, error) 
 	}
 	if l.http, err = backend.ParseCall(url); err != nil {
 		return nil, err
-	}
-	if l.http.HTTPS() {
-		return nil, fmt.Errorf("-url %s: give the plain http:// URL; step 7 makes the https:// call itself", url)
 	}
 	https := *l.http.URL
 	https.Scheme, https.Host = "https", l.http.Host()
@@ -218,18 +233,19 @@ func (l *lab) callAllowed(ctx context.Context) error {
 	l.n.Step("Call "+l.http.Host()+" again: allowed",
 		"Istio pushes the new route and cluster to the sidecar; the lab repeats the call until the config has arrived.")
 	l.n.Command(l.http.KubectlCommand(l.client))
-	v, took, err := backend.Await(ctx, l.b, l.client, l.http, want.Kind, l.opts.Propagation, time.Second)
+	v, waited, err := backend.Await(ctx, l.b, l.client, l.http, want.Kind, l.opts.Propagation)
 	if err != nil && v.Kind == "" {
 		return err
 	}
-	l.res.Propagation = took
+	l.res.Propagation = waited.Took
 	l.record(StepAllowed, v, want)
 	l.n.Say("%s", explain(v, l.http))
 	if i, ok := l.b.(backend.Instant); ok && i.Instant() {
 		l.n.Say("%s computes the new config at once (%s to generate it); on a cluster this is how long istiod takes to push it to the sidecar.",
-			l.b.Name(), took.Round(time.Millisecond))
+			l.b.Name(), waited.Took.Round(time.Millisecond))
 	} else {
-		l.n.Say("The sidecar had the new config %s after the entry was applied.", took.Round(time.Millisecond))
+		l.n.Say("The sidecar had the new config %s after the entry was applied (the call was repeated every %s by then, "+
+			"so the figure is good to within that).", waited.Took.Round(time.Millisecond), waited.Resolution.Round(time.Millisecond))
 	}
 	if l.opts.ShowConfig {
 		after, err := l.b.SidecarConfig(ctx, l.client, l.http)
@@ -252,7 +268,7 @@ func (l *lab) deleteEntry(ctx context.Context) error {
 	}
 	want := l.expect(l.http, false)
 	l.n.Command(l.http.KubectlCommand(l.client))
-	v, _, err := backend.Await(ctx, l.b, l.client, l.http, want.Kind, l.opts.Propagation, time.Second)
+	v, _, err := backend.Await(ctx, l.b, l.client, l.http, want.Kind, l.opts.Propagation)
 	if err != nil && v.Kind == "" {
 		return err
 	}
@@ -275,7 +291,7 @@ func (l *lab) callHTTPS(ctx context.Context) error {
 	}
 	defer func() { _ = l.b.Delete(context.WithoutCancel(ctx), l.entry) }() // leave the cluster as step 6 left it
 	// Wait for the entry's port 80 to be open again, so that a block on 443 is the entry's doing.
-	if _, _, err := backend.Await(ctx, l.b, l.client, l.http, l.expect(l.http, true).Kind, l.opts.Propagation, time.Second); err != nil {
+	if _, _, err := backend.Await(ctx, l.b, l.client, l.http, l.expect(l.http, true).Kind, l.opts.Propagation); err != nil {
 		return fmt.Errorf("re-apply %s: %w", l.entry.Source, err)
 	}
 	_, err := l.call(ctx, StepHTTPSBlocked, l.https, want)
@@ -306,31 +322,10 @@ func (l *lab) record(step string, v outcome.Verdict, want outcome.Expect) {
 // it lists c's host and port. Which listener and cluster are involved is the backend's
 // to say; the scenarios pin those down.
 func (l *lab) expect(c backend.Call, entryApplied bool) outcome.Expect {
-	if entryApplied && Opens(l.entry, c) {
+	if entryApplied && backend.Opens(l.entry, c) {
 		return outcome.Expect{Kind: outcome.Allowed}
 	}
 	return outcome.Expect{Kind: outcome.Blocked}
-}
-
-// Opens reports whether a ServiceEntry in set lists c's host and port.
-func Opens(set *manifest.Set, c backend.Call) bool {
-	for _, cfg := range set.IstioConfigs() {
-		se, ok := cfg.Spec.(*networking.ServiceEntry)
-		if !ok {
-			continue
-		}
-		for _, h := range se.GetHosts() {
-			if !backend.Covers(h, c.Host()) {
-				continue
-			}
-			for _, p := range se.GetPorts() {
-				if int(p.GetNumber()) == c.Port() {
-					return true
-				}
-			}
-		}
-	}
-	return false
 }
 
 // explain says in a sentence why the sidecar did what it did.

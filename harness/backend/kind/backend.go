@@ -15,10 +15,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sort"
 	"strings"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
 	istioclient "istio.io/client-go/pkg/clientset/versioned"
@@ -37,9 +39,16 @@ type Backend struct {
 	mesh     MeshInstaller
 	exec     Execer
 	progress io.Writer
-	// imageDigest is the client image loaded into the nodes; Apply puts it on the client's
-	// pod template so that a new image rolls the pods and the same one does not.
+	// imageDigest is the caller image loaded into the nodes, once a Deployment that runs
+	// it was applied; Apply puts it on that pod template so that a new image rolls the
+	// pods and the same one does not.
 	imageDigest string
+	// loadImage loads an image tarball into the cluster's nodes; nil on an existing
+	// cluster, where the user loads it.
+	loadImage func(tarball string) error
+	workDir   string
+	// applied are the namespaces objects were applied in, for diagnostics.
+	applied map[string]bool
 	// CallTimeout bounds one call made by the client (its --timeout).
 	callTimeout time.Duration
 	// rollout bounds the wait for a Deployment to be ready.
@@ -82,8 +91,59 @@ func (b *Backend) InstallMesh(ctx context.Context, values manifest.MeshValues) (
 	return b.mesh.Install(ctx, values)
 }
 
+// Apply applies the set. A Deployment that runs the caller image (apps/client, which
+// every call is made through) gets it built and loaded into the nodes first, once.
 func (b *Backend) Apply(ctx context.Context, set *manifest.Set) error {
+	for _, o := range set.Objects {
+		if d, ok := o.Kube.(*appsv1.Deployment); ok && runsClientImage(d) && b.imageDigest == "" {
+			if err := b.buildCallerImage(ctx); err != nil {
+				return err
+			}
+		}
+		if b.applied == nil {
+			b.applied = map[string]bool{}
+		}
+		if o.Namespace != "" {
+			b.applied[o.Namespace] = true
+		}
+	}
 	return b.applier.Apply(ctx, b.withImageDigest(set))
+}
+
+// namespaces are those objects were applied in, sorted.
+func (b *Backend) namespaces() []string {
+	out := make([]string, 0, len(b.applied))
+	for ns := range b.applied {
+		out = append(out, ns)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// buildCallerImage builds the caller image for the nodes' architecture and loads it.
+func (b *Backend) buildCallerImage(ctx context.Context) (err error) {
+	done := step(b.progress, "build and load the caller image "+clientimage.Tag)
+	defer func() { done(err) }()
+	nodes, err := b.kube.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil || len(nodes.Items) == 0 {
+		return fmt.Errorf("read the nodes' architecture: %v (nodes: %d)", err, len(nodes.Items))
+	}
+	arch := nodes.Items[0].Status.NodeInfo.Architecture
+	built, err := clientimage.Build(ctx, arch, b.workDir)
+	if err != nil {
+		return fmt.Errorf("build the caller image: %w", err)
+	}
+	if built.CABundle == "" {
+		fmt.Fprintf(b.progress, "  no CA bundle found on this machine: https calls the mesh lets out will fail TLS verification\n")
+	}
+	if b.loadImage == nil {
+		fmt.Fprintf(b.progress, "  an existing cluster: load %s into its nodes yourself (it is %s, imagePullPolicy Never)\n",
+			built.Tarball, clientimage.Tag)
+	} else if err := b.loadImage(built.Tarball); err != nil {
+		return err
+	}
+	b.imageDigest = built.Digest.String()
+	return nil
 }
 
 func (b *Backend) Delete(ctx context.Context, set *manifest.Set) error {

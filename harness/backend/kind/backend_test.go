@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
 	"strings"
 	"testing"
 	"time"
@@ -25,6 +26,7 @@ import (
 	"github.com/egresslab/egresslab/harness/backend/kind/internal/clientimage"
 	"github.com/egresslab/egresslab/harness/manifest"
 	"github.com/egresslab/egresslab/harness/outcome"
+	"github.com/egresslab/egresslab/labs/apps"
 	"github.com/egresslab/egresslab/manifests"
 )
 
@@ -130,7 +132,7 @@ func TestCallClassifiesTheClientsRecordedOutput(t *testing.T) {
 		"refused.json":                   {outcome.Unreachable, "refused"},
 		"tls-untrusted-certificate.json": {outcome.Unreachable, "tls"},
 	}
-	files, err := filepath.Glob("../../apps/client/testdata/observations/*.json")
+	files, err := filepath.Glob("../../../apps/client/testdata/observations/*.json")
 	require.NoError(t, err)
 	require.Len(t, files, len(cases), "every recorded observation has an expected verdict here")
 	for _, f := range files {
@@ -141,7 +143,7 @@ func TestCallClassifiesTheClientsRecordedOutput(t *testing.T) {
 			require.NoError(t, err)
 			ex := &fakeExec{stdout: string(line)}
 			b, _, _ := newTestBackend(ex, deployment(true), pod("client-old", "container", true))
-			v, err := b.Call(context.Background(), backend.Client, backend.MustCall("http://jsonplaceholder.typicode.com/todos/1"))
+			v, err := b.Call(context.Background(), apps.Client, backend.MustCall("http://jsonplaceholder.typicode.com/todos/1"))
 			require.NoError(t, err)
 			assert.Equal(t, want.kind, v.Kind)
 			assert.Equal(t, want.reason, v.Reason)
@@ -158,7 +160,7 @@ func TestCallPicksTheNewestReadyPod(t *testing.T) {
 	older.CreationTimestamp = metav1.NewTime(time.Now().Add(-time.Hour))
 	notReady := pod("client-c", "container", false)
 	b, _, _ := newTestBackend(ex, deployment(true), older, pod("client-b", "container", true), notReady)
-	_, err := b.Call(context.Background(), backend.Client, backend.MustCall("http://x/"))
+	_, err := b.Call(context.Background(), apps.Client, backend.MustCall("http://x/"))
 	require.NoError(t, err)
 	assert.Equal(t, "egresslab/client-b/client", ex.where[0])
 }
@@ -168,17 +170,17 @@ func TestCallErrors(t *testing.T) {
 	c := backend.MustCall("http://jsonplaceholder.typicode.com/")
 
 	b, _, _ := newTestBackend(&fakeExec{}, deployment(true))
-	_, err := b.Call(ctx, backend.Client, c)
+	_, err := b.Call(ctx, apps.Client, c)
 	assert.ErrorContains(t, err, "find the pod of egresslab/client: no ready pod")
 
 	b, _, _ = newTestBackend(&fakeExec{err: errors.New("container not found"), stderr: "oops"}, deployment(true), pod("p", "container", true))
-	_, err = b.Call(ctx, backend.Client, c)
+	_, err = b.Call(ctx, apps.Client, c)
 	assert.ErrorContains(t, err, "call http://jsonplaceholder.typicode.com/ from pod egresslab/p (container client): container not found; stderr: oops")
 
 	cancelled, cancel := context.WithCancel(ctx)
 	cancel()
 	b, _, _ = newTestBackend(&fakeExec{}, deployment(true), pod("p", "container", true))
-	_, err = b.Call(cancelled, backend.Client, c)
+	_, err = b.Call(cancelled, apps.Client, c)
 	assert.ErrorIs(t, err, context.Canceled)
 }
 
@@ -205,7 +207,7 @@ func TestSidecarFound(t *testing.T) {
 	} {
 		t.Run(kind, func(t *testing.T) {
 			b, _, progress := newTestBackend(&fakeExec{}, deployment(true), pod("client-x", kind, true))
-			how, err := b.Sidecar(context.Background(), backend.Client)
+			how, err := b.Sidecar(context.Background(), apps.Client)
 			require.NoError(t, err)
 			assert.Contains(t, how, "pod client-x "+want)
 			assert.Contains(t, progress.String(), "✓ rollout of egresslab/client")
@@ -241,7 +243,7 @@ func TestSidecarMissingNamesTheCause(t *testing.T) {
 			b, _, _ := newTestBackend(&fakeExec{}, objs...)
 			var diagnosed string
 			b.diagnose = func(_ context.Context, why string) string { diagnosed = why; return "/tmp/diag-here" }
-			_, err := b.Sidecar(context.Background(), backend.Client)
+			_, err := b.Sidecar(context.Background(), apps.Client)
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), "pod egresslab/client-x runs without an istio-proxy sidecar, so it proves nothing about the mesh: ")
 			assert.Contains(t, err.Error(), tc.want)
@@ -261,7 +263,7 @@ func TestSidecarWaitsForTheRollout(t *testing.T) {
 		_, _ = k.CoreV1().Pods("egresslab").UpdateStatus(ctx, pod("client-x", "container", true), metav1.UpdateOptions{})
 	}()
 	start := time.Now()
-	_, err := b.Sidecar(context.Background(), backend.Client)
+	_, err := b.Sidecar(context.Background(), apps.Client)
 	require.NoError(t, err)
 	assert.GreaterOrEqual(t, time.Since(start), 80*time.Millisecond)
 }
@@ -272,7 +274,7 @@ func TestRolloutTimeoutSaysWhatHoldsItUp(t *testing.T) {
 		State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ErrImageNeverPull"}}}}
 	b, _, progress := newTestBackend(&fakeExec{}, deployment(false), stuck)
 	start := time.Now()
-	_, err := b.Sidecar(context.Background(), backend.Client)
+	_, err := b.Sidecar(context.Background(), apps.Client)
 	require.Error(t, err)
 	assert.Less(t, time.Since(start), 3*time.Second)
 	assert.Contains(t, err.Error(), "wait for Deployment egresslab/client to be ready: context deadline exceeded; last seen: 0 of 1 replicas available")
@@ -343,7 +345,7 @@ func TestSidecarConfigExecsPilotAgent(t *testing.T) {
 	require.NoError(t, err)
 	ex := &fakeExec{stdout: string(dump)}
 	b, _, _ := newTestBackend(ex, deployment(true), pod("client-x", "container", true))
-	out, err := b.SidecarConfig(context.Background(), backend.Client, backend.MustCall("http://jsonplaceholder.typicode.com/todos/1"))
+	out, err := b.SidecarConfig(context.Background(), apps.Client, backend.MustCall("http://jsonplaceholder.typicode.com/todos/1"))
 	require.NoError(t, err)
 	assert.Contains(t, out, "outbound|80||jsonplaceholder.typicode.com")
 	assert.Equal(t, []string{"pilot-agent", "request", "GET", "config_dump"}, ex.calls[0])
@@ -387,4 +389,34 @@ func TestStepReportsElapsedAndTicks(t *testing.T) {
 	assert.True(t, strings.HasPrefix(out, "▸ create kind cluster egresslab\n"), out)
 	assert.Contains(t, out, "  … create kind cluster egresslab (")
 	assert.Regexp(t, `✓ create kind cluster egresslab \(\d+ms\)\n$`, out)
+}
+
+// The cluster's setup deploys no app: the caller image is built and loaded when a lab
+// first applies a Deployment that runs it, and only then.
+func TestTheCallerImageIsBuiltAndLoadedWhenAnAppNeedsIt(t *testing.T) {
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "egresslab-control-plane"},
+		Status: corev1.NodeStatus{NodeInfo: corev1.NodeSystemInfo{Architecture: goruntime.GOARCH}}}
+	b, k, progress := newTestBackend(&fakeExec{}, node, namespace(nil))
+	b.workDir = t.TempDir()
+	var loaded []string
+	b.loadImage = func(tarball string) error { loaded = append(loaded, tarball); return nil }
+
+	entry, err := manifest.LoadEmbedded(manifests.SeedServiceEntry, "egresslab")
+	require.NoError(t, err)
+	require.NoError(t, b.Apply(context.Background(), entry))
+	assert.Empty(t, loaded, "no app, no image")
+
+	app, err := manifest.LoadEmbedded(manifests.ClientApp, "egresslab")
+	require.NoError(t, err)
+	require.NoError(t, b.Apply(context.Background(), app))
+	require.Len(t, loaded, 1)
+	assert.FileExists(t, loaded[0])
+	assert.Contains(t, progress.String(), "✓ build and load the caller image egresslab/client:dev")
+	d, err := k.AppsV1().Deployments("egresslab").Get(context.Background(), "client", metav1.GetOptions{})
+	require.NoError(t, err)
+	assert.Regexp(t, "^sha256:[0-9a-f]{64}$", d.Spec.Template.Annotations[clientimage.DigestAnnotation])
+
+	require.NoError(t, b.Apply(context.Background(), app))
+	assert.Len(t, loaded, 1, "built and loaded once")
+	assert.Equal(t, []string{"egresslab"}, b.namespaces())
 }

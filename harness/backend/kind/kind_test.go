@@ -11,6 +11,7 @@ import (
 	"github.com/egresslab/egresslab/harness/backend"
 	"github.com/egresslab/egresslab/harness/manifest"
 	"github.com/egresslab/egresslab/harness/outcome"
+	"github.com/egresslab/egresslab/labs/apps"
 	"github.com/egresslab/egresslab/manifests"
 )
 
@@ -43,30 +44,30 @@ func TestRealKindRun(t *testing.T) {
 	require.NoError(t, err)
 	defer release()
 
-	how, err := b.Sidecar(ctx, backend.Client)
+	how, err := b.Sidecar(ctx, apps.Client)
 	require.NoError(t, err)
 	t.Log(how)
 
 	call := backend.MustCall("http://jsonplaceholder.typicode.com/todos/1")
 	await := func(want outcome.Kind) outcome.Verdict {
-		v, took, err := backend.Await(ctx, b, backend.Client, call, want, 90*time.Second, time.Second)
+		v, waited, err := backend.Await(ctx, b, apps.Client, call, want, 90*time.Second)
 		require.NoError(t, err)
-		t.Logf("%s after %s: %s", v, took.Round(time.Millisecond), v.Evidence)
+		t.Logf("%s after %s: %s", v, waited.Took.Round(time.Millisecond), v.Evidence)
 		return v
 	}
 	v := await(outcome.Blocked)
 	require.Equal(t, outcome.ReasonBlockAll, v.Reason)
 
-	entry, err := manifest.LoadEmbedded(manifests.SeedServiceEntry, backend.Client.Namespace)
+	entry, err := manifest.LoadEmbedded(manifests.SeedServiceEntry, apps.Client.Namespace)
 	require.NoError(t, err)
 	require.NoError(t, b.Apply(ctx, entry))
 	v = await(outcome.Allowed)
 	require.Equal(t, 200, v.Evidence.Status)
-	cfg, err := b.SidecarConfig(ctx, backend.Client, call)
+	cfg, err := b.SidecarConfig(ctx, apps.Client, call)
 	require.NoError(t, err)
 	require.Contains(t, cfg, "outbound|80||jsonplaceholder.typicode.com")
 
-	https, err := b.Call(ctx, backend.Client, backend.MustCall("https://jsonplaceholder.typicode.com/todos/1"))
+	https, err := b.Call(ctx, apps.Client, backend.MustCall("https://jsonplaceholder.typicode.com/todos/1"))
 	require.NoError(t, err)
 	require.Equal(t, outcome.Blocked, https.Kind, "port 443 is not in the entry: %s", https.Evidence)
 

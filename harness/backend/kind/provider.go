@@ -8,11 +8,11 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
@@ -20,11 +20,9 @@ import (
 	istioclient "istio.io/client-go/pkg/clientset/versioned"
 
 	"github.com/egresslab/egresslab/harness/backend"
-	"github.com/egresslab/egresslab/harness/backend/kind/internal/clientimage"
 	"github.com/egresslab/egresslab/harness/backend/kind/internal/cluster"
 	"github.com/egresslab/egresslab/harness/backend/kind/internal/istioinstall"
 	"github.com/egresslab/egresslab/harness/manifest"
-	"github.com/egresslab/egresslab/manifests"
 )
 
 // Environment variables that configure the Provider the backend registry builds
@@ -55,6 +53,7 @@ type options struct {
 	nodeImage    string
 	progress     io.Writer
 	diagnostics  string
+	callsTo      []string
 }
 
 // Option configures a Provider, in the manner of kind's cluster.ProviderOption.
@@ -77,6 +76,12 @@ func WithNodeImage(img string) Option { return func(o *options) { o.nodeImage = 
 
 // WithProgress writes progress (steps, elapsed time) to w (default: stderr).
 func WithProgress(w io.Writer) Option { return func(o *options) { o.progress = w } }
+
+// WithCallsTo names the hosts (host:port) the run's calls go to, for the preflight to
+// warn about when they do not answer from here.
+func WithCallsTo(hostports ...string) Option {
+	return func(o *options) { o.callsTo = append(o.callsTo, hostports...) }
+}
 
 // WithDiagnosticsDir puts diagnostics folders under dir.
 func WithDiagnosticsDir(dir string) Option { return func(o *options) { o.diagnostics = dir } }
@@ -123,8 +128,8 @@ func init() {
 		Available: func(ctx context.Context, env backend.Env) (bool, string) {
 			return New(OptionsFromEnv(env)...).Available(ctx)
 		},
-		Provider: func(env backend.Env, progress io.Writer) (backend.Provider, error) {
-			return New(append(OptionsFromEnv(env), WithProgress(progress))...), nil
+		Provider: func(env backend.Env, progress io.Writer, callsTo []string) (backend.Provider, error) {
+			return New(append(OptionsFromEnv(env), WithProgress(progress), WithCallsTo(callsTo...))...), nil
 		},
 	})
 }
@@ -173,8 +178,9 @@ type state struct {
 	teardown bool // Finish deletes the cluster
 }
 
-// Setup builds the cluster, Istio, the client image and the client app, once. On
-// failure (or Ctrl-C) it saves diagnostics and cleans up as the keep setting says.
+// Setup builds the cluster and installs Istio, once. The labs' apps come later, when a
+// lab applies them (the caller image is built and loaded then). On failure (or Ctrl-C)
+// it saves diagnostics and cleans up as the keep setting says.
 func (p *Provider) Setup(ctx context.Context) (_ context.Context, err error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -241,6 +247,11 @@ func (p *Provider) setup(parent context.Context) (st *state, err error) {
 	b.diagnose = func(ctx context.Context, why string) string { return p.diagnose(ctx, st, why) }
 	st.backend = b
 
+	if st.cluster != nil {
+		b.loadImage = st.cluster.LoadImage
+	}
+	b.workDir = st.workDir
+
 	values, err := manifest.LoadMeshValues()
 	if err != nil {
 		return st, err
@@ -248,37 +259,21 @@ func (p *Provider) setup(parent context.Context) (st *state, err error) {
 	if err := b.InstallMesh(ctx, values); err != nil {
 		return st, fmt.Errorf("install Istio %s: %w", p.o.istioVersion, err)
 	}
-	if err := p.loadClientImage(ctx, st, k); err != nil {
-		return st, err
-	}
-	app, err := manifest.LoadEmbedded(manifests.ClientApp, backend.Client.Namespace)
-	if err != nil {
-		return st, err
-	}
-	done := step(w, "deploy the client app ("+app.Source+")")
-	err = b.Apply(ctx, app)
-	done(err)
-	if err != nil {
-		return st, fmt.Errorf("deploy the client app: %w", err)
-	}
-	how, err := b.Sidecar(ctx, backend.Client)
-	if err != nil {
-		return st, fmt.Errorf("deploy the client app: %w", err)
-	}
-	fmt.Fprintf(w, "  %s\n", how)
 	return st, nil
 }
 
-// preflight checks what the run needs and returns what it learnt of the container
-// runtime's daemon (nil on an existing cluster, which needs none here).
 func (p *Provider) preflight(ctx context.Context) (d *cluster.Daemon, err error) {
 	done := step(p.o.progress, "preflight")
 	var warnings []string
+	var calls []cluster.Endpoint
+	for _, hp := range p.o.callsTo {
+		calls = append(calls, cluster.CallEndpoint(hp))
+	}
 	if p.o.kubeconfig != "" {
-		// An existing cluster: no container runtime needed here; the lab's call still needs the internet.
-		warnings, err = cluster.CheckReachable(ctx, []cluster.Endpoint{cluster.LabEndpoint}, 5*time.Second, nil)
+		// An existing cluster: no container runtime needed here; the lab's calls still need the internet.
+		warnings, err = cluster.CheckReachable(ctx, calls, 5*time.Second, nil)
 	} else {
-		d, warnings, err = cluster.Preflight(ctx, p.o.runtime, cluster.Endpoints)
+		d, warnings, err = cluster.Preflight(ctx, p.o.runtime, append(slices.Clone(cluster.Endpoints), calls...))
 	}
 	done(err)
 	for _, w := range warnings {
@@ -331,31 +326,6 @@ func (p *Provider) ensureCluster(ctx context.Context, st *state, d *cluster.Daem
 	return path, nil
 }
 
-// loadClientImage builds the client image for the nodes' architecture and loads it.
-func (p *Provider) loadClientImage(ctx context.Context, st *state, k kubernetes.Interface) (err error) {
-	done := step(p.o.progress, "build and load the client image "+clientimage.Tag)
-	defer func() { done(err) }()
-	nodes, err := k.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
-	if err != nil || len(nodes.Items) == 0 {
-		return fmt.Errorf("read the nodes' architecture: %v (nodes: %d)", err, len(nodes.Items))
-	}
-	arch := nodes.Items[0].Status.NodeInfo.Architecture
-	built, err := clientimage.Build(ctx, arch, st.workDir)
-	if err != nil {
-		return fmt.Errorf("build the client image: %w", err)
-	}
-	st.backend.imageDigest = built.Digest.String()
-	if built.CABundle == "" {
-		fmt.Fprintf(p.o.progress, "  no CA bundle found on this machine: https calls the mesh lets out will fail TLS verification\n")
-	}
-	if st.cluster == nil {
-		fmt.Fprintf(p.o.progress, "  an existing cluster: load %s into its nodes yourself (it is %s, imagePullPolicy Never)\n",
-			built.Tarball, clientimage.Tag)
-		return nil
-	}
-	return st.cluster.LoadImage(built.Tarball)
-}
-
 // cleanUpFailed runs when Setup fails: diagnostics first (while the cluster exists),
 // then the cluster goes unless it is kept.
 func (p *Provider) cleanUpFailed(ctx context.Context, st *state, err *error) {
@@ -379,8 +349,11 @@ func (p *Provider) diagnose(ctx context.Context, st *state, why string) string {
 	if st.cluster != nil {
 		extra = st.cluster.CollectLogs
 	}
-	dir, err := Diagnose(ctx, st.kube, p.o.diagnostics, why,
-		[]string{backend.Client.Namespace, istioinstall.Namespace}, extra)
+	namespaces := []string{istioinstall.Namespace}
+	if st.backend != nil {
+		namespaces = append(namespaces, st.backend.namespaces()...)
+	}
+	dir, err := Diagnose(ctx, st.kube, p.o.diagnostics, why, namespaces, extra)
 	if err != nil {
 		fmt.Fprintf(p.o.progress, "  could not save diagnostics: %v\n", err)
 		return ""

@@ -61,7 +61,7 @@ func init() {
 		// the lab stays sub-second offline; local runs when asked for (-backend=local).
 		Priority:  -1,
 		Available: func(_ context.Context, env backend.Env) (bool, string) { return Available(ConfigFromEnv(env)) },
-		Provider: func(env backend.Env, progress io.Writer) (backend.Provider, error) {
+		Provider: func(env backend.Env, progress io.Writer, _ []string) (backend.Provider, error) {
 			return New(ConfigFromEnv(env), progress), nil
 		},
 	})
@@ -179,7 +179,7 @@ func (b *Backend) Describe() string {
 		"machine; the lab's manifests are applied to the API server and istiod generates the client sidecar's config from " +
 		"them, as in a cluster. A stand-in sidecar with the client pod's identity receives that config over xDS, and " +
 		"Istio's simulator matches each call against it: a verdict says where the sidecar would send the call " +
-		"and how long istiod took to tell it, not whether jsonplaceholder answers (no Envoy runs, nothing leaves this machine)."
+		"and how long istiod took to tell it, not whether the host at the other end answers (no Envoy runs, nothing leaves this machine)."
 }
 
 func (b *Backend) InstallMesh(ctx context.Context, values manifest.MeshValues) error {

@@ -21,6 +21,8 @@ import (
 	"github.com/egresslab/egresslab/harness/backend/sim"
 	"github.com/egresslab/egresslab/harness/manifest"
 	"github.com/egresslab/egresslab/harness/outcome"
+	"github.com/egresslab/egresslab/labs/apps"
+	"github.com/egresslab/egresslab/labs/serviceentry"
 	"github.com/egresslab/egresslab/manifests"
 )
 
@@ -30,17 +32,6 @@ var (
 )
 
 // What the design notes measured on sim, and what the scenarios expect.
-var (
-	blockedByBlockAll = outcome.Expect{Kind: outcome.Blocked, Reason: outcome.ReasonBlockAll,
-		Listener: "0.0.0.0_80", RouteConfig: "80", VirtualHost: "block_all"}
-	allowedThroughTheEntry = outcome.Expect{Kind: outcome.Allowed, Reason: outcome.ReasonRegistered,
-		Listener: "0.0.0.0_80", RouteConfig: "80", VirtualHost: "jsonplaceholder.typicode.com:80",
-		Cluster: "outbound|80||jsonplaceholder.typicode.com"}
-	blockedByBlackHole = outcome.Expect{Kind: outcome.Blocked, Reason: outcome.ReasonBlackHole,
-		Listener: "virtualOutbound", Cluster: "BlackHoleCluster"}
-	allowedByPassthrough = outcome.Expect{Kind: outcome.Allowed, Reason: outcome.ReasonPassthrough,
-		Listener: "0.0.0.0_80", VirtualHost: "allow_any", Cluster: "PassthroughCluster"}
-)
 
 type logWriter struct{ t *testing.T }
 
@@ -61,7 +52,7 @@ func needBinaries(t *testing.T) {
 
 func load(t *testing.T, name string) *manifest.Set {
 	t.Helper()
-	set, err := manifest.LoadEmbedded(name, backend.Client.Namespace)
+	set, err := manifest.LoadEmbedded(name, apps.Client.Namespace)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,14 +79,15 @@ func (p pair) do(what string, f func(backend.Backend) error) {
 // evidence. It returns how long local took to get there.
 func (p pair) expect(ctx context.Context, c backend.Call, want outcome.Expect) time.Duration {
 	p.t.Helper()
-	v, took, err := backend.Await(ctx, p.local, backend.Client, c, want.Kind, 60*time.Second, 10*time.Millisecond)
+	v, waited, err := backend.Await(ctx, p.local, apps.Client, c, want.Kind, backend.DefaultTimeouts().Propagation)
+	took := waited.Took
 	if err != nil {
 		p.t.Errorf("local: %v", err)
 	}
 	for _, m := range want.Check(v) {
 		p.t.Errorf("local: call %s: %s", c, m)
 	}
-	s, err := p.sim.Call(ctx, backend.Client, c)
+	s, err := p.sim.Call(ctx, apps.Client, c)
 	if err != nil {
 		p.t.Fatalf("sim: %v", err)
 	}
@@ -142,22 +134,22 @@ func TestVerdictsMatchSim(t *testing.T) {
 	both.do("apply client app", func(b backend.Backend) error { return b.Apply(ctx, app) })
 
 	t1 := time.Now()
-	how, err := lb.Sidecar(ctx, backend.Client)
+	how, err := lb.Sidecar(ctx, apps.Client)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("sidecar (first config after %s): %s", time.Since(t1).Round(time.Millisecond), how)
 	checkSynced(ctx, t, lb.(*local.Backend).ControlPlane(), "client-local.egresslab")
 
-	both.expect(ctx, httpCall, blockedByBlockAll)
+	both.expect(ctx, httpCall, serviceentry.BlockedByBlockAll)
 
 	entry := load(t, manifests.SeedServiceEntry)
 	both.do("apply the ServiceEntry", func(b backend.Backend) error { return b.Apply(ctx, entry) })
-	took := both.expect(ctx, httpCall, allowedThroughTheEntry)
+	took := both.expect(ctx, httpCall, serviceentry.AllowedThroughTheEntry)
 	t.Logf("MEASURED apply ServiceEntry -> first pushed config that allows the call: %s", took.Round(time.Millisecond))
-	both.expect(ctx, httpsCall, blockedByBlackHole)
+	both.expect(ctx, httpsCall, serviceentry.BlockedByBlackHole)
 
-	cfg, err := lb.SidecarConfig(ctx, backend.Client, httpCall)
+	cfg, err := lb.SidecarConfig(ctx, apps.Client, httpCall)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +158,7 @@ func TestVerdictsMatchSim(t *testing.T) {
 	}
 
 	both.do("delete the ServiceEntry", func(b backend.Backend) error { return b.Delete(ctx, entry) })
-	took = both.expect(ctx, httpCall, blockedByBlockAll)
+	took = both.expect(ctx, httpCall, serviceentry.BlockedByBlockAll)
 	t.Logf("MEASURED delete ServiceEntry -> blocked again: %s", took.Round(time.Millisecond))
 
 	allowAny, err := values.WithOutboundMode(manifest.AllowAny)
@@ -174,9 +166,9 @@ func TestVerdictsMatchSim(t *testing.T) {
 		t.Fatal(err)
 	}
 	both.do("switch to ALLOW_ANY", func(b backend.Backend) error { return b.InstallMesh(ctx, allowAny) })
-	both.expect(ctx, httpCall, allowedByPassthrough)
+	both.expect(ctx, httpCall, serviceentry.AllowedByPassthrough)
 	both.do("back to REGISTRY_ONLY", func(b backend.Backend) error { return b.InstallMesh(ctx, values) })
-	both.expect(ctx, httpCall, blockedByBlockAll)
+	both.expect(ctx, httpCall, serviceentry.BlockedByBlockAll)
 }
 
 // checkSynced reads istiod's own view of the stand-in sidecar (/debug/syncz): it must
@@ -237,11 +229,11 @@ func TestNoSidecarWithoutInjection(t *testing.T) {
 	if err := b.Apply(ctx, app); err != nil {
 		t.Fatal(err)
 	}
-	_, err = b.Sidecar(ctx, backend.Client)
+	_, err = b.Sidecar(ctx, apps.Client)
 	if err == nil || !strings.Contains(err.Error(), "without an istio-proxy sidecar") {
 		t.Errorf("want a missing-sidecar error, got %v", err)
 	}
-	if _, err := b.Call(ctx, backend.Client, httpCall); err == nil {
+	if _, err := b.Call(ctx, apps.Client, httpCall); err == nil {
 		t.Error("a call from a pod without a sidecar was judged")
 	}
 
@@ -250,22 +242,22 @@ func TestNoSidecarWithoutInjection(t *testing.T) {
 	if err := b.Delete(ctx, app); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cp.Kube.CoreV1().Namespaces().Get(ctx, backend.Client.Namespace, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
-		t.Errorf("namespace %s still there after Delete: %v", backend.Client.Namespace, err)
+	if _, err := cp.Kube.CoreV1().Namespaces().Get(ctx, apps.Client.Namespace, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("namespace %s still there after Delete: %v", apps.Client.Namespace, err)
 	}
 	if err := b.Apply(ctx, load(t, manifests.ClientApp)); err != nil {
 		t.Fatal(err)
 	}
-	if how, err := b.Sidecar(ctx, backend.Client); err != nil {
+	if how, err := b.Sidecar(ctx, apps.Client); err != nil {
 		t.Errorf("sidecar after re-applying the labelled app: %v", err)
 	} else {
 		t.Logf("sidecar: %s", how)
 	}
-	v, err := b.Call(ctx, backend.Client, httpCall)
+	v, err := b.Call(ctx, apps.Client, httpCall)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, m := range blockedByBlockAll.Check(v) {
+	for _, m := range serviceentry.BlockedByBlockAll.Check(v) {
 		t.Errorf("after re-applying the app: %s", m)
 	}
 	release()

@@ -7,6 +7,7 @@ import (
 	"github.com/egresslab/egresslab/harness/backend"
 	"github.com/egresslab/egresslab/harness/manifest"
 	"github.com/egresslab/egresslab/harness/outcome"
+	"github.com/egresslab/egresslab/labs/apps"
 	"github.com/egresslab/egresslab/manifests"
 )
 
@@ -18,7 +19,7 @@ import (
 func BenchmarkVerdict(b *testing.B) {
 	ctx := context.Background()
 	call := backend.MustCall(httpCall)
-	entry, err := manifest.LoadEmbedded(manifests.SeedServiceEntry, backend.Client.Namespace)
+	entry, err := manifest.LoadEmbedded(manifests.SeedServiceEntry, apps.Client.Namespace)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -28,7 +29,7 @@ func BenchmarkVerdict(b *testing.B) {
 			if err := w.Apply(ctx, entry); err != nil {
 				b.Fatal(err)
 			}
-			v, err := w.Call(ctx, backend.Client, call)
+			v, err := w.Call(ctx, apps.Client, call)
 			if err != nil || v.Kind != outcome.Allowed {
 				b.Fatalf("%v %v", v, err)
 			}
@@ -37,7 +38,7 @@ func BenchmarkVerdict(b *testing.B) {
 	b.Run("SameState", func(b *testing.B) {
 		w := world(b, manifest.RegistryOnly, true, manifests.SeedServiceEntry)
 		for b.Loop() {
-			v, err := w.Call(ctx, backend.Client, call)
+			v, err := w.Call(ctx, apps.Client, call)
 			if err != nil || v.Kind != outcome.Allowed {
 				b.Fatalf("%v %v", v, err)
 			}

@@ -6,8 +6,8 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/egresslab/egresslab/harness/backend"
 	"github.com/egresslab/egresslab/harness/manifest"
+	"github.com/egresslab/egresslab/labs/apps"
 	"github.com/egresslab/egresslab/manifests"
 )
 
@@ -21,21 +21,21 @@ func TestSidecarIsTheClientPods(t *testing.T) {
 	}
 	b := New(WithMesh(values))
 	defer b.Close()
-	app, err := manifest.LoadEmbedded(manifests.ClientApp, backend.Client.Namespace)
+	app, err := manifest.LoadEmbedded(manifests.ClientApp, apps.Client.Namespace)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := b.Apply(ctx, app); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.simulation(backend.Client); err != nil {
+	if _, err := b.simulation(apps.Client); err != nil {
 		t.Fatal(err)
 	}
-	proxyPod, _, err := b.workload(backend.Client)
+	proxyPod, _, err := b.workload(apps.Client)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pods, err := b.world.server.KubeClient().Kube().CoreV1().Pods(backend.Client.Namespace).List(ctx, metav1.ListOptions{})
+	pods, err := b.world.server.KubeClient().Kube().CoreV1().Pods(apps.Client.Namespace).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

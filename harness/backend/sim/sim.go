@@ -89,7 +89,7 @@ func init() {
 		Name:      "sim",
 		Priority:  0, // the fallback: it runs anywhere Go does
 		Available: func(context.Context, backend.Env) (bool, string) { return true, "needs nothing but Go" },
-		Provider: func(env backend.Env, _ io.Writer) (backend.Provider, error) {
+		Provider: func(env backend.Env, _ io.Writer, _ []string) (backend.Provider, error) {
 			return NewProvider(Config{IstioLog: env(EnvIstioLog)}), nil
 		},
 	})
@@ -120,7 +120,7 @@ func (b *Backend) Describe() string {
 	return "offline simulator: Istio's real control-plane code (istiod's config generator) builds the client " +
 		"sidecar's listeners, routes and clusters from the lab's manifests; Envoy's matching of each call is " +
 		"simulated by Istio's own simulator. Nothing leaves this machine: a verdict says where the sidecar " +
-		"would send the call, not whether jsonplaceholder answers."
+		"would send the call, not whether the host at the other end answers."
 }
 
 func (b *Backend) InstallMesh(_ context.Context, values manifest.MeshValues) error {
@@ -134,7 +134,23 @@ func (b *Backend) InstallMesh(_ context.Context, values manifest.MeshValues) err
 	return nil
 }
 
+// systemNamespaces exist on every cluster with Istio installed; sim holds no object for them.
+var systemNamespaces = []string{"default", "kube-system", "kube-public", "kube-node-lease", "istio-system"}
+
+// Apply records the set. As an API server would, it refuses objects in a namespace that
+// does not exist, with the words every backend uses (manifest.Set.CheckNamespaces).
 func (b *Backend) Apply(_ context.Context, set *manifest.Set) error {
+	b.mu.Lock()
+	err := set.CheckNamespaces(func(ns string) (bool, error) {
+		if slices.Contains(systemNamespaces, ns) {
+			return true, nil
+		}
+		return slices.ContainsFunc(b.objects, func(o manifest.Object) bool { return o.Kind == "Namespace" && o.Name == ns }), nil
+	})
+	b.mu.Unlock()
+	if err != nil {
+		return err
+	}
 	b.change(set, true)
 	return nil
 }

@@ -5,12 +5,15 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/egresslab/egresslab/harness/backend"
 	"github.com/egresslab/egresslab/harness/backend/sim"
 	"github.com/egresslab/egresslab/harness/manifest"
 	"github.com/egresslab/egresslab/harness/outcome"
+	"github.com/egresslab/egresslab/labs/apps"
+	"github.com/egresslab/egresslab/labs/serviceentry"
 	"github.com/egresslab/egresslab/manifests"
 )
 
@@ -31,12 +34,12 @@ func world(t testing.TB, mode string, withApp bool, entries ...string) *sim.Back
 	b := sim.New(sim.WithMesh(values))
 	t.Cleanup(b.Close)
 	if withApp {
-		app, err := manifest.LoadEmbedded(manifests.ClientApp, backend.Client.Namespace)
+		app, err := manifest.LoadEmbedded(manifests.ClientApp, apps.Client.Namespace)
 		require.NoError(t, err)
 		require.NoError(t, b.Apply(ctx, app))
 	}
 	for _, e := range entries {
-		set, err := manifest.LoadEmbedded(e, backend.Client.Namespace)
+		set, err := manifest.LoadEmbedded(e, apps.Client.Namespace)
 		require.NoError(t, err)
 		require.NoError(t, b.Apply(ctx, set))
 	}
@@ -54,21 +57,17 @@ func TestCallsFromTheClientSidecar(t *testing.T) {
 		{
 			name: "registry only, no entry: block_all 502 on the port-80 listener",
 			mode: manifest.RegistryOnly, call: httpCall,
-			want: outcome.Expect{Kind: outcome.Blocked, Reason: outcome.ReasonBlockAll,
-				Listener: "0.0.0.0_80", RouteConfig: "80", VirtualHost: "block_all"},
+			want: serviceentry.BlockedByBlockAll,
 		},
 		{
 			name: "registry only, seed entry: routed to the entry's outbound cluster",
 			mode: manifest.RegistryOnly, entries: []string{manifests.SeedServiceEntry}, call: httpCall,
-			want: outcome.Expect{Kind: outcome.Allowed, Reason: outcome.ReasonRegistered,
-				Listener: "0.0.0.0_80", RouteConfig: "80", VirtualHost: "jsonplaceholder.typicode.com:80",
-				Cluster: "outbound|80||jsonplaceholder.typicode.com"},
+			want: serviceentry.AllowedThroughTheEntry,
 		},
 		{
 			name: "registry only, seed entry, https: no listener on 443, black hole",
 			mode: manifest.RegistryOnly, entries: []string{manifests.SeedServiceEntry}, call: httpsCall,
-			want: outcome.Expect{Kind: outcome.Blocked, Reason: outcome.ReasonBlackHole,
-				Listener: "virtualOutbound", Cluster: "BlackHoleCluster"},
+			want: serviceentry.BlockedByBlackHole,
 		},
 		{
 			name: "registry only, misspelt entry: still block_all",
@@ -78,14 +77,13 @@ func TestCallsFromTheClientSidecar(t *testing.T) {
 		{
 			name: "allow any, no entry: passthrough",
 			mode: manifest.AllowAny, call: httpCall,
-			want: outcome.Expect{Kind: outcome.Allowed, Reason: outcome.ReasonPassthrough,
-				Listener: "0.0.0.0_80", VirtualHost: "allow_any", Cluster: "PassthroughCluster"},
+			want: serviceentry.AllowedByPassthrough,
 		},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			b := world(t, tc.mode, true, tc.entries...)
-			v, err := b.Call(context.Background(), backend.Client, backend.MustCall(tc.call))
+			v, err := b.Call(context.Background(), apps.Client, backend.MustCall(tc.call))
 			require.NoError(t, err)
 			require.Empty(t, tc.want.Check(v), "verdict %s, evidence %s", v, v.Evidence)
 		})
@@ -95,7 +93,7 @@ func TestCallsFromTheClientSidecar(t *testing.T) {
 func TestWithoutAnyPort80ServiceTheCallIsBlackHoled(t *testing.T) {
 	// Only the client's Deployment and Namespace: no Service, so no port-80 listener.
 	b := world(t, manifest.RegistryOnly, false)
-	app, err := manifest.LoadEmbedded(manifests.ClientApp, backend.Client.Namespace)
+	app, err := manifest.LoadEmbedded(manifests.ClientApp, apps.Client.Namespace)
 	require.NoError(t, err)
 	var kept manifest.Set
 	for _, o := range app.Objects {
@@ -104,20 +102,20 @@ func TestWithoutAnyPort80ServiceTheCallIsBlackHoled(t *testing.T) {
 		}
 	}
 	require.NoError(t, b.Apply(context.Background(), &kept))
-	v, err := b.Call(context.Background(), backend.Client, backend.MustCall(httpCall))
+	v, err := b.Call(context.Background(), apps.Client, backend.MustCall(httpCall))
 	require.NoError(t, err)
-	want := outcome.Expect{Kind: outcome.Blocked, Reason: outcome.ReasonBlackHole, Listener: "virtualOutbound", Cluster: "BlackHoleCluster"}
+	want := serviceentry.BlockedByBlackHole
 	require.Empty(t, want.Check(v), "verdict %s, evidence %s", v, v.Evidence)
 }
 
 func TestApplyDeleteAndReapply(t *testing.T) {
 	ctx := context.Background()
 	b := world(t, manifest.RegistryOnly, true)
-	entry, err := manifest.LoadEmbedded(manifests.SeedServiceEntry, backend.Client.Namespace)
+	entry, err := manifest.LoadEmbedded(manifests.SeedServiceEntry, apps.Client.Namespace)
 	require.NoError(t, err)
 	call := backend.MustCall(httpCall)
 	kinds := func() outcome.Kind {
-		v, err := b.Call(ctx, backend.Client, call)
+		v, err := b.Call(ctx, apps.Client, call)
 		require.NoError(t, err)
 		return v.Kind
 	}
@@ -131,35 +129,61 @@ func TestApplyDeleteAndReapply(t *testing.T) {
 func TestSidecarInjection(t *testing.T) {
 	ctx := context.Background()
 	b := world(t, manifest.RegistryOnly, true)
-	how, err := b.Sidecar(ctx, backend.Client)
+	how, err := b.Sidecar(ctx, apps.Client)
 	require.NoError(t, err)
 	require.Contains(t, how, "istio-injection=enabled")
 
 	// The same app in a namespace without the label gets no sidecar, and calls say so.
-	app, err := manifest.LoadEmbedded(manifests.ClientApp, backend.Client.Namespace)
+	app, err := manifest.LoadEmbedded(manifests.ClientApp, apps.Client.Namespace)
 	require.NoError(t, err)
 	yaml := strings.Replace(app.YAML(), "istio-injection: enabled", "team: lab", 1)
-	unlabelled, err := manifest.Parse("unlabelled.yaml", []byte(yaml), backend.Client.Namespace)
+	unlabelled, err := manifest.Parse("unlabelled.yaml", []byte(yaml), apps.Client.Namespace)
 	require.NoError(t, err)
 	require.NoError(t, b.Apply(ctx, unlabelled))
-	_, err = b.Sidecar(ctx, backend.Client)
+	_, err = b.Sidecar(ctx, apps.Client)
 	require.ErrorContains(t, err, "without an istio-proxy sidecar")
-	_, err = b.Call(ctx, backend.Client, backend.MustCall(httpCall))
-	require.ErrorContains(t, err, "not labelled istio-injection=enabled")
+	_, err = b.Call(ctx, apps.Client, backend.MustCall(httpCall))
+	require.ErrorContains(t, err, "namespace egresslab is not labelled for injection; label it (kubectl label namespace egresslab istio-injection=enabled)")
 }
 
 func TestNoMeshNoCall(t *testing.T) {
 	b := sim.New()
 	defer b.Close()
-	_, err := b.Call(context.Background(), backend.Client, backend.MustCall(httpCall))
+	_, err := b.Call(context.Background(), apps.Client, backend.MustCall(httpCall))
 	require.ErrorContains(t, err, "no mesh installed")
 }
 
 func TestSidecarConfigShowsTheMatch(t *testing.T) {
 	b := world(t, manifest.RegistryOnly, true, manifests.SeedServiceEntry)
-	cfg, err := b.SidecarConfig(context.Background(), backend.Client, backend.MustCall(httpCall))
+	cfg, err := b.SidecarConfig(context.Background(), apps.Client, backend.MustCall(httpCall))
 	require.NoError(t, err)
 	for _, want := range []string{"listener: 0.0.0.0_80", "jsonplaceholder.typicode.com", "outbound|80||jsonplaceholder.typicode.com"} {
 		require.Contains(t, cfg, want)
 	}
+}
+
+// An entry in a namespace that does not exist: local refused it (`namespaces "elsewhere"
+// not found`) while sim answered ALLOWED. Both now refuse it, in the same words, before
+// anything is applied.
+func TestAnEntryInANamespaceThatDoesNotExistIsRefused(t *testing.T) {
+	ctx := context.Background()
+	values, err := manifest.LoadMeshValues()
+	require.NoError(t, err)
+	b := sim.New(sim.WithMesh(values))
+	defer b.Close()
+	app, err := manifest.LoadEmbedded(manifests.ClientApp, apps.Client.Namespace)
+	require.NoError(t, err)
+	require.NoError(t, b.Apply(ctx, app))
+	elsewhere, err := manifest.LoadEmbedded(manifests.SeedServiceEntry, "elsewhere")
+	require.NoError(t, err)
+	err = b.Apply(ctx, elsewhere)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `(ServiceEntry jsonplaceholder): namespace "elsewhere" does not exist`)
+	v, err := b.Call(ctx, apps.Client, backend.MustCall("http://jsonplaceholder.typicode.com/todos/1"))
+	require.NoError(t, err)
+	assert.Equal(t, outcome.Blocked, v.Kind, "nothing was applied")
+
+	inClientNS, err := manifest.LoadEmbedded(manifests.SeedServiceEntry, apps.Client.Namespace)
+	require.NoError(t, err)
+	require.NoError(t, b.Apply(ctx, inClientNS))
 }

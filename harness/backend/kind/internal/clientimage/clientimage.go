@@ -63,13 +63,8 @@ type Built struct {
 type Option func(*options)
 
 type options struct {
-	dir      string
 	caBundle *string
 }
-
-// WithSourceDir runs `go build` in dir, which must be inside the egresslab module
-// (default: the current directory, as under `go test` or `go run`).
-func WithSourceDir(dir string) Option { return func(o *options) { o.dir = dir } }
 
 // WithCABundle copies this file into the image as its trusted roots ("" for none),
 // instead of the first of the usual places that exists.
@@ -82,7 +77,7 @@ func Build(ctx context.Context, arch, outDir string, opts ...Option) (*Built, er
 		opt(&o)
 	}
 	bin := filepath.Join(outDir, "client-linux-"+arch)
-	if err := GoBuild(ctx, arch, bin, o.dir); err != nil {
+	if err := GoBuild(ctx, arch, bin); err != nil {
 		return nil, err
 	}
 	ca := ""
@@ -117,10 +112,10 @@ func Build(ctx context.Context, arch, outDir string, opts ...Option) (*Built, er
 
 // GoBuild compiles apps/client into out: static (CGO_ENABLED=0, so it needs no libc in
 // an image that has none), for linux/arch, reproducible (-trimpath, no build ID), so
-// the same source gives the same image digest.
-func GoBuild(ctx context.Context, arch, out, dir string) error {
+// the same source gives the same image digest. It runs in the current directory, which
+// must be inside the egresslab module (as under `go test`, `go run` or make).
+func GoBuild(ctx context.Context, arch, out string) error {
 	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w -buildid=", "-o", out, Package)
-	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+arch)
 	var stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stderr, &stderr

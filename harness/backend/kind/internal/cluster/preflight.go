@@ -27,13 +27,15 @@ const MinMemory = 3584 << 20 // 3.5 GiB
 var Endpoints = []Endpoint{
 	{Addr: "registry-1.docker.io:443", Why: "pull the kind node image and Istio's images (docker.io)", Proxied: true},
 	{Addr: "istio-release.storage.googleapis.com:443", Why: "download Istio's Helm charts", Proxied: true},
-	LabEndpoint,
 }
 
-// LabEndpoint is the lab's own call. The client pod makes it directly (a pod does not
-// use this machine's proxy settings), so when it is unreachable from here the run can
-// still go on: the allowed call will then be reported UNREACHABLE, not ALLOWED.
-var LabEndpoint = Endpoint{Addr: "jsonplaceholder.typicode.com:80", Why: "the lab's own call, once the ServiceEntry lets it out", Optional: true}
+// CallEndpoint is a host a lab will call from inside the cluster. The client pod makes
+// the call directly (a pod does not use this machine's proxy settings), so when it is
+// unreachable from here the run can still go on: a call the mesh lets out will then be
+// reported UNREACHABLE, not ALLOWED.
+func CallEndpoint(hostport string) Endpoint {
+	return Endpoint{Addr: hostport, Why: "a call the lab makes, once the mesh lets it out", Optional: true}
+}
 
 // Endpoint is a host:port the run needs to reach.
 type Endpoint struct {

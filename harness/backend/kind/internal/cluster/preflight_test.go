@@ -165,7 +165,7 @@ func TestUnreachableEndpointsAreNamedRequiredOnesFail(t *testing.T) {
 // The lab's own call is made by the client pod, which does not use this machine's proxy.
 func TestTheLabsCallIsCheckedDirectly(t *testing.T) {
 	t.Setenv("HTTP_PROXY", "http://proxy.corp.example:3128")
-	p, err := cluster.ProxyFor(cluster.LabEndpoint)
+	p, err := cluster.ProxyFor(cluster.CallEndpoint("jsonplaceholder.typicode.com:80"))
 	require.NoError(t, err)
 	assert.Nil(t, p)
 	p, err = cluster.ProxyFor(cluster.Endpoint{Addr: "plain.example:80", Proxied: true})

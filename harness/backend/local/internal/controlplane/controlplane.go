@@ -190,9 +190,6 @@ func (cp *ControlPlane) PIDs() []int {
 	return pids
 }
 
-// Stopped is closed once Stop has finished.
-func (cp *ControlPlane) Stopped() <-chan struct{} { return cp.stopped }
-
 // Stop stops istiod, kube-apiserver and etcd (in that order, each by process group)
 // and removes the folder. It is safe to call more than once and from any goroutine.
 func (cp *ControlPlane) Stop() error {

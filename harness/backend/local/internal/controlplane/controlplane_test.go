@@ -248,7 +248,10 @@ func TestVersionsPinned(t *testing.T) {
 		}
 		return string(m[1])
 	}
-	root := filepath.Join("..", "..")
+	root, err := repoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if got := read(filepath.Join(root, "tools", "kube-apiserver", "go.mod"), "k8s.io/kubernetes"); got != KubeVersion {
 		t.Errorf("tools/kube-apiserver builds k8s.io/kubernetes %s, controlplane.KubeVersion is %s", got, KubeVersion)
 	}

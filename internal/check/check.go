@@ -1,12 +1,19 @@
-package serviceentry
+// Package check answers `egresslab check`: would a call to a URL from the client be
+// allowed, under this mesh mode, with these ServiceEntries applied? It is a tool beside
+// the labs, not part of one: it sets up the mesh and the client, applies the entries,
+// waits for the sidecar to have them as a lab does, calls, and takes the entries away.
+package check
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"time"
 
 	"github.com/egresslab/egresslab/harness/backend"
 	"github.com/egresslab/egresslab/harness/manifest"
 	"github.com/egresslab/egresslab/harness/outcome"
+	"github.com/egresslab/egresslab/labs/apps"
 	"github.com/egresslab/egresslab/manifests"
 )
 
@@ -26,8 +33,12 @@ type Answer struct {
 	SidecarConfig string
 }
 
-// Check sets up the mesh and the client app on b, applies the entries, and makes the call.
-func Check(ctx context.Context, b backend.Backend, q Question) (Answer, error) {
+// Check sets up the mesh and the client app on b, applies the entries, makes the call
+// once the sidecar has them, and deletes the entries again (a kept cluster is left as
+// it was found). On a backend where config takes time to arrive, it repeats the call
+// until the verdict is the one the entries and the mode call for, up to propagation;
+// the verdict it then reports is the last one seen, whatever it is.
+func Check(ctx context.Context, b backend.Backend, q Question, propagation time.Duration) (_ Answer, err error) {
 	call, err := backend.ParseCall(q.URL)
 	if err != nil {
 		return Answer{}, err
@@ -44,25 +55,39 @@ func Check(ctx context.Context, b backend.Backend, q Question) (Answer, error) {
 	if err := b.InstallMesh(ctx, values); err != nil {
 		return Answer{}, fmt.Errorf("install the mesh (%s): %w", values.OutboundMode(), err)
 	}
-	app, err := manifest.LoadEmbedded(manifests.ClientApp, backend.Client.Namespace)
+	app, err := manifest.LoadEmbedded(manifests.ClientApp, apps.Client.Namespace)
 	if err != nil {
 		return Answer{}, err
 	}
 	if err := b.Apply(ctx, app); err != nil {
 		return Answer{}, fmt.Errorf("deploy the client: %w", err)
 	}
+	defer func() {
+		for i := len(q.Entries) - 1; i >= 0; i-- {
+			if derr := b.Delete(context.WithoutCancel(ctx), q.Entries[i]); derr != nil {
+				err = errors.Join(err, fmt.Errorf("delete %s again: %w", q.Entries[i].Source, derr))
+			}
+		}
+	}()
+	expected := outcome.Blocked
+	if values.OutboundMode() == manifest.AllowAny {
+		expected = outcome.Allowed
+	}
 	for _, e := range q.Entries {
 		if err := b.Apply(ctx, e); err != nil {
 			return Answer{}, fmt.Errorf("apply %s: %w", e.Source, err)
 		}
+		if backend.Opens(e, call) {
+			expected = outcome.Allowed
+		}
 	}
-	v, err := b.Call(ctx, backend.Client, call)
-	if err != nil {
+	v, _, err := backend.Await(ctx, b, apps.Client, call, expected, propagation)
+	if err != nil && v.Kind == "" {
 		return Answer{}, err
 	}
 	a := Answer{Verdict: v}
 	if q.WithConfig {
-		if a.SidecarConfig, err = b.SidecarConfig(ctx, backend.Client, call); err != nil {
+		if a.SidecarConfig, err = b.SidecarConfig(ctx, apps.Client, call); err != nil {
 			return a, fmt.Errorf("read the sidecar's config: %w", err)
 		}
 	}

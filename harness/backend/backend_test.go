@@ -1,0 +1,76 @@
+package backend_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/egresslab/egresslab/harness/backend"
+	"github.com/egresslab/egresslab/harness/manifest"
+	"github.com/egresslab/egresslab/harness/outcome"
+)
+
+// slowSidecar turns ALLOWED pushAfter after it was made.
+type slowSidecar struct {
+	backend.Backend
+	pushed time.Time
+}
+
+func (s *slowSidecar) Call(context.Context, backend.Workload, backend.Call) (outcome.Verdict, error) {
+	if time.Now().After(s.pushed) {
+		return outcome.Verdict{Kind: outcome.Allowed}, nil
+	}
+	return outcome.Verdict{Kind: outcome.Blocked}, nil
+}
+
+// On local istiod pushes in about 110 ms; polling once a second reported "1.023s".
+// Await must measure a quick push to within tens of milliseconds, and say how closely.
+func TestAwaitMeasuresAQuickPushHonestly(t *testing.T) {
+	b := &slowSidecar{pushed: time.Now().Add(150 * time.Millisecond)}
+	v, waited, err := backend.Await(context.Background(), b, backend.Workload{Namespace: "ns", Name: "w"},
+		backend.MustCall("http://example.com/"), outcome.Allowed, 5*time.Second)
+	require.NoError(t, err)
+	assert.Equal(t, outcome.Allowed, v.Kind)
+	assert.GreaterOrEqual(t, waited.Took, 150*time.Millisecond)
+	assert.Less(t, waited.Took, 150*time.Millisecond+2*waited.Resolution+50*time.Millisecond,
+		"took %s, resolution %s", waited.Took, waited.Resolution)
+	assert.Greater(t, waited.Resolution, time.Duration(0))
+	assert.LessOrEqual(t, waited.Resolution, 100*time.Millisecond, "the poll interval when the push landed")
+}
+
+func TestAwaitGivesUpSayingWhatItSaw(t *testing.T) {
+	b := &slowSidecar{pushed: time.Now().Add(time.Hour)}
+	v, waited, err := backend.Await(context.Background(), b, backend.Workload{Namespace: "ns", Name: "w"},
+		backend.MustCall("http://example.com/"), outcome.Allowed, 200*time.Millisecond)
+	require.Error(t, err)
+	assert.Equal(t, outcome.Blocked, v.Kind)
+	assert.Contains(t, err.Error(), "still BLOCKED after 200ms, want ALLOWED")
+	assert.GreaterOrEqual(t, waited.Took, 200*time.Millisecond)
+}
+
+const bothPortsEntry = `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: jsonplaceholder-both
+spec:
+  hosts: [jsonplaceholder.typicode.com]
+  ports:
+  - {number: 80, name: http, protocol: HTTP}
+  - {number: 443, name: https, protocol: TLS}
+  resolution: DNS
+  location: MESH_EXTERNAL
+`
+
+func TestOpens(t *testing.T) {
+	wildcard := strings.NewReplacer("[jsonplaceholder.typicode.com]", `["*.typicode.com"]`, "resolution: DNS", "resolution: NONE").Replace(bothPortsEntry)
+	entry, err := manifest.Parse("e.yaml", []byte(wildcard), "ns")
+	require.NoError(t, err)
+	assert.True(t, backend.Opens(entry, backend.MustCall("http://jsonplaceholder.typicode.com/")))
+	assert.True(t, backend.Opens(entry, backend.MustCall("https://my.typicode.com/")))
+	assert.False(t, backend.Opens(entry, backend.MustCall("http://typicode.org/")))
+	assert.False(t, backend.Opens(entry, backend.MustCall("http://jsonplaceholder.typicode.com:8080/")))
+}
