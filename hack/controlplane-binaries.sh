@@ -5,8 +5,9 @@
 #                   (as root); else (no root, or EGRESSLAB_ETCD_FROM_SOURCE=1, which
 #                   forces it) built in tools/etcd from the go.etcd.io/etcd version it pins
 #   kube-apiserver  built from k8s.io/kubernetes at the version tools/kube-apiserver pins
-#   pilot-discovery istiod, built in tools/istiod from the istio.io/istio version the
-#                   main module uses (the script refuses to build if the two differ)
+#   pilot-discovery istiod, built from the main module itself, with the same flags as
+#                   the lab binary (`make`'s plain `go build`), so the Istio packages
+#                   both compile are compiled once and shared through the Go build cache
 #
 # into one cache folder (default .cache/bin; override with EGRESSLAB_BIN, which the
 # local backend reads too). Each binary's file name carries its version, so a folder
@@ -31,17 +32,13 @@ mkdir -p "$bin"
 kube_version=$(cd "$root/tools/kube-apiserver" && go list -m -f '{{.Version}}' k8s.io/kubernetes)
 etcd_version=$(cd "$root/tools/etcd" && go list -m -f '{{.Version}}' go.etcd.io/etcd/server/v3)
 istio_version=$(cd "$root" && go list -m -f '{{.Version}}' istio.io/istio)
-tools_istio_version=$(cd "$root/tools/istiod" && go list -m -f '{{.Version}}' istio.io/istio)
-if [[ $istio_version != "$tools_istio_version" ]]; then
-  say "tools/istiod pins istio.io/istio $tools_istio_version but the main module uses $istio_version; align it with:"
-  say "  (cd tools/istiod && go get -tool istio.io/istio/pilot/cmd/pilot-discovery@$istio_version && go mod tidy)"
-  exit 1
-fi
 
-# build NAME VERSION DIR PACKAGE LDFLAGS: go build PACKAGE in module DIR into
-# $bin/NAME-VERSION, unless it is already there.
+# build NAME VERSION DIR PACKAGE LDFLAGS [same-as-lab]: go build PACKAGE in module DIR
+# into $bin/NAME-VERSION, unless it is already there. Separate modules build static and
+# trimmed; "same-as-lab" builds with the lab binary's own flags (none), so that what the
+# two share is compiled once (ldflags only change the link).
 build() {
-  local name=$1 version=$2 dir=$3 pkg=$4 ldflags=$5
+  local name=$1 version=$2 dir=$3 pkg=$4 ldflags=$5 same_as_lab=${6:-}
   local out="$bin/$name-$version"
   if [[ -x $out ]]; then
     say "$name $version: reusing $out"
@@ -53,7 +50,11 @@ build() {
   fi
   say "$name $version: building $pkg (a few minutes when cold)"
   local t0; t0=$(date +%s)
-  (cd "$dir" && CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$out.tmp" "$pkg")
+  if [[ -n $same_as_lab ]]; then
+    (cd "$dir" && go build -ldflags "$ldflags" -o "$out.tmp" "$pkg")
+  else
+    (cd "$dir" && CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$out.tmp" "$pkg")
+  fi
   mv "$out.tmp" "$out"
   say "$name $version: built in $(($(date +%s) - t0))s -> $out"
 }
@@ -111,7 +112,7 @@ istio_ldflags+=" -X istio.io/istio/pkg/version.buildVersion=$istio_version"
 istio_ldflags+=" -X istio.io/istio/pkg/version.buildGitRevision=${istio_version##*-}"
 istio_ldflags+=" -X istio.io/istio/pkg/version.buildStatus=Clean"
 istio_ldflags+=" -X istio.io/istio/pkg/version.buildTag=$istio_version"
-build pilot-discovery "$istio_version" "$root/tools/istiod" istio.io/istio/pilot/cmd/pilot-discovery "$istio_ldflags"
+build pilot-discovery "$istio_version" "$root" istio.io/istio/pilot/cmd/pilot-discovery "$istio_ldflags" same-as-lab
 
 if [[ $missing -ne 0 ]]; then
   say "missing binaries; run hack/controlplane-binaries.sh"
