@@ -32,12 +32,28 @@ type Backend interface {
 	// Delete removes every object of the set that exists.
 	Delete(ctx context.Context, set *manifest.Set) error
 
-	// Sidecar checks that the workload runs with an istio-proxy sidecar and says how it knows.
-	Sidecar(ctx context.Context, w Workload) (string, error)
+	// Sidecar finds out whether the workload's pod runs with an istio-proxy sidecar, and
+	// how the backend knows. An error means it could not find out (no such Deployment,
+	// pods that never became ready); a pod without a sidecar is an answer, not an error.
+	Sidecar(ctx context.Context, w Workload) (SidecarStatus, error)
 	// Call makes the call from the workload and judges it.
 	Call(ctx context.Context, w Workload, c Call) (outcome.Verdict, error)
 	// SidecarConfig is the workload's sidecar configuration that decides the call, as YAML.
 	SidecarConfig(ctx context.Context, w Workload, c Call) (string, error)
+}
+
+// SidecarStatus is what a backend found of a workload's sidecar. Wording is left to
+// narration (narrate.Sidecar).
+type SidecarStatus struct {
+	// Pod is the pod looked at, "namespace/name".
+	Pod string
+	// Injected: the pod runs istio-proxy (or, where no pod runs containers, would).
+	Injected bool
+	// Rule is the injection rule that decided, or why no sidecar was injected and the fix.
+	Rule string
+	// Proxy is what runs as the pod's proxy: the istio-proxy container and its image on a
+	// cluster, a stand-in where no Envoy runs. "" when Injected is false.
+	Proxy string
 }
 
 // Provider opens a backend for one test or one lab run. sim gives each a fresh, empty

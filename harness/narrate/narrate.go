@@ -14,6 +14,7 @@ import (
 
 	"github.com/pmezard/go-difflib/difflib"
 
+	"github.com/egresslab/egresslab/harness/backend"
 	"github.com/egresslab/egresslab/harness/outcome"
 )
 
@@ -222,4 +223,13 @@ func wrap(s string, width int, indent string) string {
 	}
 	out.WriteString(indent + line.String())
 	return out.String()
+}
+
+// SidecarSentence says what a backend found of a workload's sidecar, for a learner; an
+// error when there is none, since a call from such a pod proves nothing about the mesh.
+func SidecarSentence(s backend.SidecarStatus) (string, error) {
+	if !s.Injected {
+		return "", fmt.Errorf("pod %s runs without an istio-proxy sidecar, so it proves nothing about the mesh: %s", s.Pod, s.Rule)
+	}
+	return fmt.Sprintf("pod %s runs %s; %s", s.Pod, s.Proxy, s.Rule), nil
 }

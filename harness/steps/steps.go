@@ -14,6 +14,7 @@ import (
 
 	"github.com/egresslab/egresslab/harness/backend"
 	"github.com/egresslab/egresslab/harness/manifest"
+	"github.com/egresslab/egresslab/harness/narrate"
 	"github.com/egresslab/egresslab/harness/outcome"
 )
 
@@ -116,9 +117,13 @@ func Delete(name, namespace string) features.Func {
 func ExpectSidecar(w backend.Workload) features.Func {
 	return func(ctx context.Context, t *testing.T, _ *envconf.Config) context.Context {
 		t.Helper()
-		how, err := mustBackend(ctx, t).Sidecar(ctx, w)
+		sc, err := mustBackend(ctx, t).Sidecar(ctx, w)
 		if err != nil {
-			t.Fatalf("sidecar: %v", err)
+			t.Fatalf("sidecar of %s: %v", w, err)
+		}
+		how, err := narrate.SidecarSentence(sc)
+		if err != nil {
+			t.Fatal(err)
 		}
 		t.Logf("sidecar: %s", how)
 		return ctx

@@ -188,9 +188,13 @@ func (l *lab) deployClient(ctx context.Context) error {
 	if err := l.b.Apply(ctx, l.app); err != nil {
 		return fmt.Errorf("deploy the client: %w", err)
 	}
-	how, err := l.b.Sidecar(ctx, l.client)
+	sc, err := l.b.Sidecar(ctx, l.client)
 	if err != nil {
 		return fmt.Errorf("check the client's sidecar: %w", err)
+	}
+	how, err := narrate.SidecarSentence(sc)
+	if err != nil {
+		return err
 	}
 	l.n.Say("Sidecar: %s.", how)
 	return nil

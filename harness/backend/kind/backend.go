@@ -183,16 +183,23 @@ func runsClientImage(d *appsv1.Deployment) bool {
 }
 
 // Sidecar waits for the workload's rollout and checks its pod runs istio-proxy.
-func (b *Backend) Sidecar(ctx context.Context, w backend.Workload) (string, error) {
+func (b *Backend) Sidecar(ctx context.Context, w backend.Workload) (backend.SidecarStatus, error) {
 	pod, err := b.readyPod(ctx, w)
 	if err != nil {
-		return "", b.explained(ctx, err)
+		return backend.SidecarStatus{}, b.explained(ctx, err)
 	}
-	how, err := b.checkSidecar(ctx, pod)
+	s, err := b.sidecarOf(ctx, pod)
 	if err != nil {
-		return "", b.explained(ctx, err)
+		return s, b.explained(ctx, err)
 	}
-	return how, nil
+	if !s.Injected {
+		// A pod without its sidecar is the lab's to judge; what explains it is saved now,
+		// while the pod is there to look at.
+		if dir := b.diagnose(ctx, "pod "+s.Pod+" runs without an istio-proxy sidecar: "+s.Rule); dir != "" {
+			s.Rule += " (diagnostics: " + dir + ")"
+		}
+	}
+	return s, nil
 }
 
 // explained adds where the diagnostics were saved to an error.

@@ -25,6 +25,7 @@ import (
 	"github.com/egresslab/egresslab/harness/backend"
 	"github.com/egresslab/egresslab/harness/backend/kind/internal/clientimage"
 	"github.com/egresslab/egresslab/harness/manifest"
+	"github.com/egresslab/egresslab/harness/narrate"
 	"github.com/egresslab/egresslab/harness/outcome"
 	"github.com/egresslab/egresslab/labs/apps"
 	"github.com/egresslab/egresslab/manifests"
@@ -202,14 +203,18 @@ func TestParseObservation(t *testing.T) {
 
 func TestSidecarFound(t *testing.T) {
 	for kind, want := range map[string]string{
-		"container": "runs the istio-proxy sidecar container (image docker.io/istio/proxyv2:1.31.0)",
-		"native":    "runs istio-proxy as a native sidecar (init container with restartPolicy Always",
+		"container": "the istio-proxy sidecar container (image docker.io/istio/proxyv2:1.31.0)",
+		"native":    "istio-proxy as a native sidecar (init container with restartPolicy Always",
 	} {
 		t.Run(kind, func(t *testing.T) {
-			b, _, progress := newTestBackend(&fakeExec{}, deployment(true), pod("client-x", kind, true))
-			how, err := b.Sidecar(context.Background(), apps.Client)
+			b, _, progress := newTestBackend(&fakeExec{}, deployment(true), pod("client-x", kind, true),
+				namespace(map[string]string{"istio-injection": "enabled"}))
+			sc, err := b.Sidecar(context.Background(), apps.Client)
 			require.NoError(t, err)
-			assert.Contains(t, how, "pod client-x "+want)
+			assert.True(t, sc.Injected)
+			assert.Equal(t, "egresslab/client-x", sc.Pod)
+			assert.Contains(t, sc.Proxy, want)
+			assert.Contains(t, sc.Rule, "istio-injection=enabled")
 			assert.Contains(t, progress.String(), "✓ rollout of egresslab/client")
 		})
 	}
@@ -243,18 +248,22 @@ func TestSidecarMissingNamesTheCause(t *testing.T) {
 			b, _, _ := newTestBackend(&fakeExec{}, objs...)
 			var diagnosed string
 			b.diagnose = func(_ context.Context, why string) string { diagnosed = why; return "/tmp/diag-here" }
-			_, err := b.Sidecar(context.Background(), apps.Client)
-			require.Error(t, err)
-			assert.Contains(t, err.Error(), "pod egresslab/client-x runs without an istio-proxy sidecar, so it proves nothing about the mesh: ")
-			assert.Contains(t, err.Error(), tc.want)
-			assert.Contains(t, err.Error(), "diagnostics (pod status, events, client and istio-proxy logs, kind logs): /tmp/diag-here")
+			sc, err := b.Sidecar(context.Background(), apps.Client)
+			require.NoError(t, err, "no sidecar is an answer, not an error")
+			assert.False(t, sc.Injected)
+			assert.Contains(t, sc.Rule, tc.want)
+			assert.Contains(t, sc.Rule, "(diagnostics: /tmp/diag-here)")
+			assert.Contains(t, diagnosed, "pod egresslab/client-x runs without an istio-proxy sidecar: ")
 			assert.Contains(t, diagnosed, tc.want)
+			_, err = narrate.SidecarSentence(sc)
+			require.Error(t, err, "the lab's words for it")
+			assert.Contains(t, err.Error(), "pod egresslab/client-x runs without an istio-proxy sidecar, so it proves nothing about the mesh: ")
 		})
 	}
 }
 
 func TestSidecarWaitsForTheRollout(t *testing.T) {
-	b, k, _ := newTestBackend(&fakeExec{}, deployment(false), pod("client-x", "container", false))
+	b, k, _ := newTestBackend(&fakeExec{}, deployment(false), pod("client-x", "container", false), namespace(map[string]string{"istio-injection": "enabled"}))
 	b.rollout = 5 * time.Second
 	go func() {
 		time.Sleep(80 * time.Millisecond)

@@ -44,9 +44,10 @@ func TestRealKindRun(t *testing.T) {
 	require.NoError(t, err)
 	defer release()
 
-	how, err := b.Sidecar(ctx, apps.Client)
+	sc, err := b.Sidecar(ctx, apps.Client)
 	require.NoError(t, err)
-	t.Log(how)
+	require.True(t, sc.Injected, "%+v", sc)
+	t.Logf("%+v", sc)
 
 	call := backend.MustCall("http://jsonplaceholder.typicode.com/todos/1")
 	await := func(want outcome.Kind) outcome.Verdict {

@@ -107,14 +107,18 @@ func (b *Backend) currentPod(ctx context.Context, w backend.Workload) (*corev1.P
 	return pod, nil
 }
 
-// checkSidecar says how pod runs istio-proxy, or why it does not.
-func (b *Backend) checkSidecar(ctx context.Context, pod *corev1.Pod) (string, error) {
-	if how, ok := SidecarIn(pod); ok {
-		return how, nil
-	}
+// sidecarOf finds out whether pod runs istio-proxy; when it does not, Rule says the
+// likely cause and the fix.
+func (b *Backend) sidecarOf(ctx context.Context, pod *corev1.Pod) (backend.SidecarStatus, error) {
+	s := backend.SidecarStatus{Pod: pod.Namespace + "/" + pod.Name}
 	ns, err := b.kube.CoreV1().Namespaces().Get(ctx, pod.Namespace, metav1.GetOptions{})
 	if err != nil {
-		return "", fmt.Errorf("pod %s/%s runs without an istio-proxy sidecar, and its namespace cannot be read: %w", pod.Namespace, pod.Name, err)
+		return s, fmt.Errorf("read namespace %s of pod %s: %w", pod.Namespace, s.Pod, err)
+	}
+	if proxy, ok := SidecarIn(pod); ok {
+		s.Injected, s.Proxy = true, proxy
+		_, s.Rule = dataplane.Injection(ns, pod.Labels)
+		return s, nil
 	}
 	injector := ""
 	if _, err := b.kube.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, istioinstall.InjectorWebhook, metav1.GetOptions{}); err != nil {
@@ -124,21 +128,21 @@ func (b *Backend) checkSidecar(ctx context.Context, pod *corev1.Pod) (string, er
 	} else if ok, why := rollout.Status(d); !ok {
 		injector = "the injector (istiod) is not ready: " + why
 	}
-	return "", fmt.Errorf("pod %s/%s runs without an istio-proxy sidecar, so it proves nothing about the mesh: %s",
-		pod.Namespace, pod.Name, WhyNoSidecar(ns, pod, injector))
+	s.Rule = WhyNoSidecar(ns, pod, injector)
+	return s, nil
 }
 
 // SidecarIn reports whether the pod runs istio-proxy, as a container or as a native
-// sidecar (an init container that keeps running: restartPolicy Always).
+// sidecar (an init container that keeps running: restartPolicy Always), and names it.
 func SidecarIn(pod *corev1.Pod) (string, bool) {
 	for _, c := range pod.Spec.Containers {
 		if c.Name == "istio-proxy" {
-			return fmt.Sprintf("pod %s runs the istio-proxy sidecar container (image %s)", pod.Name, c.Image), true
+			return fmt.Sprintf("the istio-proxy sidecar container (image %s)", c.Image), true
 		}
 	}
 	for _, c := range pod.Spec.InitContainers {
 		if c.Name == "istio-proxy" && c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
-			return fmt.Sprintf("pod %s runs istio-proxy as a native sidecar (init container with restartPolicy Always, image %s)", pod.Name, c.Image), true
+			return fmt.Sprintf("istio-proxy as a native sidecar (init container with restartPolicy Always, image %s)", c.Image), true
 		}
 	}
 	return "", false

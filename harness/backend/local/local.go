@@ -235,17 +235,21 @@ func (b *Backend) Delete(ctx context.Context, set *manifest.Set) error {
 	return nil
 }
 
-func (b *Backend) Sidecar(ctx context.Context, w backend.Workload) (string, error) {
-	how, err := b.env.injected(ctx, w)
+func (b *Backend) Sidecar(ctx context.Context, w backend.Workload) (backend.SidecarStatus, error) {
+	injected, rule, err := b.env.injection(ctx, w)
 	if err != nil {
-		return "", err
+		return backend.SidecarStatus{}, err
+	}
+	if !injected {
+		return backend.SidecarStatus{Pod: w.Namespace + "/" + podName(w.Name), Rule: rule}, nil
 	}
 	s, pod, err := b.env.sidecar(ctx, w)
 	if err != nil {
-		return "", err
+		return backend.SidecarStatus{}, err
 	}
-	return fmt.Sprintf("%s; pod %s/%s is Running with IP %s (as a kubelet would report it; no container runs) and its "+
-		"stand-in istio-proxy, connected to istiod as %s, holds %s", how, pod.Namespace, pod.Name, pod.Status.PodIP, s.ID(), s.Summary()), nil
+	return backend.SidecarStatus{Pod: pod.Namespace + "/" + pod.Name, Injected: true, Rule: rule,
+		Proxy: fmt.Sprintf("a stand-in (no Envoy runs; the pod is Running with IP %s as a kubelet would report it) connected "+
+			"to istiod as %s, holding %s", pod.Status.PodIP, s.ID(), s.Summary())}, nil
 }
 
 func (b *Backend) Call(ctx context.Context, w backend.Workload, c backend.Call) (outcome.Verdict, error) {
@@ -279,23 +283,19 @@ func (b *Backend) simulate(ctx context.Context, w backend.Workload, c backend.Ca
 	return s, r, err
 }
 
-// injected checks that the workload's Deployment and namespace are on the API server
-// and that Istio's injector would give its pods a sidecar.
-func (e *env) injected(ctx context.Context, w backend.Workload) (string, error) {
+// injection reads the workload's Deployment and namespace from the API server and says
+// whether Istio's injector would give its pods a sidecar, and by which rule.
+func (e *env) injection(ctx context.Context, w backend.Workload) (bool, string, error) {
 	ns, err := e.cp.Kube.CoreV1().Namespaces().Get(ctx, w.Namespace, metav1.GetOptions{})
 	if err != nil {
-		return "", fmt.Errorf("workload %s: namespace %s: %w", w, w.Namespace, err)
+		return false, "", fmt.Errorf("workload %s: namespace %s: %w", w, w.Namespace, err)
 	}
 	d, err := e.cp.Kube.AppsV1().Deployments(w.Namespace).Get(ctx, w.Name, metav1.GetOptions{})
 	if err != nil {
-		return "", fmt.Errorf("workload %s: no Deployment %s in namespace %s on the API server (apply manifests/apps/): %w",
-			w, w.Name, w.Namespace, err)
+		return false, "", fmt.Errorf("workload %s: no Deployment %s in namespace %s on the API server: %w", w, w.Name, w.Namespace, err)
 	}
-	ok, how := dataplane.Injection(ns, d.Spec.Template.Labels)
-	if !ok {
-		return "", fmt.Errorf("workload %s would run without an istio-proxy sidecar: %s", w, how)
-	}
-	return how, nil
+	injected, rule := dataplane.Injection(ns, d.Spec.Template.Labels)
+	return injected, rule, nil
 }
 
 // sidecar returns the workload's connected stand-in sidecar, connecting it first when
@@ -321,8 +321,10 @@ func (e *env) sidecar(ctx context.Context, w backend.Workload) (*dataplane.Sidec
 	if s != nil {
 		return s, pod, nil
 	}
-	if _, err := e.injected(ctx, w); err != nil {
+	if injected, rule, err := e.injection(ctx, w); err != nil {
 		return nil, nil, err
+	} else if !injected {
+		return nil, nil, fmt.Errorf("workload %s would run without an istio-proxy sidecar: %s", w, rule)
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()

@@ -134,11 +134,11 @@ func TestVerdictsMatchSim(t *testing.T) {
 	both.do("apply client app", func(b backend.Backend) error { return b.Apply(ctx, app) })
 
 	t1 := time.Now()
-	how, err := lb.Sidecar(ctx, apps.Client)
-	if err != nil {
-		t.Fatal(err)
+	sc, err := lb.Sidecar(ctx, apps.Client)
+	if err != nil || !sc.Injected {
+		t.Fatalf("sidecar: %+v, %v", sc, err)
 	}
-	t.Logf("sidecar (first config after %s): %s", time.Since(t1).Round(time.Millisecond), how)
+	t.Logf("sidecar (first config after %s): %+v", time.Since(t1).Round(time.Millisecond), sc)
 	checkSynced(ctx, t, lb.(*local.Backend).ControlPlane(), "client-local.egresslab")
 
 	both.expect(ctx, httpCall, serviceentry.BlockedByBlockAll)
@@ -229,9 +229,8 @@ func TestNoSidecarWithoutInjection(t *testing.T) {
 	if err := b.Apply(ctx, app); err != nil {
 		t.Fatal(err)
 	}
-	_, err = b.Sidecar(ctx, apps.Client)
-	if err == nil || !strings.Contains(err.Error(), "without an istio-proxy sidecar") {
-		t.Errorf("want a missing-sidecar error, got %v", err)
+	if sc, err := b.Sidecar(ctx, apps.Client); err != nil || sc.Injected || !strings.Contains(sc.Rule, "not labelled for injection") {
+		t.Errorf("want no sidecar, with the rule that says why; got %+v, %v", sc, err)
 	}
 	if _, err := b.Call(ctx, apps.Client, httpCall); err == nil {
 		t.Error("a call from a pod without a sidecar was judged")
@@ -248,10 +247,10 @@ func TestNoSidecarWithoutInjection(t *testing.T) {
 	if err := b.Apply(ctx, load(t, manifests.ClientApp)); err != nil {
 		t.Fatal(err)
 	}
-	if how, err := b.Sidecar(ctx, apps.Client); err != nil {
-		t.Errorf("sidecar after re-applying the labelled app: %v", err)
+	if sc, err := b.Sidecar(ctx, apps.Client); err != nil || !sc.Injected {
+		t.Errorf("sidecar after re-applying the labelled app: %+v, %v", sc, err)
 	} else {
-		t.Logf("sidecar: %s", how)
+		t.Logf("sidecar: %+v", sc)
 	}
 	v, err := b.Call(ctx, apps.Client, httpCall)
 	if err != nil {

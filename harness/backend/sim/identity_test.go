@@ -31,7 +31,7 @@ func TestSidecarIsTheClientPods(t *testing.T) {
 	if _, err := b.simulation(apps.Client); err != nil {
 		t.Fatal(err)
 	}
-	proxyPod, _, err := b.workload(apps.Client)
+	proxyPod, err := b.workload(apps.Client)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -178,11 +178,19 @@ func sameObject(a, b manifest.Object) bool {
 	return a.Kind == b.Kind && a.Namespace == b.Namespace && a.Name == b.Name
 }
 
-func (b *Backend) Sidecar(_ context.Context, w backend.Workload) (string, error) {
+func (b *Backend) Sidecar(_ context.Context, w backend.Workload) (backend.SidecarStatus, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	_, how, err := b.workload(w)
-	return how, err
+	pod, ns, err := b.workloadPod(w)
+	if err != nil {
+		return backend.SidecarStatus{}, err
+	}
+	injected, rule := dataplane.Injection(ns, pod.Labels)
+	s := backend.SidecarStatus{Pod: pod.Namespace + "/" + pod.Name, Injected: injected, Rule: rule}
+	if injected {
+		s.Proxy = "simulated: istiod's config generator builds its configuration in process"
+	}
+	return s, nil
 }
 
 func (b *Backend) Call(_ context.Context, w backend.Workload, c backend.Call) (outcome.Verdict, error) {
@@ -225,7 +233,7 @@ func (b *Backend) simulation(w backend.Workload) (_ *simulation.Simulation, err 
 	if b.mesh == nil {
 		return nil, errors.New("no mesh installed: install Istio (InstallMesh) before making calls")
 	}
-	pod, _, err := b.workload(w)
+	pod, err := b.workload(w)
 	if err != nil {
 		return nil, err
 	}
@@ -282,8 +290,8 @@ func (b *Backend) build() (_ *world, err error) {
 	return &world{failer: f, server: s, proxies: map[backend.Workload]*simulation.Simulation{}}, nil
 }
 
-// workload finds the Deployment w, checks it would get a sidecar and returns its pod.
-func (b *Backend) workload(w backend.Workload) (*corev1.Pod, string, error) {
+// workloadPod finds the Deployment w and its namespace, and returns the pod it would run.
+func (b *Backend) workloadPod(w backend.Workload) (*corev1.Pod, *corev1.Namespace, error) {
 	var deploy *appsv1.Deployment
 	var ns *corev1.Namespace
 	for _, o := range b.objects {
@@ -299,16 +307,24 @@ func (b *Backend) workload(w backend.Workload) (*corev1.Pod, string, error) {
 		}
 	}
 	if deploy == nil {
-		return nil, "", fmt.Errorf("workload %s: no Deployment %s in namespace %s has been applied (manifests/apps/)", w, w.Name, w.Namespace)
+		return nil, nil, fmt.Errorf("workload %s: no Deployment %s in namespace %s has been applied", w, w.Name, w.Namespace)
 	}
 	if ns == nil {
-		return nil, "", fmt.Errorf("workload %s: namespace %s has not been applied", w, w.Namespace)
+		return nil, nil, fmt.Errorf("workload %s: namespace %s has not been applied", w, w.Namespace)
 	}
-	injected, how := dataplane.Injection(ns, deploy.Spec.Template.Labels)
-	if !injected {
-		return nil, "", fmt.Errorf("workload %s would run without an istio-proxy sidecar: %s", w, how)
+	return b.pods()[w], ns, nil
+}
+
+// workload is w's pod, which must have a sidecar for a call from it to mean anything.
+func (b *Backend) workload(w backend.Workload) (*corev1.Pod, error) {
+	pod, ns, err := b.workloadPod(w)
+	if err != nil {
+		return nil, err
 	}
-	return b.pods()[w], how, nil
+	if injected, rule := dataplane.Injection(ns, pod.Labels); !injected {
+		return nil, fmt.Errorf("workload %s would run without an istio-proxy sidecar: %s", w, rule)
+	}
+	return pod, nil
 }
 
 // pods are the pods the applied Deployments would run, one each, with addresses from

@@ -129,9 +129,11 @@ func TestApplyDeleteAndReapply(t *testing.T) {
 func TestSidecarInjection(t *testing.T) {
 	ctx := context.Background()
 	b := world(t, manifest.RegistryOnly, true)
-	how, err := b.Sidecar(ctx, apps.Client)
+	sc, err := b.Sidecar(ctx, apps.Client)
 	require.NoError(t, err)
-	require.Contains(t, how, "istio-injection=enabled")
+	require.True(t, sc.Injected)
+	require.Equal(t, "egresslab/client-sim", sc.Pod)
+	require.Contains(t, sc.Rule, "istio-injection=enabled")
 
 	// The same app in a namespace without the label gets no sidecar, and calls say so.
 	app, err := manifest.LoadEmbedded(manifests.ClientApp, apps.Client.Namespace)
@@ -140,8 +142,10 @@ func TestSidecarInjection(t *testing.T) {
 	unlabelled, err := manifest.Parse("unlabelled.yaml", []byte(yaml), apps.Client.Namespace)
 	require.NoError(t, err)
 	require.NoError(t, b.Apply(ctx, unlabelled))
-	_, err = b.Sidecar(ctx, apps.Client)
-	require.ErrorContains(t, err, "without an istio-proxy sidecar")
+	sc, err = b.Sidecar(ctx, apps.Client)
+	require.NoError(t, err, "no sidecar is an answer, not an error")
+	require.False(t, sc.Injected)
+	require.Contains(t, sc.Rule, "namespace egresslab is not labelled for injection")
 	_, err = b.Call(ctx, apps.Client, backend.MustCall(httpCall))
 	require.ErrorContains(t, err, "namespace egresslab is not labelled for injection; label it (kubectl label namespace egresslab istio-injection=enabled)")
 }
