@@ -1,0 +1,114 @@
+package engine_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/egresslab/egresslab/harness/backend/kind/internal/clientimage"
+	"github.com/egresslab/egresslab/harness/backend/kind/internal/engine"
+	"github.com/egresslab/egresslab/harness/outcome"
+)
+
+// EnvRun opts in: the test installs Debian's docker.io when it is missing and starts a
+// Docker engine as root, which a developer's laptop should not have done to it by a
+// plain `go test ./...`. CI sets it (.ci/run).
+const EnvRun = "EGRESSLAB_ENGINE_TEST"
+
+func docker(t *testing.T, host string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("docker", args...)
+	cmd.Env = append(os.Environ(), "DOCKER_HOST="+host)
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "docker %s: %s", strings.Join(args, " "), out)
+	return strings.TrimSpace(string(out))
+}
+
+func pidOf(t *testing.T) int {
+	t.Helper()
+	raw, err := os.ReadFile("/run/egresslab-docker/dockerd.pid")
+	require.NoError(t, err)
+	pid, err := strconv.Atoi(strings.TrimSpace(string(raw)))
+	require.NoError(t, err)
+	return pid
+}
+
+func alive(pid int) bool {
+	_, err := os.Stat("/proc/" + strconv.Itoa(pid))
+	return err == nil
+}
+
+// The engine runs a privileged container (this VM lacks CAP_SYS_RESOURCE, which such a
+// container asks for), keeps its containers from reaching past its own networks (a
+// TEST-NET address fails at once, locally), and leaves nothing behind when stopped.
+func TestEngineRunsPrivilegedContainersKeepsThemHomeAndLeavesNothing(t *testing.T) {
+	if runtime.GOOS != "linux" || os.Geteuid() != 0 {
+		t.Skip("the project's own Docker engine needs Linux and root")
+	}
+	if os.Getenv(EnvRun) != "1" {
+		t.Skipf("opt-in (%s=1): it installs docker.io and starts dockerd as root", EnvRun)
+	}
+	if _, err := exec.LookPath("docker"); err != nil {
+		t.Skip("no docker CLI to talk to the engine with")
+	}
+	ctx := context.Background()
+	root, err := filepath.Abs("../../../../..")
+	require.NoError(t, err)
+	var progress bytes.Buffer
+	e, err := engine.Start(ctx, root, &progress)
+	require.NoError(t, err, progress.String())
+	t.Cleanup(func() { _ = e.Stop(context.Background()) })
+	pid := pidOf(t)
+	require.True(t, alive(pid))
+
+	built, err := clientimage.Build(ctx, runtime.GOARCH, t.TempDir())
+	require.NoError(t, err)
+	docker(t, e.Host, "load", "-i", built.Tarball)
+	network := "egresslab-engine-test"
+	docker(t, e.Host, "network", "create", network)
+
+	// Privileged, as a kind node is; `client call` to a TEST-NET address prints what it saw.
+	start := time.Now()
+	out := docker(t, e.Host, "run", "--rm", "--privileged", "--network", network, "--entrypoint", clientimage.Entrypoint,
+		clientimage.Tag, "call", "--timeout=10s", "http://203.0.113.1/")
+	took := time.Since(start)
+	var obs outcome.Observation
+	require.NoError(t, json.Unmarshal([]byte(out[strings.LastIndex(out, "\n")+1:]), &obs), out)
+	assert.NotEqual(t, outcome.ErrorClass("timeout"), obs.ErrorClass, "refused locally, not dropped somewhere: %+v", obs)
+	assert.NotEmpty(t, obs.ErrorClass, "the call must fail: %+v", obs)
+	assert.Less(t, obs.DurationMillis, int64(5000), "%+v", obs)
+	t.Logf("a call to 203.0.113.1 from the engine's container: %s (%s) after %d ms; docker run took %s",
+		obs.ErrorClass, obs.Error, obs.DurationMillis, took.Round(time.Millisecond))
+	rules, err := exec.Command("iptables", "-S", "DOCKER-USER").CombinedOutput()
+	require.NoError(t, err)
+	assert.Contains(t, string(rules), "egresslab-offline")
+
+	require.NoError(t, e.Stop(ctx))
+	assert.False(t, alive(pid), "dockerd (PID %d) is gone", pid)
+	for _, name := range []string{"dockerd", "containerd", "containerd-shim-runc-v2"} {
+		if out, err := exec.Command("pgrep", "-x", name).Output(); err == nil {
+			t.Errorf("%s still runs: PIDs %s", name, strings.Fields(string(out)))
+		}
+	}
+	links, err := exec.Command("ip", "-o", "link").Output()
+	require.NoError(t, err)
+	assert.NotContains(t, string(links), "br-", "the engine's bridges are deleted")
+	rules, err = exec.Command("iptables", "-S", "DOCKER-USER").CombinedOutput()
+	require.NoError(t, err)
+	assert.NotContains(t, string(rules), "egresslab-offline")
+	mounts, err := os.ReadFile("/proc/mounts")
+	require.NoError(t, err)
+	assert.NotContains(t, string(mounts), "/run/egresslab-docker")
+	assert.NoDirExists(t, "/run/egresslab-docker")
+}
