@@ -5,6 +5,7 @@ package narrate
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"golang.org/x/term"
 	"io"
@@ -22,7 +23,8 @@ import (
 type Narrator struct {
 	out       io.Writer
 	color     bool
-	pause     *bufio.Reader // set in instructor mode: wait for Enter before each step
+	pause     io.Reader   // set in instructor mode: wait for Enter before each step
+	lines     chan string // lines read from pause, by one reader goroutine
 	start     time.Time
 	stepStart time.Time
 	step      int
@@ -38,7 +40,7 @@ func WithColor(on bool) Option { return func(n *Narrator) { n.color = on } }
 // WithPause makes the narrator wait for a line on in before each step, so an
 // instructor can talk the room through it.
 func WithPause(in io.Reader) Option {
-	return func(n *Narrator) { n.pause = bufio.NewReader(in) }
+	return func(n *Narrator) { n.pause = in }
 }
 
 // New returns a narrator writing to out.
@@ -85,14 +87,43 @@ func (n *Narrator) Banner(title string, lines ...string) {
 	n.printf("%s\n", n.paint(bold, rule))
 }
 
-// Step starts step number num. In instructor mode it first waits for Enter.
+// Pause, in instructor mode, waits for Enter before the next step; it returns at once
+// with ctx's error when ctx ends first (Ctrl-C at the prompt stops the lab there, with
+// nothing run after it). Outside instructor mode it returns nil at once.
+func (n *Narrator) Pause(ctx context.Context) error {
+	if n.pause == nil {
+		return ctx.Err()
+	}
+	if n.lines == nil {
+		// One reader for the whole run: a read cannot be interrupted, so a prompt that is
+		// given up on leaves its read to the next prompt rather than to a second reader.
+		n.lines = make(chan string)
+		go func() {
+			r := bufio.NewReader(n.pause)
+			for {
+				line, err := r.ReadString('\n')
+				if err != nil && line == "" {
+					close(n.lines)
+					return
+				}
+				n.lines <- line
+			}
+		}()
+	}
+	n.printf("\n%s", n.paint(dim, fmt.Sprintf("[press Enter for step %d] ", n.step+1)))
+	select {
+	case <-ctx.Done():
+		n.printf("\n")
+		return ctx.Err()
+	case <-n.lines: // a line, or the end of the input: go on
+		return nil
+	}
+}
+
+// Step starts the next step.
 func (n *Narrator) Step(title, why string) {
 	n.endStep()
 	n.step++
-	if n.pause != nil {
-		n.printf("\n%s", n.paint(dim, fmt.Sprintf("[press Enter for step %d] ", n.step)))
-		_, _ = n.pause.ReadString('\n')
-	}
 	n.printf("\n%s\n", n.paint(bold+";"+cyan, fmt.Sprintf("Step %d. %s", n.step, title)))
 	if why != "" {
 		n.printf("%s\n", wrap(why, 76, "  "))

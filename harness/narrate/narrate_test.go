@@ -2,11 +2,13 @@ package narrate_test
 
 import (
 	"bytes"
+	"context"
 	"fmt"
+	"io"
 	"os"
-	"strings"
 	"syscall"
 	"testing"
+	"time"
 	"unsafe"
 
 	"github.com/stretchr/testify/assert"
@@ -86,12 +88,32 @@ func TestMismatchIsCountedAndSummarised(t *testing.T) {
 
 func TestInstructorModeWaitsForEnterBeforeEachStep(t *testing.T) {
 	var out bytes.Buffer
-	in := strings.NewReader("\n\n")
+	in, enter := io.Pipe()
 	n := narrate.New(&out, narrate.WithPause(in))
+	paused := make(chan error)
+	go func() { paused <- n.Pause(context.Background()) }()
+	select {
+	case err := <-paused:
+		t.Fatalf("Pause returned before Enter: %v", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	_, _ = enter.Write([]byte("\n"))
+	require.NoError(t, <-paused)
 	n.Step("One", "")
-	n.Step("Two", "")
-	assert.Equal(t, 2, strings.Count(out.String(), "[press Enter for step"))
-	assert.Equal(t, 0, in.Len(), "each step consumed one line of input")
+	assert.Contains(t, out.String(), "[press Enter for step 1]")
+}
+
+// Ctrl-C at the prompt did nothing until Enter was pressed, and then the next step ran
+// before the lab stopped. Pause must return at once, with the context's error.
+func TestCtrlCAtThePromptStopsAtOnce(t *testing.T) {
+	in, _ := io.Pipe() // nobody presses Enter
+	n := narrate.New(io.Discard, narrate.WithPause(in))
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(50*time.Millisecond, cancel)
+	start := time.Now()
+	err := n.Pause(ctx)
+	assert.ErrorIs(t, err, context.Canceled)
+	assert.Less(t, time.Since(start), time.Second)
 }
 
 func TestDiffShowsAddedAndRemovedLines(t *testing.T) {

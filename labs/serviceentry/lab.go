@@ -69,7 +69,7 @@ func Run(ctx context.Context, b backend.Backend, n *narrate.Narrator, opts Optio
 		lab.callHTTPS,
 	}
 	for _, step := range steps {
-		if err := ctx.Err(); err != nil {
+		if err := n.Pause(ctx); err != nil {
 			return lab.result(), fmt.Errorf("lab stopped: %w", err)
 		}
 		if err := step(ctx); err != nil {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -164,4 +165,30 @@ func TestLabStopsAtAStepThatCannotBeCarriedOut(t *testing.T) {
 	assert.Contains(t, res.Failures[0], "denied the request")
 	assert.NotContains(t, out.String(), "Step 5.")
 	assert.Contains(t, out.String(), "1 of 4 steps did not behave as expected")
+}
+
+// Ctrl-C at an -instructor prompt: the lab stops there, and no step runs after it.
+func TestCtrlCAtAnInstructorPromptRunsNothingMore(t *testing.T) {
+	b := sim.New()
+	defer b.Close()
+	in, enter := io.Pipe()
+	var out bytes.Buffer
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() {
+		_, err := serviceentry.Run(ctx, b, narrate.New(&out, narrate.WithPause(in)), serviceentry.Options{})
+		done <- err
+	}()
+	_, _ = enter.Write([]byte("\n")) // step 1 runs; the lab then waits at the prompt for step 2
+	time.Sleep(100 * time.Millisecond)
+	cancel()
+	select {
+	case err := <-done:
+		require.ErrorIs(t, err, context.Canceled)
+	case <-time.After(5 * time.Second):
+		t.Fatal("the lab went on waiting for Enter after Ctrl-C")
+	}
+	assert.Contains(t, out.String(), "Step 1.")
+	assert.Contains(t, out.String(), "[press Enter for step 2]")
+	assert.NotContains(t, out.String(), "Step 2.")
 }
