@@ -59,9 +59,6 @@ func TestEngineRunsPrivilegedContainersKeepsThemHomeAndLeavesNothing(t *testing.
 	if os.Getenv(EnvRun) != "1" {
 		t.Skipf("opt-in (%s=1): it installs docker.io and starts dockerd as root", EnvRun)
 	}
-	if _, err := exec.LookPath("docker"); err != nil {
-		t.Skip("no docker CLI to talk to the engine with")
-	}
 	ctx := context.Background()
 	root, err := filepath.Abs("../../../../..")
 	require.NoError(t, err)
@@ -69,6 +66,8 @@ func TestEngineRunsPrivilegedContainersKeepsThemHomeAndLeavesNothing(t *testing.
 	e, err := engine.Start(ctx, root, &progress)
 	require.NoError(t, err, progress.String())
 	t.Cleanup(func() { _ = e.Stop(context.Background()) })
+	_, err = exec.LookPath("docker")
+	require.NoError(t, err, "the engine is installed and runs, so its docker CLI is there too")
 	pid := pidOf(t)
 	require.True(t, alive(pid))
 
