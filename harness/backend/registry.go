@@ -63,6 +63,14 @@ type Cleaner interface {
 
 var registry = map[string]Registration{}
 
+// UnknownError is Select's error for a name no backend is registered under: bad input,
+// where a backend that cannot run is not.
+type UnknownError struct{ Name string }
+
+func (e *UnknownError) Error() string {
+	return fmt.Sprintf("unknown backend %q: use auto or one of %s", e.Name, strings.Join(Names(), ", "))
+}
+
 // Register adds a backend; a second registration of the same name is a programming error.
 func Register(r Registration) {
 	if _, dup := registry[r.Name]; dup {
@@ -101,7 +109,7 @@ func Select(ctx context.Context, name string, s Settings) (Provider, string, err
 	}
 	r, ok := registry[name]
 	if !ok {
-		return nil, "", fmt.Errorf("unknown backend %q: use auto or one of %s", name, strings.Join(Names(), ", "))
+		return nil, "", &UnknownError{Name: name}
 	}
 	if ok, why := r.Available(ctx, s.env()); !ok {
 		return nil, "", fmt.Errorf("backend %s cannot run here: %s", name, why)

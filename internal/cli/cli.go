@@ -10,7 +10,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"slices"
 	"strings"
 
 	"github.com/egresslab/egresslab/harness/backend"
@@ -249,10 +248,10 @@ func loadEntry(path string) (*manifest.Set, error) {
 // infrastructure failure, said as such (on kind, opening creates a cluster and installs
 // Istio, so "nothing was applied" would not be true).
 func open(ctx context.Context, name string, s Streams, callsTo ...string) (b backend.Backend, release func(), why string, code int) {
-	if !slices.Contains(backend.Names(), name) && name != "auto" && name != "" {
-		return nil, nil, "", badInput(s, fmt.Errorf("unknown backend %q: use auto or one of %s", name, strings.Join(backend.Names(), ", ")))
-	}
 	p, why, err := backend.Select(ctx, name, backend.Settings{Env: s.env(), Progress: s.Err, CallsTo: callsTo})
+	if unknown := (*backend.UnknownError)(nil); errors.As(err, &unknown) {
+		return nil, nil, "", badInput(s, err)
+	}
 	if err != nil {
 		fmt.Fprintf(s.Err, "egresslab: %v\n", err)
 		return nil, nil, "", ExitInfrastructure
