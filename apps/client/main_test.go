@@ -153,7 +153,7 @@ func TestCallAgainstLocalServers(t *testing.T) {
 }
 
 // The observations in testdata are the client's own output against the local servers
-// above; harness/kindbackend classifies them. This test keeps them in step with the
+// above; harness/backend/kind classifies them. This test keeps them in step with the
 // client: run with -update to rewrite them.
 func TestRecordedObservationsMatchTheClient(t *testing.T) {
 	for _, tc := range cases {

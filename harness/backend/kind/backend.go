@@ -1,4 +1,4 @@
-// Package kindbackend is the lab on a real cluster: a kind cluster (or one a kubeconfig
+// Package kind is the lab on a real cluster: a kind cluster (or one a kubeconfig
 // names), Istio installed with Helm in the lab's mode, and the client app with its
 // istio-proxy sidecar. Each call is a real HTTP request made inside the client's pod;
 // the verdict is read from what the client saw.

@@ -1,5 +1,5 @@
 // Package local is the local backend: a real kube-apiserver, etcd and istiod run as
-// processes on this machine (harness/localcp), so everything that faces the cluster
+// processes on this machine (internal/controlplane), so everything that faces the cluster
 // runs for real: manifests and CRDs are applied to the API server, istiod reads them
 // with the mesh config from manifests/istio/values.yaml and generates the client
 // sidecar's configuration. Only the data plane is stood in: the client pod is created

@@ -1,4 +1,4 @@
-// Package kindcluster manages the lab's kind cluster through kind's Go library
+// Package cluster manages the lab's kind cluster through kind's Go library
 // (sigs.k8s.io/kind/pkg/cluster), not the kind CLI: create it or reuse it, load the
 // client image into its nodes, export its logs, delete it. kind drives the container
 // runtime through its CLI, so `docker` (or `podman`) must be installed and its daemon

@@ -1,4 +1,4 @@
-// Package localcp runs a real Kubernetes control plane and istiod as local processes:
+// Package controlplane runs a real Kubernetes control plane and istiod as local processes:
 // etcd, kube-apiserver and istiod (pilot-discovery), each on free loopback ports, with
 // state in one temporary folder. Nothing runs in containers and there are no nodes:
 // the API server stores objects, istiod watches them and serves xDS, and whoever
