@@ -26,7 +26,8 @@ import (
 )
 
 // Environment variables that configure the Provider the backend registry builds
-// (FromEnv); each has an Option of the same meaning.
+// (OptionsFromEnv, given the environment by the CLI or TestMain); each has an Option of
+// the same meaning.
 const (
 	EnvKeep         = "EGRESSLAB_KEEP"          // "1": keep the cluster after the run, and reuse it on the next
 	EnvKubeconfig   = "EGRESSLAB_KUBECONFIG"    // a kubeconfig: use that cluster instead of creating a kind cluster
