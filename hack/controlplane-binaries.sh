@@ -4,7 +4,7 @@
 #   etcd            the one on PATH; else Debian's etcd-server, installed with apt-get
 #                   (as root); else (no root, or EGRESSLAB_ETCD_FROM_SOURCE=1, which
 #                   forces it) built in tools/etcd from the go.etcd.io/etcd version it pins
-#   kube-apiserver  built from k8s.io/kubernetes at the version tools/kube-apiserver pins
+#   kube-apiserver  built from k8s.io/kubernetes at the version tools/kubernetes pins
 #   pilot-discovery istiod, built from the main module itself, with the same flags as
 #                   the lab binary (`make`'s plain `go build`), so the Istio packages
 #                   both compile are compiled once and shared through the Go build cache
@@ -23,41 +23,13 @@ bin=${EGRESSLAB_BIN:-$root/.cache/bin}
 check_only=false
 [[ ${1:-} == --check ]] && check_only=true
 
-start=$(date +%s)
-say() { printf '[controlplane-binaries +%ss] %s\n' "$(($(date +%s) - start))" "$*" >&2; }
-missing=0
+tag=controlplane-binaries
+# shellcheck source=hack/lib.sh
+source "$root/hack/lib.sh"
 
-mkdir -p "$bin"
-
-kube_version=$(cd "$root/tools/kube-apiserver" && go list -m -f '{{.Version}}' k8s.io/kubernetes)
-etcd_version=$(cd "$root/tools/etcd" && go list -m -f '{{.Version}}' go.etcd.io/etcd/server/v3)
-istio_version=$(cd "$root" && go list -m -f '{{.Version}}' istio.io/istio)
-
-# build NAME VERSION DIR PACKAGE LDFLAGS [same-as-lab]: go build PACKAGE in module DIR
-# into $bin/NAME-VERSION, unless it is already there. Separate modules build static and
-# trimmed; "same-as-lab" builds with the lab binary's own flags (none), so that what the
-# two share is compiled once (ldflags only change the link).
-build() {
-  local name=$1 version=$2 dir=$3 pkg=$4 ldflags=$5 same_as_lab=${6:-}
-  local out="$bin/$name-$version"
-  if [[ -x $out ]]; then
-    say "$name $version: reusing $out"
-    return
-  fi
-  if $check_only; then
-    say "$name $version: missing ($out)"; missing=1
-    return
-  fi
-  say "$name $version: building $pkg (a few minutes when cold)"
-  local t0; t0=$(date +%s)
-  if [[ -n $same_as_lab ]]; then
-    (cd "$dir" && go build -ldflags "$ldflags" -o "$out.tmp" "$pkg")
-  else
-    (cd "$dir" && CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$out.tmp" "$pkg")
-  fi
-  mv "$out.tmp" "$out"
-  say "$name $version: built in $(($(date +%s) - t0))s -> $out"
-}
+kube_version=$(go_version "$root/tools/kubernetes" k8s.io/kubernetes)
+etcd_version=$(go_version "$root/tools/etcd" go.etcd.io/etcd/server/v3)
+istio_version=$(go_version "$root" istio.io/istio)
 
 # --- etcd -------------------------------------------------------------------------
 # From source when forced, or when it cannot come from PATH or apt-get (no root): the
@@ -97,22 +69,8 @@ if [[ -n $etcd_path ]]; then
   say "etcd: $("$bin/etcd" --version 2>/dev/null | head -1) at $bin/etcd -> $etcd_path"
 fi
 
-# kube-apiserver reports its version (GET /version) from these, as Kubernetes' own
-# build (hack/lib/version.sh) sets them.
-kube_minor=$(echo "$kube_version" | cut -d. -f2)
-kube_ldflags="-s -w"
-for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-  kube_ldflags+=" -X $p.gitVersion=$kube_version -X $p.gitMajor=1 -X $p.gitMinor=$kube_minor"
-  kube_ldflags+=" -X $p.gitTreeState=clean -X $p.buildDate=1970-01-01T00:00:00Z"
-done
-build kube-apiserver "$kube_version" "$root/tools/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver "$kube_ldflags"
-
-istio_ldflags="-s -w"
-istio_ldflags+=" -X istio.io/istio/pkg/version.buildVersion=$istio_version"
-istio_ldflags+=" -X istio.io/istio/pkg/version.buildGitRevision=${istio_version##*-}"
-istio_ldflags+=" -X istio.io/istio/pkg/version.buildStatus=Clean"
-istio_ldflags+=" -X istio.io/istio/pkg/version.buildTag=$istio_version"
-build pilot-discovery "$istio_version" "$root" istio.io/istio/pilot/cmd/pilot-discovery "$istio_ldflags" same-as-lab
+build kube-apiserver "$kube_version" "$root/tools/kubernetes" k8s.io/kubernetes/cmd/kube-apiserver "$(kube_ldflags "$kube_version")"
+build pilot-discovery "$istio_version" "$root" istio.io/istio/pilot/cmd/pilot-discovery "$(istio_ldflags "$istio_version")" same-as-lab
 
 if [[ $missing -ne 0 ]]; then
   say "missing binaries; run hack/controlplane-binaries.sh"

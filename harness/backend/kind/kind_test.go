@@ -44,6 +44,9 @@ func TestRealKindRun(t *testing.T) {
 	require.NoError(t, err)
 	defer release()
 
+	client, err := manifest.LoadEmbedded(apps.ClientManifest, apps.Client.Namespace)
+	require.NoError(t, err)
+	require.NoError(t, b.Apply(ctx, client), "the labs apply their apps; Setup installs only Istio")
 	sc, err := b.Sidecar(ctx, apps.Client)
 	require.NoError(t, err)
 	require.True(t, sc.Injected, "%+v", sc)

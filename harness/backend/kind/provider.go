@@ -22,6 +22,7 @@ import (
 	"github.com/egresslab/egresslab/harness/backend"
 	"github.com/egresslab/egresslab/harness/backend/kind/internal/cluster"
 	"github.com/egresslab/egresslab/harness/backend/kind/internal/istioinstall"
+	"github.com/egresslab/egresslab/harness/backend/kind/internal/offline"
 	"github.com/egresslab/egresslab/harness/manifest"
 )
 
@@ -35,6 +36,7 @@ const (
 	EnvIstioVersion = "EGRESSLAB_ISTIO_VERSION" // another Istio release than istioinstall.Version
 	EnvNodeImage    = "EGRESSLAB_KIND_IMAGE"    // another kind node image than cluster.NodeImage
 	EnvDiagnostics  = "EGRESSLAB_DIAGNOSTICS"   // where diagnostics folders go (default: the system's temp dir)
+	EnvOffline      = "EGRESSLAB_KIND_OFFLINE"  // the file hack/kind-offline-images.sh writes: run offline on the images it built
 )
 
 // Provider sets up one cluster for a whole run and opens the same Backend on it for
@@ -55,6 +57,7 @@ type options struct {
 	progress     io.Writer
 	diagnostics  string
 	callsTo      []string
+	offline      string
 }
 
 // Option configures a Provider, in the manner of kind's cluster.ProviderOption.
@@ -83,6 +86,12 @@ func WithProgress(w io.Writer) Option { return func(o *options) { o.progress = w
 func WithCallsTo(hostports ...string) Option {
 	return func(o *options) { o.callsTo = append(o.callsTo, hostports...) }
 }
+
+// WithOffline runs on the images hack/kind-offline-images.sh built and described in the
+// file at path (offline.Images): its node image, Istio's images (pull policy Never) and
+// Istio's charts from the pinned module. Nothing is pulled or downloaded, and the
+// preflight tries no registry or chart host.
+func WithOffline(path string) Option { return func(o *options) { o.offline = path } }
 
 // WithDiagnosticsDir puts diagnostics folders under dir.
 func WithDiagnosticsDir(dir string) Option { return func(o *options) { o.diagnostics = dir } }
@@ -118,6 +127,9 @@ func OptionsFromEnv(env backend.Env) []Option {
 	}
 	if v := env(EnvDiagnostics); v != "" {
 		opts = append(opts, WithDiagnosticsDir(v))
+	}
+	if v := env(EnvOffline); v != "" {
+		opts = append(opts, WithOffline(v))
 	}
 	return opts
 }
@@ -212,6 +224,18 @@ func (p *Provider) setup(parent context.Context) (st *state, err error) {
 		}
 	}()
 
+	var install []istioinstall.Option
+	if p.o.offline != "" {
+		images, err := offline.Load(p.o.offline)
+		if err != nil {
+			return st, err
+		}
+		p.o.nodeImage, p.o.istioVersion = images.NodeImage, images.Istio.Tag
+		install = append(install, istioinstall.WithLocalCharts(images.ChartDirs()), istioinstall.WithValues(images.Values()))
+		fmt.Fprintf(w, "▸ offline: node %s (Kubernetes %s), Istio images %s/*:%s (pull policy %s), charts from %s\n",
+			images.NodeImage, images.KubernetesVersion, images.Istio.Hub, images.Istio.Tag, offline.PullPolicy,
+			filepath.Dir(images.Istio.Charts.Base))
+	}
 	daemon, err := p.preflight(ctx)
 	if err != nil {
 		return st, err
@@ -239,7 +263,7 @@ func (p *Provider) setup(parent context.Context) (st *state, err error) {
 	flags.KubeConfig = &kubeconfig
 	ns := istioinstall.Namespace
 	flags.Namespace = &ns
-	inst, err := istioinstall.New(flags, k, istioinstall.WithVersion(p.o.istioVersion), istioinstall.WithProgress(w))
+	inst, err := istioinstall.New(flags, k, append(install, istioinstall.WithVersion(p.o.istioVersion), istioinstall.WithProgress(w))...)
 	if err != nil {
 		return st, err
 	}
@@ -273,6 +297,10 @@ func (p *Provider) preflight(ctx context.Context) (d *cluster.Daemon, err error)
 	if p.o.kubeconfig != "" {
 		// An existing cluster: no container runtime needed here; the lab's calls still need the internet.
 		warnings, err = cluster.CheckReachable(ctx, calls, 5*time.Second, nil)
+	} else if p.o.offline != "" {
+		// Offline nothing is pulled or downloaded, and the calls go to the stand-in
+		// internet: no endpoint is even tried.
+		d, warnings, err = cluster.Preflight(ctx, p.o.runtime, nil)
 	} else {
 		d, warnings, err = cluster.Preflight(ctx, p.o.runtime, append(slices.Clone(cluster.Endpoints), calls...))
 	}
@@ -290,8 +318,12 @@ func (p *Provider) preflight(ctx context.Context) (d *cluster.Daemon, err error)
 // kubeconfig file for it.
 func (p *Provider) ensureCluster(ctx context.Context, st *state, d *cluster.Daemon) (string, error) {
 	w := p.o.progress
-	c := cluster.New(cluster.WithNodeImage(p.o.nodeImage), cluster.WithRuntime(p.o.runtime),
-		cluster.WithCgroupV1(d.CgroupV1()), cluster.WithProgress(w))
+	opts := []cluster.Option{cluster.WithNodeImage(p.o.nodeImage), cluster.WithRuntime(p.o.runtime),
+		cluster.WithCgroupV1(d.CgroupV1()), cluster.WithProgress(w)}
+	if p.o.offline != "" {
+		opts = append(opts, cluster.WithoutDefaultCNI())
+	}
+	c := cluster.New(opts...)
 	st.cluster = c
 	exists, err := c.Exists()
 	if err != nil {

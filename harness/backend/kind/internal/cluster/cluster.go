@@ -28,7 +28,9 @@ const (
 	// notes (an image built for that release). Its Kubernetes minor, 1.35, is the newest
 	// Istio 1.31 is tested with: the pinned Istio's own kind setup
 	// (common/scripts/kind_provisioner.sh, prow/integ-suite-kind.sh) runs v1.35.0. kind
-	// v0.33.0's default, v1.37.0, is newer than any Istio 1.31 was tested on.
+	// v0.33.0's default, v1.37.0, is newer than any Istio 1.31 was tested on. Its
+	// version is the one tools/kubernetes pins (a test checks it), which the offline node
+	// image and the local backend's kube-apiserver are built from.
 	NodeImage = "kindest/node:v1.35.8@sha256:07b2536e30b803ed61d1677a79df6115f798ce64c80f9e22f6ed45afd09323c0"
 )
 
@@ -46,6 +48,7 @@ type Cluster struct {
 	nodeImage string
 	runtime   Runtime
 	cgroupV1  bool
+	ownCNI    bool
 	progress  io.Writer
 	provider  *cluster.Provider
 }
@@ -62,6 +65,11 @@ func WithRuntime(r Runtime) Option { return func(c *Cluster) { c.runtime = r } }
 // WithCgroupV1 says the container runtime's host runs cgroup v1 (Daemon.CgroupV1), so
 // the node's kubelet must be told to accept it.
 func WithCgroupV1(v1 bool) Option { return func(c *Cluster) { c.cgroupV1 = v1 } }
+
+// WithoutDefaultCNI creates the cluster without kind's own CNI (kindnetd, an image from a
+// registry): the node image brings its own network configuration (the offline node's
+// bridge conflist).
+func WithoutDefaultCNI() Option { return func(c *Cluster) { c.ownCNI = true } }
 
 // WithProgress writes kind's own progress messages to w.
 func WithProgress(w io.Writer) Option { return func(c *Cluster) { c.progress = w } }
@@ -136,6 +144,7 @@ func (c *Cluster) Config() *v1alpha4.Cluster {
 		Name:     c.name,
 		Nodes:    []v1alpha4.Node{{Role: v1alpha4.ControlPlaneRole, Image: c.nodeImage}},
 	}
+	cfg.Networking.DisableDefaultCNI = c.ownCNI
 	if c.cgroupV1 {
 		cfg.KubeadmConfigPatches = append(cfg.KubeadmConfigPatches, cgroupV1Patch)
 	}

@@ -32,6 +32,9 @@ func TestCgroupV1HostGetsTheKubeletPatch(t *testing.T) {
 
 	plain := cluster.New(cluster.WithCgroupV1(false)).Config()
 	assert.Empty(t, plain.KubeadmConfigPatches, "a cgroup v2 host needs no patch")
+	assert.False(t, plain.Networking.DisableDefaultCNI, "kind installs its own CNI unless told not to")
+	assert.True(t, cluster.New(cluster.WithoutDefaultCNI()).Config().Networking.DisableDefaultCNI,
+		"the offline node brings its own CNI configuration; kind's is an image from a registry")
 }
 
 // The node image is pinned by digest, at the Kubernetes minor the pinned Istio's own
@@ -47,4 +50,15 @@ func TestNodeImageIsPinnedByDigestToIstiosKubernetesMinor(t *testing.T) {
 	assert.True(t, strings.HasPrefix(cluster.NodeImage, "kindest/node:v"+string(m[1])+"."),
 		"NodeImage %s, Istio tests with Kubernetes %s", cluster.NodeImage, m[1])
 	assert.Regexp(t, `@sha256:[0-9a-f]{64}$`, cluster.NodeImage)
+}
+
+// One Kubernetes version runs everywhere: the online node image is of the version
+// tools/kubernetes pins, which the offline node image and the local backend build from.
+func TestNodeImageIsTheKubernetesVersionToolsPins(t *testing.T) {
+	gomod, err := os.ReadFile(filepath.Join("..", "..", "..", "..", "..", "tools", "kubernetes", "go.mod"))
+	require.NoError(t, err)
+	m := regexp.MustCompile(`(?m)^\s*(?:require\s+)?k8s\.io/kubernetes\s+(v\S+)`).FindSubmatch(gomod)
+	require.NotNil(t, m, "tools/kubernetes/go.mod requires k8s.io/kubernetes")
+	assert.True(t, strings.HasPrefix(cluster.NodeImage, "kindest/node:"+string(m[1])+"@"),
+		"NodeImage %s, tools/kubernetes pins %s", cluster.NodeImage, m[1])
 }

@@ -25,6 +25,7 @@ import (
 	"helm.sh/helm/v4/pkg/action"
 	"helm.sh/helm/v4/pkg/chart/loader"
 	chart "helm.sh/helm/v4/pkg/chart/v2"
+	v2loader "helm.sh/helm/v4/pkg/chart/v2/loader"
 	"helm.sh/helm/v4/pkg/cli"
 	"helm.sh/helm/v4/pkg/downloader"
 	"helm.sh/helm/v4/pkg/getter"
@@ -74,6 +75,8 @@ type Installer struct {
 	kube     kubernetes.Interface
 	version  string
 	charts   ChartSource
+	local    bool           // charts come from folders: their Chart.yaml version, not version, says what is installed
+	values   map[string]any // merged into every release's values
 	progress io.Writer
 	timeout  time.Duration
 	poll     time.Duration
@@ -90,6 +93,17 @@ func WithVersion(v string) Option { return func(i *Installer) { i.version = v } 
 
 // WithCharts takes the charts from src instead of Istio's chart repository.
 func WithCharts(src ChartSource) Option { return func(i *Installer) { i.charts = src } }
+
+// WithLocalCharts takes the charts from folders (dirs maps a chart name to its folder),
+// such as the pinned istio.io/istio module's manifests/charts, instead of Istio's chart
+// repository. Whether a release is current is then judged by the folder's chart.
+func WithLocalCharts(dirs map[string]string) Option {
+	return func(i *Installer) { i.charts, i.local = FromDir(dirs), true }
+}
+
+// WithValues merges values into every release's values (the offline images' hub, tag
+// and pull policy, for one).
+func WithValues(values map[string]any) Option { return func(i *Installer) { i.values = values } }
 
 // WithProgress writes what the installer is doing to w.
 func WithProgress(w io.Writer) Option { return func(i *Installer) { i.progress = w } }
@@ -220,8 +234,20 @@ func (i *Installer) Install(ctx context.Context, values manifest.MeshValues) err
 // release installs the chart as name, upgrades it when it is there with other values or
 // another version, and leaves it alone when it is already exactly so: each scenario asks
 // for the mesh, and an idle upgrade would cost a rollout wait.
-func (i *Installer) release(ctx context.Context, name, chartName string, values map[string]any) error {
+func (i *Installer) release(ctx context.Context, name, chartName string, values map[string]any) (err error) {
 	what := fmt.Sprintf("install Istio %s chart %s as release %s", i.version, chartName, name)
+	if i.values != nil {
+		values = v2loader.MergeMaps(values, i.values)
+	}
+	want := i.version
+	var ch *chart.Chart
+	if i.local {
+		// Reading a folder costs nothing, unlike a download: read it first, to compare.
+		if ch, err = i.charts(ctx, chartName, i.version); err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		want = ch.Metadata.Version
+	}
 	current, err := i.deployed(name)
 	if err != nil {
 		return fmt.Errorf("%s: read the release's history: %w", what, err)
@@ -233,13 +259,14 @@ func (i *Installer) release(ctx context.Context, name, chartName string, values 
 	}
 	if current != nil && current.Info != nil && current.Info.Status == rcommon.StatusDeployed &&
 		current.Chart != nil && current.Chart.Metadata != nil &&
-		current.Chart.Metadata.Version == i.version && sameValues(current.Config, values) {
+		current.Chart.Metadata.Version == want && sameValues(current.Config, values) {
 		fmt.Fprintf(i.progress, "  %s %s is installed with these values already\n", chartName, i.version)
 		return nil
 	}
-	ch, err := i.charts(ctx, chartName, i.version)
-	if err != nil {
-		return fmt.Errorf("%s: %w", what, err)
+	if ch == nil {
+		if ch, err = i.charts(ctx, chartName, i.version); err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
 	}
 	if current == nil {
 		fmt.Fprintf(i.progress, "  helm install %s istio/%s --version %s -n %s\n", name, chartName, i.version, Namespace)

@@ -419,3 +419,39 @@ func TestChartsComeThroughHelmSettingsOfItsOwn(t *testing.T) {
 	require.NoError(t, err)
 	assert.NotEmpty(t, cached)
 }
+
+// Offline, the charts come from the module's folders and their values name the images
+// built here, never pulled. A release is current when its chart is the folder's: the
+// version label given (the images' tag) is not a chart version.
+func TestLocalChartsRunTheGivenImagesAndAreLeftAloneWhenCurrent(t *testing.T) {
+	ctx := context.Background()
+	cfg, _ := helmWithoutCluster()
+	k := kubefake.NewClientset(istiod(true), injector, meshCM(manifest.RegistryOnly))
+	var progress bytes.Buffer
+	in, err := istioinstall.New(nil, k, istioinstall.WithHelmConfig(cfg), istioinstall.WithLocalCharts(istioCharts(t)),
+		istioinstall.WithVersion("v0.0.0-module"),
+		istioinstall.WithValues(map[string]any{"global": map[string]any{
+			"hub": "egresslab.local/istio", "tag": "t1", "imagePullPolicy": "Never"}}),
+		istioinstall.WithProgress(&progress), istioinstall.WithTimeout(time.Second))
+	require.NoError(t, err)
+
+	require.NoError(t, in.Install(ctx, values(t, manifest.RegistryOnly)))
+	rel, err := action.NewGet(cfg).Run(istioinstall.IstiodRelease)
+	require.NoError(t, err)
+	m := rel.(*release.Release).Manifest
+	assert.Contains(t, m, `image: "egresslab.local/istio/pilot:t1"`)
+	assert.Contains(t, m, "imagePullPolicy: Never")
+	if !strings.Contains(m, `"hub": "egresslab.local/istio"`) {
+		for _, l := range strings.Split(m, "\n") {
+			if strings.Contains(l, "hub") {
+				t.Log(l)
+			}
+		}
+	}
+	assert.Contains(t, m, "mode: REGISTRY_ONLY", "the mesh values are kept beside the image values")
+
+	progress.Reset()
+	require.NoError(t, in.Install(ctx, values(t, manifest.RegistryOnly)))
+	assert.Contains(t, progress.String(), "istiod v0.0.0-module is installed with these values already")
+	assert.NotContains(t, progress.String(), "helm upgrade")
+}

@@ -71,7 +71,7 @@ func Trouble(ctx context.Context, k kubernetes.Interface, d *appsv1.Deployment) 
 			case "ErrImageNeverPull":
 				msg += " (image " + images[cs.Name] + " is not on the node, and its pull policy is Never: load it into the node)"
 			case "CrashLoopBackOff":
-				if logs := lastLogs(ctx, k, p, cs.Name); logs != "" {
+				if logs := LastLogs(ctx, k, p, cs.Name, true); logs != "" {
 					msg += "; its last log lines:\n    " + strings.ReplaceAll(logs, "\n", "\n    ")
 				}
 			}
@@ -133,10 +133,13 @@ func lastSeen(e corev1.Event) time.Time {
 	return e.EventTime.Time
 }
 
-func lastLogs(ctx context.Context, k kubernetes.Interface, p corev1.Pod, container string) string {
+// LastLogs are a container's last log lines: of its previous run when previous is set
+// (a crash-looping container's current run has often logged nothing yet), else of this one.
+// It is "" when they cannot be read.
+func LastLogs(ctx context.Context, k kubernetes.Interface, p corev1.Pod, container string, previous bool) string {
 	tail := int64(logLines)
 	raw, err := k.CoreV1().Pods(p.Namespace).GetLogs(p.Name, &corev1.PodLogOptions{
-		Container: container, Previous: true, TailLines: &tail}).DoRaw(ctx)
+		Container: container, Previous: previous, TailLines: &tail}).DoRaw(ctx)
 	if err != nil {
 		return ""
 	}

@@ -10,9 +10,9 @@ import (
 	"strings"
 )
 
-// KubeVersion is the kube-apiserver the local control plane runs: the version
-// tools/kube-apiserver/go.mod pins (a test checks the two agree).
-const KubeVersion = "v1.37.2"
+// KubeVersion is the kube-apiserver the local control plane runs: the one Kubernetes
+// version tools/kubernetes/go.mod pins for the whole project (a test checks the two agree).
+const KubeVersion = "v1.35.8"
 
 // istioModuleVersion is the istio.io/istio version of the main module, for binaries
 // that carry no build information (go.mod is the source of truth; a test checks it).

@@ -252,8 +252,8 @@ func TestVersionsPinned(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := read(filepath.Join(root, "tools", "kube-apiserver", "go.mod"), "k8s.io/kubernetes"); got != KubeVersion {
-		t.Errorf("tools/kube-apiserver builds k8s.io/kubernetes %s, controlplane.KubeVersion is %s", got, KubeVersion)
+	if got := read(filepath.Join(root, "tools", "kubernetes", "go.mod"), "k8s.io/kubernetes"); got != KubeVersion {
+		t.Errorf("tools/kubernetes pins k8s.io/kubernetes %s, controlplane.KubeVersion is %s", got, KubeVersion)
 	}
 	main := read(filepath.Join(root, "go.mod"), "istio.io/istio")
 	if istioModuleVersion != main || IstioVersion() != main {

@@ -1,0 +1,263 @@
+#!/usr/bin/env bash
+# Builds, from source and Debian's packages only, every image the offline kind run needs,
+# into the Docker engine DOCKER_HOST names (hack/docker-engine.sh start gives it):
+#
+#   egresslab.local/kind-base     a Debian root filesystem (debootstrap) with systemd,
+#                                 iptables, containerd, runc and the CNI plugins
+#   registry.k8s.io/...           the images `kubeadm config images list` of the pinned
+#                                 Kubernetes asks for, at exactly those tags: kube-apiserver,
+#                                 kube-controller-manager, kube-scheduler, kube-proxy (from
+#                                 tools/kubernetes), etcd (tools/etcd), coredns
+#                                 (tools/coredns), pause (hack/kind-offline/pause)
+#   egresslab.local/istio/pilot   pilot-discovery and pilot-agent from the main module's
+#   egresslab.local/istio/proxyv2 istio.io/istio (proxyv2 has no Envoy yet: issue 10)
+#   egresslab.local/kind-node     the kind node: kind's own base files (the kind module's
+#                                 images/base/files), kubelet, kubeadm, kubectl, and all the
+#                                 images above pre-imported into its containerd, as kind's
+#                                 pkg/build/nodeimage does with the images it pulls
+#
+# Each image carries a label with the hash of its inputs: a rerun reuses what is there
+# and builds only what changed. Nothing is pulled: every Dockerfile starts FROM scratch
+# or FROM the base built here, and the legacy builder never pulls an image it has.
+#
+# Prints, on stdout, EGRESSLAB_KIND_OFFLINE=<file>: a JSON file naming the node image,
+# the Istio images' hub and tag, and the chart folders, which the kind backend reads.
+#
+# Settings: EGRESSLAB_BIN (default .cache/bin: the built binaries), EGRESSLAB_OFFLINE_DIR
+# (default .cache/kind-offline: the root filesystem tarball, build contexts, the JSON).
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+bin=${EGRESSLAB_BIN:-$root/.cache/bin}
+out=${EGRESSLAB_OFFLINE_DIR:-$root/.cache/kind-offline}
+check_only=false
+tag=kind-offline-images
+# shellcheck source=hack/lib.sh
+source "$root/hack/lib.sh"
+
+[[ -n ${DOCKER_HOST:-} ]] || die "DOCKER_HOST is not set: start the project's engine first (eval \"\$(hack/docker-engine.sh start)\")"
+docker version --format '{{.Server.Version}}' >/dev/null 2>&1 || die "no Docker engine answers at DOCKER_HOST=$DOCKER_HOST"
+[[ $(id -u) -eq 0 ]] || die "debootstrap needs root"
+mkdir -p "$out" "$bin"
+export DOCKER_BUILDKIT=0 # the legacy builder: no BuildKit image to pull, and FROM a local image never pulls
+
+kube_version=$(go_version "$root/tools/kubernetes" k8s.io/kubernetes)
+etcd_module_version=$(go_version "$root/tools/etcd" go.etcd.io/etcd/server/v3)
+coredns_module_version=$(go_version "$root/tools/coredns" github.com/coredns/coredns)
+istio_version=$(go_version "$root" istio.io/istio)
+kind_dir=$(cd "$root" && go list -m -f '{{.Dir}}' sigs.k8s.io/kind)
+istio_dir=$(cd "$root" && go list -m -f '{{.Dir}}' istio.io/istio)
+suite=bookworm
+mirror=http://deb.debian.org/debian
+hub=egresslab.local/istio
+istio_tag=$istio_version
+
+# hash_of FILE...: one hash of the files' contents and names (the inputs of an image).
+hash_of() { sha256sum "$@" | sha256sum | cut -c1-16; }
+# image_has IMAGE HASH: IMAGE exists and was built from inputs of that hash.
+image_has() { [[ $(docker image inspect -f '{{index .Config.Labels "egresslab.inputs"}}' "$1" 2>/dev/null) == "$2" ]]; }
+# timed WHAT CMD...: run CMD, saying WHAT and how long it took.
+timed() {
+  local what=$1 t0; shift; t0=$(date +%s)
+  say "$what ..."
+  "$@"
+  say "$what: done in $(($(date +%s) - t0))s"
+}
+
+# --- binaries -----------------------------------------------------------------------
+kld=$(kube_ldflags "$kube_version")
+for b in kubelet kubeadm kubectl kube-apiserver kube-controller-manager kube-scheduler kube-proxy; do
+  build "$b" "$kube_version" "$root/tools/kubernetes" "k8s.io/kubernetes/cmd/$b" "$kld"
+done
+build etcd "$etcd_module_version" "$root/tools/etcd" go.etcd.io/etcd/server/v3 "-s -w"
+build coredns "$coredns_module_version" "$root/tools/coredns" . "-s -w"
+pause_version=$(hash_of "$root/hack/kind-offline/pause/main.go") # no module version of its own: its source's hash
+build pause "$pause_version" "$root" ./hack/kind-offline/pause "-s -w"
+ild=$(istio_ldflags "$istio_version")
+build pilot-discovery "$istio_version" "$root" istio.io/istio/pilot/cmd/pilot-discovery "$ild" same-as-lab
+build pilot-agent "$istio_version" "$root" istio.io/istio/pilot/cmd/pilot-agent "$ild" same-as-lab
+
+# The tags kubeadm asks for, from the kubeadm just built (as kind's nodeimage does).
+mapfile -t wanted < <("$bin/kubeadm-$kube_version" config images list --kubernetes-version "$kube_version" 2>/dev/null)
+((${#wanted[@]} >= 6)) || die "kubeadm config images list gave: ${wanted[*]}"
+image_for() { printf '%s\n' "${wanted[@]}" | grep -E "/$1:" || die "kubeadm asks for no $1 image"; }
+etcd_image=$(image_for etcd)
+etcd_tag=${etcd_image##*:}
+[[ v${etcd_tag%-*} == "$etcd_module_version" ]] ||
+  die "kubeadm $kube_version asks for $etcd_image but tools/etcd pins $etcd_module_version: pin etcd v${etcd_tag%-*} there"
+coredns_image=$(image_for coredns)
+[[ ${coredns_image##*:} == "$coredns_module_version" ]] ||
+  die "kubeadm $kube_version asks for $coredns_image but tools/coredns pins $coredns_module_version: pin that version there"
+pause_image=$(image_for pause)
+
+# --- the Debian base ------------------------------------------------------------------
+# kind's base image installs these on Debian (images/base/Dockerfile) and builds
+# containerd, runc and the CNI plugins from source; here Debian's own packages give them.
+packages=systemd,conntrack,iptables,nftables,iproute2,ethtool,util-linux,mount,kmod,libseccomp2,pigz,bash,ca-certificates,jq,procps,containerd,runc,containernetworking-plugins
+base_hash=$(echo "$suite $mirror $packages" | sha256sum | cut -c1-16)
+base=egresslab.local/kind-base:$base_hash
+rootfs=$out/rootfs-$base_hash.tar
+if ! image_has "$base" "$base_hash"; then
+  if [[ ! -s $rootfs ]]; then
+    if ! command -v debootstrap >/dev/null; then
+      say "installing Debian's debootstrap"
+      apt-get update -qq >&2
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap >&2
+    fi
+    tmp=$(mktemp -d "$out/rootfs.XXXXXX")
+    # A Ctrl-C leaves no half-made root filesystem behind (debootstrap mounts /proc in it).
+    trap 'umount -R "$tmp/proc" "$tmp/sys" 2>/dev/null || true; rm -rf "$tmp"' EXIT
+    timed "debootstrap $suite ($packages)" \
+      debootstrap --variant=minbase --include="$packages" "$suite" "$tmp" "$mirror" >&2
+    # Debian's containerd and docker packages start services on install: not in an image.
+    rm -rf "$tmp"/var/cache/apt/archives/*.deb "$tmp"/var/lib/apt/lists/*
+    tar -C "$tmp" --numeric-owner -cf "$rootfs.tmp" .
+    mv "$rootfs.tmp" "$rootfs"
+    rm -rf "$tmp"; trap - EXIT
+  fi
+  timed "import the Debian base as $base" \
+    docker import --change "LABEL egresslab.inputs=$base_hash" --change 'CMD ["/bin/bash"]' "$rootfs" "$base" >/dev/null
+fi
+
+# --- component images -------------------------------------------------------------------
+# image NAME FROM ENTRYPOINT FILE...: docker build NAME from FROM with the files copied to
+# /usr/local/bin (or to their own path, given as SRC=DEST), reused when its inputs match.
+image() {
+  local name=$1 from=$2 entrypoint=$3; shift 3
+  local ctx; ctx=$(mktemp -d "$out/ctx.XXXXXX")
+  local dockerfile="FROM $from"$'\n'
+  local f src dest
+  for f in "$@"; do
+    src=${f%%=*}; dest=/usr/local/bin/$(basename "$src")
+    [[ $f == *=* ]] && dest=${f#*=}
+    cp "$src" "$ctx/$(basename "$src")"
+    dockerfile+="COPY $(basename "$src") $dest"$'\n'
+  done
+  dockerfile+="ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"$'\n'
+  [[ -n $entrypoint ]] && dockerfile+="ENTRYPOINT $entrypoint"$'\n'
+  printf '%s' "$dockerfile" >"$ctx/Dockerfile"
+  local h; h=$(cd "$ctx" && hash_of ./* <(echo "$from"))
+  if image_has "$name" "$h"; then
+    say "$name: reusing (inputs $h)"
+  else
+    echo "LABEL egresslab.inputs=$h" >>"$ctx/Dockerfile"
+    timed "build $name" docker build -q -t "$name" "$ctx" >/dev/null
+  fi
+  rm -rf "$ctx"
+}
+
+for c in kube-apiserver kube-controller-manager kube-scheduler; do
+  image "$(image_for "$c")" "$base" "" "$bin/$c-$kube_version=/usr/local/bin/$c"
+done
+# kube-proxy runs iptables and conntrack: the Debian base has them.
+image "$(image_for kube-proxy)" "$base" "" "$bin/kube-proxy-$kube_version=/usr/local/bin/kube-proxy"
+image "$etcd_image" "$base" "" "$bin/etcd-$etcd_module_version=/usr/local/bin/etcd"
+image "$coredns_image" "$base" '["/coredns"]' "$bin/coredns-$coredns_module_version=/coredns"
+image "$pause_image" scratch '["/pause"]' "$bin/pause-$pause_version=/pause"
+image "$hub/pilot:$istio_tag" "$base" '["/usr/local/bin/pilot-discovery"]' "$bin/pilot-discovery-$istio_version=/usr/local/bin/pilot-discovery"
+# pilot-agent reads Envoy's bootstrap template from there; istio-init runs
+# `pilot-agent istio-iptables` with the base's iptables.
+image "$hub/proxyv2:$istio_tag" "$base" '["/usr/local/bin/pilot-agent"]' \
+  "$bin/pilot-agent-$istio_version=/usr/local/bin/pilot-agent" \
+  "$istio_dir/tools/packaging/common/envoy_bootstrap.json=/var/lib/istio/envoy/envoy_bootstrap_tmpl.json"
+
+# --- the node image -----------------------------------------------------------------------
+preload=("${wanted[@]}" "$hub/pilot:$istio_tag" "$hub/proxyv2:$istio_tag")
+node=egresslab.local/kind-node:$kube_version
+ctx=$(mktemp -d "$out/ctx.XXXXXX")
+cp -r "$kind_dir/images/base/files" "$ctx/files"
+chmod -R u+w "$ctx/files"
+for b in kubelet kubeadm kubectl; do cp "$bin/$b-$kube_version" "$ctx/$b"; done
+echo "$kube_version" >"$ctx/version"
+# One node, kind's default pod subnet: a plain bridge (kind's own CNI, kindnetd, is an
+# image from a registry; the cluster is created with disableDefaultCNI).
+cat >"$ctx/10-egresslab.conflist" <<'EOF'
+{
+  "cniVersion": "0.4.0",
+  "name": "egresslab",
+  "plugins": [
+    {"type": "bridge", "bridge": "cni0", "isGateway": true, "ipMasq": true, "hairpinMode": true,
+     "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.244.0.0/24"}]], "routes": [{"dst": "0.0.0.0/0"}]}},
+    {"type": "portmap", "capabilities": {"portMappings": true}}
+  ]
+}
+EOF
+# kind reads this when it installs storage; its own provisioner is an image from a
+# registry, so here it is the host-path class kind falls back to.
+cat >"$ctx/default-storage.yaml" <<'EOF'
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata:
+  name: standard
+  annotations:
+    storageclass.kubernetes.io/is-default-class: "true"
+provisioner: kubernetes.io/host-path
+EOF
+cat >"$ctx/Dockerfile" <<EOF
+FROM $base
+COPY files/usr/local/bin/ /usr/local/bin/
+COPY files/kind/ /kind/
+COPY files/etc/ /etc/
+COPY kubelet kubeadm kubectl /usr/bin/
+COPY version /kind/version
+COPY default-storage.yaml /kind/manifests/default-storage.yaml
+COPY 10-egresslab.conflist /etc/cni/net.d/10-egresslab.conflist
+# As kind's base image does (images/base/Dockerfile), with Debian's containerd, runc and
+# CNI plugins where kind puts the ones it builds.
+RUN chmod 755 /kind /kind/bin /kind/bin/* /usr/local/bin/* \\
+    && ln -sf /usr/bin/containerd /usr/local/bin/containerd \\
+    && ln -sf /usr/bin/containerd-shim-runc-v2 /usr/local/bin/containerd-shim-runc-v2 \\
+    && ln -sf /usr/bin/ctr /usr/local/bin/ctr \\
+    && mkdir -p /opt/cni && rm -rf /opt/cni/bin && ln -s /usr/lib/cni /opt/cni/bin \\
+    && sed -i 's|sandbox_image = .*|sandbox_image = "$pause_image"|' /etc/containerd/config.toml \\
+    && ctr oci spec | jq '.hooks.createContainer[.hooks.createContainer| length] |= . + {"path": "/kind/bin/mount-product-files.sh"}' \\
+       | jq 'del(.process.rlimits)' > /etc/containerd/cri-base.json \\
+    && find /lib/systemd/system/sysinit.target.wants/ -name "systemd-tmpfiles-setup.service" -delete \\
+    && rm -f /lib/systemd/system/multi-user.target.wants/* /etc/systemd/system/*.wants/* \\
+       /lib/systemd/system/local-fs.target.wants/* /lib/systemd/system/sockets.target.wants/*udev* \\
+       /lib/systemd/system/sockets.target.wants/*initctl* /lib/systemd/system/basic.target.wants/* \\
+    && echo "ReadKMsg=no" >> /etc/systemd/journald.conf \\
+    && ln -sf /lib/systemd/systemd /sbin/init \\
+    && systemctl enable kubelet.service containerd.service undo-mount-hacks.service \\
+    && systemctl mask systemd-binfmt.service \\
+    && mkdir -p /etc/kubernetes/manifests
+ENV container=docker
+STOPSIGNAL SIGRTMIN+3
+ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]
+EOF
+image_ids=$(for i in "${preload[@]}"; do docker image inspect -f '{{.Id}}' "$i"; done)
+node_hash=$(cd "$ctx" && find . -type f | sort | xargs sha256sum | cat - <(echo "$base $image_ids") | sha256sum | cut -c1-16)
+if image_has "$node" "$node_hash"; then
+  say "$node: reusing (inputs $node_hash)"
+else
+  pre=egresslab.local/kind-node-pre:$node_hash
+  timed "build the node's file system" docker build -q -t "$pre" "$ctx" >/dev/null
+  # Pre-import every image into the node's containerd, as kind's nodeimage does: start
+  # containerd in a build container, import, stop it, commit.
+  cid=$(docker run -d --privileged --entrypoint sleep "$pre" infinity)
+  trap 'docker rm -f -v "$cid" >/dev/null 2>&1 || true' EXIT
+  docker exec "$cid" bash -c 'nohup containerd >/var/log/containerd-build.log 2>&1 &'
+  for i in $(seq 1 30); do docker exec "$cid" ctr info >/dev/null 2>&1 && break; sleep 1; done
+  docker exec "$cid" ctr info >/dev/null || die "containerd did not start in the build container: $(docker exec "$cid" cat /var/log/containerd-build.log | tail -5)"
+  for i in "${preload[@]}"; do
+    timed "import $i into the node's containerd" \
+      bash -c 'docker save "$1" | docker exec -i "$2" ctr --namespace=k8s.io images import --all-platforms --no-unpack --digests - >/dev/null' _ "$i" "$cid"
+  done
+  docker exec "$cid" ctr --namespace=k8s.io images list -q | grep -v '^sha256:' >&2
+  docker exec "$cid" pkill containerd || true
+  sleep 1
+  timed "commit $node" docker commit \
+    --change 'ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]' --change 'CMD []' \
+    --change 'ENV HTTP_PROXY="" HTTPS_PROXY="" NO_PROXY=""' \
+    --change "LABEL egresslab.inputs=$node_hash" "$cid" "$node" >/dev/null
+  docker rm -f -v "$cid" >/dev/null; trap - EXIT
+  docker rmi "$pre" >/dev/null || true
+fi
+rm -rf "$ctx"
+
+jq -n --arg node "$node" --arg hub "$hub" --arg tag "$istio_tag" --arg kube "$kube_version" \
+  --arg base "$istio_dir/manifests/charts/base" --arg istiod "$istio_dir/manifests/charts/istio-control/istio-discovery" \
+  '{nodeImage: $node, kubernetesVersion: $kube, istio: {hub: $hub, tag: $tag, charts: {base: $base, istiod: $istiod}}}' \
+  >"$out/images.json"
+say "images ready; disk used by the engine: $(du -sh "${EGRESSLAB_DOCKER_DIR:-$root/.cache/docker}" 2>/dev/null | cut -f1)"
+echo "EGRESSLAB_KIND_OFFLINE=$out/images.json"
