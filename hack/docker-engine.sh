@@ -96,9 +96,24 @@ EOF
   chmod 0755 "$file"
 }
 
-firewall() { # firewall -I|-D: the rule that keeps the engine's containers on this machine
-  iptables "$1" DOCKER-USER -s "$pool" ! -d "$pool" -m comment --comment egresslab-offline \
-    -j REJECT --reject-with icmp-admin-prohibited
+# firewall_on: the rules that keep the engine's containers on this machine. A TCP
+# connection is reset and anything else gets port-unreachable, so an attempt fails at
+# once: the kernel rate-limits the ICMP errors it sends (net.ipv4.icmp_ratelimit), and a
+# connect whose ICMP error was held back waits for its next SYN retry, but resets are not
+# limited. Inserted in reverse order: the TCP rule ends up first.
+firewall_on() {
+  iptables -I DOCKER-USER -s "$pool" ! -d "$pool" -m comment --comment egresslab-offline \
+    -j REJECT --reject-with icmp-port-unreachable
+  iptables -I DOCKER-USER -s "$pool" ! -d "$pool" -p tcp -m comment --comment egresslab-offline \
+    -j REJECT --reject-with tcp-reset
+}
+
+# firewall_off removes every rule of the engine's, whichever version of this script made it.
+firewall_off() {
+  local rule
+  while rule=$(iptables -S DOCKER-USER 2>/dev/null | grep -m1 -- '--comment egresslab-offline'); do
+    eval "iptables ${rule/-A DOCKER-USER/-D DOCKER-USER}"
+  done
 }
 
 start() {
@@ -122,7 +137,10 @@ start() {
   fi
   mkdir -p "$dir/data" "$run/exec"
   local args=(--data-root "$dir/data" --exec-root "$run/exec" --pidfile "$pidfile" -H "unix://$sock"
-    --bridge none --default-address-pool "base=$pool,size=24" --log-level warn)
+    --bridge none --default-address-pool "base=$pool,size=24" --log-level warn
+    # Names resolve locally or not at all: the containers' DNS server (Docker's embedded
+    # one) asks no server outside the machine, and one that is not there fails at once.
+    --dns 127.0.0.1)
   local missing; mapfile -t missing < <(missing_caps)
   if ((${#missing[@]})); then
     write_wrapper "$run/runc-egresslab" "${missing[@]}"
@@ -140,7 +158,7 @@ start() {
     ((i % 20 == 19)) && say "waiting for dockerd to answer"
   done
   answers || { tail -20 "$log" >&2; die "dockerd did not answer within ${wait_secs}s; its log: $log"; }
-  firewall -I
+  firewall_on
   trap - ERR
   say "dockerd answers (PID $(cat "$pidfile")); forwarded traffic from $pool to anywhere else is rejected"
   echo "DOCKER_HOST=unix://$sock"
@@ -165,7 +183,7 @@ stop() {
     kill -0 "$pid" 2>/dev/null && { say "dockerd did not stop in 30 s: killing it"; kill -KILL "$pid" || true; }
     for k in $kids; do pkill -KILL -P "$k" 2>/dev/null || true; kill -KILL "$k" 2>/dev/null || true; done
   fi
-  while firewall -D 2>/dev/null; do :; done
+  firewall_off
   local b
   for b in "${bridges[@]}"; do ip link delete "$b" 2>/dev/null || true; done
   # Mounts dockerd left under its exec root or data root (overlay, netns) go with it.

@@ -56,6 +56,12 @@ istio_tag=$istio_version
 hash_of() { sha256sum "$@" | sha256sum | cut -c1-16; }
 # image_has IMAGE HASH: IMAGE exists and was built from inputs of that hash.
 image_has() { [[ $(docker image inspect -f '{{index .Config.Labels "egresslab.inputs"}}' "$1" 2>/dev/null) == "$2" ]]; }
+# quiet_build TAG CONTEXT: docker build, whose output (and the legacy builder's
+# deprecation notice) shows only when it fails.
+quiet_build() {
+  local o
+  o=$(docker build -q -t "$1" "$2" 2>&1) || { printf '%s\n' "$o" >&2; return 1; }
+}
 # timed WHAT CMD...: run CMD, saying WHAT and how long it took.
 timed() {
   local what=$1 t0; shift; t0=$(date +%s)
@@ -120,10 +126,11 @@ if ! image_has "$base" "$base_hash"; then
 fi
 
 # --- component images -------------------------------------------------------------------
-# image NAME FROM ENTRYPOINT FILE...: docker build NAME from FROM with the files copied to
-# /usr/local/bin (or to their own path, given as SRC=DEST), reused when its inputs match.
+# image NAME FROM ENTRYPOINT USER FILE...: docker build NAME from FROM with the files
+# copied to /usr/local/bin (or to their own path, given as SRC=DEST), run as USER (""
+# for root), reused when its inputs match.
 image() {
-  local name=$1 from=$2 entrypoint=$3; shift 3
+  local name=$1 from=$2 entrypoint=$3 user=$4; shift 4
   local ctx; ctx=$(mktemp -d "$out/ctx.XXXXXX")
   local dockerfile="FROM $from"$'\n'
   local f src dest
@@ -135,29 +142,31 @@ image() {
   done
   dockerfile+="ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"$'\n'
   [[ -n $entrypoint ]] && dockerfile+="ENTRYPOINT $entrypoint"$'\n'
+  [[ -n $user ]] && dockerfile+="USER $user"$'\n'
   printf '%s' "$dockerfile" >"$ctx/Dockerfile"
   local h; h=$(cd "$ctx" && hash_of ./* <(echo "$from"))
   if image_has "$name" "$h"; then
     say "$name: reusing (inputs $h)"
   else
     echo "LABEL egresslab.inputs=$h" >>"$ctx/Dockerfile"
-    timed "build $name" docker build -q -t "$name" "$ctx" >/dev/null
+    timed "build $name" quiet_build "$name" "$ctx"
   fi
   rm -rf "$ctx"
 }
 
 for c in kube-apiserver kube-controller-manager kube-scheduler; do
-  image "$(image_for "$c")" "$base" "" "$bin/$c-$kube_version=/usr/local/bin/$c"
+  image "$(image_for "$c")" "$base" "" "" "$bin/$c-$kube_version=/usr/local/bin/$c"
 done
 # kube-proxy runs iptables and conntrack: the Debian base has them.
-image "$(image_for kube-proxy)" "$base" "" "$bin/kube-proxy-$kube_version=/usr/local/bin/kube-proxy"
-image "$etcd_image" "$base" "" "$bin/etcd-$etcd_module_version=/usr/local/bin/etcd"
-image "$coredns_image" "$base" '["/coredns"]' "$bin/coredns-$coredns_module_version=/coredns"
-image "$pause_image" scratch '["/pause"]' "$bin/pause-$pause_version=/pause"
-image "$hub/pilot:$istio_tag" "$base" '["/usr/local/bin/pilot-discovery"]' "$bin/pilot-discovery-$istio_version=/usr/local/bin/pilot-discovery"
+image "$(image_for kube-proxy)" "$base" "" "" "$bin/kube-proxy-$kube_version=/usr/local/bin/kube-proxy"
+image "$etcd_image" "$base" "" "" "$bin/etcd-$etcd_module_version=/usr/local/bin/etcd"
+image "$coredns_image" "$base" '["/coredns"]' "" "$bin/coredns-$coredns_module_version=/coredns"
+image "$pause_image" scratch '["/pause"]' "" "$bin/pause-$pause_version=/pause"
+# istiod's chart runs it with runAsNonRoot: Istio's own image is USER 1337, as here.
+image "$hub/pilot:$istio_tag" "$base" '["/usr/local/bin/pilot-discovery"]' 1337:1337 "$bin/pilot-discovery-$istio_version=/usr/local/bin/pilot-discovery"
 # pilot-agent reads Envoy's bootstrap template from there; istio-init runs
 # `pilot-agent istio-iptables` with the base's iptables.
-image "$hub/proxyv2:$istio_tag" "$base" '["/usr/local/bin/pilot-agent"]' \
+image "$hub/proxyv2:$istio_tag" "$base" '["/usr/local/bin/pilot-agent"]' "" \
   "$bin/pilot-agent-$istio_version=/usr/local/bin/pilot-agent" \
   "$istio_dir/tools/packaging/common/envoy_bootstrap.json=/var/lib/istio/envoy/envoy_bootstrap_tmpl.json"
 
@@ -203,13 +212,17 @@ COPY version /kind/version
 COPY default-storage.yaml /kind/manifests/default-storage.yaml
 COPY 10-egresslab.conflist /etc/cni/net.d/10-egresslab.conflist
 # As kind's base image does (images/base/Dockerfile), with Debian's containerd, runc and
-# CNI plugins where kind puts the ones it builds.
+# CNI plugins where kind puts the ones it builds; the pause image kubeadm asks for; and
+# oom_score_adj kept at containerd's own: lowering it takes CAP_SYS_RESOURCE, which a
+# VM's bounding set can lack (this one's does), and runc then fails every pod sandbox
+# with "can't get final child's PID from pipe" (nsexec: oom_score_adj: Permission denied).
 RUN chmod 755 /kind /kind/bin /kind/bin/* /usr/local/bin/* \\
     && ln -sf /usr/bin/containerd /usr/local/bin/containerd \\
     && ln -sf /usr/bin/containerd-shim-runc-v2 /usr/local/bin/containerd-shim-runc-v2 \\
     && ln -sf /usr/bin/ctr /usr/local/bin/ctr \\
     && mkdir -p /opt/cni && rm -rf /opt/cni/bin && ln -s /usr/lib/cni /opt/cni/bin \\
     && sed -i 's|sandbox_image = .*|sandbox_image = "$pause_image"|' /etc/containerd/config.toml \\
+    && sed -i 's|restrict_oom_score_adj = false|restrict_oom_score_adj = true|' /etc/containerd/config.toml \\
     && ctr oci spec | jq '.hooks.createContainer[.hooks.createContainer| length] |= . + {"path": "/kind/bin/mount-product-files.sh"}' \\
        | jq 'del(.process.rlimits)' > /etc/containerd/cri-base.json \\
     && find /lib/systemd/system/sysinit.target.wants/ -name "systemd-tmpfiles-setup.service" -delete \\
@@ -231,14 +244,14 @@ if image_has "$node" "$node_hash"; then
   say "$node: reusing (inputs $node_hash)"
 else
   pre=egresslab.local/kind-node-pre:$node_hash
-  timed "build the node's file system" docker build -q -t "$pre" "$ctx" >/dev/null
+  timed "build the node's file system" quiet_build "$pre" "$ctx"
   # Pre-import every image into the node's containerd, as kind's nodeimage does: start
   # containerd in a build container, import, stop it, commit.
   cid=$(docker run -d --privileged --entrypoint sleep "$pre" infinity)
   trap 'docker rm -f -v "$cid" >/dev/null 2>&1 || true' EXIT
   docker exec "$cid" bash -c 'nohup containerd >/var/log/containerd-build.log 2>&1 &'
-  for i in $(seq 1 30); do docker exec "$cid" ctr info >/dev/null 2>&1 && break; sleep 1; done
-  docker exec "$cid" ctr info >/dev/null || die "containerd did not start in the build container: $(docker exec "$cid" cat /var/log/containerd-build.log | tail -5)"
+  for i in $(seq 1 30); do docker exec "$cid" ctr version >/dev/null 2>&1 && break; sleep 1; done
+  docker exec "$cid" ctr version >/dev/null || die "containerd did not start in the build container: $(docker exec "$cid" cat /var/log/containerd-build.log | tail -5)"
   for i in "${preload[@]}"; do
     timed "import $i into the node's containerd" \
       bash -c 'docker save "$1" | docker exec -i "$2" ctr --namespace=k8s.io images import --all-platforms --no-unpack --digests - >/dev/null' _ "$i" "$cid"

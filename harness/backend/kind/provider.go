@@ -319,7 +319,7 @@ func (p *Provider) preflight(ctx context.Context) (d *cluster.Daemon, err error)
 func (p *Provider) ensureCluster(ctx context.Context, st *state, d *cluster.Daemon) (string, error) {
 	w := p.o.progress
 	opts := []cluster.Option{cluster.WithNodeImage(p.o.nodeImage), cluster.WithRuntime(p.o.runtime),
-		cluster.WithCgroupV1(d.CgroupV1()), cluster.WithProgress(w)}
+		cluster.WithCgroupV1(d.CgroupV1()), cluster.WithProgress(w), cluster.WithRetain(p.o.keep)}
 	if p.o.offline != "" {
 		opts = append(opts, cluster.WithoutDefaultCNI())
 	}

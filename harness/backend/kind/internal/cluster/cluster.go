@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/kind/pkg/cluster"
 	"sigs.k8s.io/kind/pkg/cluster/nodes"
 	"sigs.k8s.io/kind/pkg/cluster/nodeutils"
+	kindexec "sigs.k8s.io/kind/pkg/exec"
 	kindlog "sigs.k8s.io/kind/pkg/log"
 )
 
@@ -49,6 +50,7 @@ type Cluster struct {
 	runtime   Runtime
 	cgroupV1  bool
 	ownCNI    bool
+	retain    bool
 	progress  io.Writer
 	provider  *cluster.Provider
 }
@@ -70,6 +72,10 @@ func WithCgroupV1(v1 bool) Option { return func(c *Cluster) { c.cgroupV1 = v1 } 
 // registry): the node image brings its own network configuration (the offline node's
 // bridge conflist).
 func WithoutDefaultCNI() Option { return func(c *Cluster) { c.ownCNI = true } }
+
+// WithRetain keeps the node of a cluster whose creation failed, to look into
+// (docker exec egresslab-control-plane journalctl -u kubelet); kind deletes it otherwise.
+func WithRetain(retain bool) Option { return func(c *Cluster) { c.retain = retain } }
 
 // WithProgress writes kind's own progress messages to w.
 func WithProgress(w io.Writer) Option { return func(c *Cluster) { c.progress = w } }
@@ -111,13 +117,14 @@ func (c *Cluster) Create(ctx context.Context) (done <-chan error, err error) {
 			cluster.CreateWithV1Alpha4Config(c.Config()),
 			cluster.CreateWithNodeImage(c.nodeImage),
 			cluster.CreateWithWaitForReady(3*time.Minute),
+			cluster.CreateWithRetain(c.retain),
 			cluster.CreateWithDisplayUsage(false),
 			cluster.CreateWithDisplaySalutation(false))
 	}()
 	select {
 	case err := <-finished:
 		if err != nil {
-			return nil, fmt.Errorf("create kind cluster %s (node image %s): %w", c.name, c.nodeImage, err)
+			return nil, fmt.Errorf("create kind cluster %s (node image %s): %w%s", c.name, c.nodeImage, err, commandOutput(err))
 		}
 		closed := make(chan error)
 		close(closed)
@@ -232,3 +239,27 @@ func (i info) Info(m string) {
 }
 func (i info) Infof(f string, a ...interface{}) { i.Info(fmt.Sprintf(f, a...)) }
 func (i info) Enabled() bool                    { return i.on }
+
+// commandOutput is the end of what the node command behind a kind error printed (kind's
+// errors name the command, kubeadm init say, but not what it said).
+func commandOutput(err error) string {
+	runErr := kindexec.RunErrorForError(err)
+	if runErr == nil || len(runErr.Output) == 0 {
+		return ""
+	}
+	lines := strings.Split(strings.TrimSpace(string(runErr.Output)), "\n")
+	// kubeadm ends with a Go stack trace after its error line: the error is what helps.
+	for i := len(lines) - 1; i > 0; i-- {
+		if strings.HasPrefix(lines[i], "error") {
+			lines = lines[:i+1]
+			break
+		}
+	}
+	if len(lines) > outputLines {
+		lines = lines[len(lines)-outputLines:]
+	}
+	return "\n  its last output lines:\n    " + strings.Join(lines, "\n    ")
+}
+
+// outputLines is how much of a failed node command's output an error carries.
+const outputLines = 25
