@@ -7,6 +7,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -243,8 +244,8 @@ func (i info) Enabled() bool                    { return i.on }
 // commandOutput is the end of what the node command behind a kind error printed (kind's
 // errors name the command, kubeadm init say, but not what it said).
 func commandOutput(err error) string {
-	runErr := kindexec.RunErrorForError(err)
-	if runErr == nil || len(runErr.Output) == 0 {
+	var runErr *kindexec.RunError
+	if !errors.As(err, &runErr) || len(runErr.Output) == 0 {
 		return ""
 	}
 	lines := strings.Split(strings.TrimSpace(string(runErr.Output)), "\n")
