@@ -30,6 +30,7 @@ source "$root/hack/lib.sh"
 kube_version=$(go_version "$root/tools/kubernetes" k8s.io/kubernetes)
 etcd_version=$(go_version "$root/tools/etcd" go.etcd.io/etcd/server/v3)
 istio_version=$(go_version "$root" istio.io/istio)
+mkdir -p "$bin"
 
 # --- etcd -------------------------------------------------------------------------
 # From source when forced, or when it cannot come from PATH or apt-get (no root): the

@@ -39,6 +39,17 @@ source "$root/hack/lib.sh"
 docker version --format '{{.Server.Version}}' >/dev/null 2>&1 || die "no Docker engine answers at DOCKER_HOST=$DOCKER_HOST"
 [[ $(id -u) -eq 0 ]] || die "debootstrap needs root"
 mkdir -p "$out" "$bin"
+# Everything temporary lives under one folder, gone at exit however the script ends
+# (Ctrl-C included), with the build container if one runs.
+work=$(mktemp -d "$out/work.XXXXXX")
+cid=
+on_exit() {
+  if [[ -n $cid ]]; then docker rm -f -v "$cid" >/dev/null 2>&1 || true; fi
+  umount -R "$work/rootfs/proc" "$work/rootfs/sys" 2>/dev/null || true # debootstrap mounts them
+  rm -rf "$work"
+}
+trap on_exit EXIT
+trap 'say "interrupted"; exit 130' INT TERM
 export DOCKER_BUILDKIT=0 # the legacy builder: no BuildKit image to pull, and FROM a local image never pulls
 
 kube_version=$(go_version "$root/tools/kubernetes" k8s.io/kubernetes)
@@ -110,16 +121,14 @@ if ! image_has "$base" "$base_hash"; then
       apt-get update -qq >&2
       DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap >&2
     fi
-    tmp=$(mktemp -d "$out/rootfs.XXXXXX")
-    # A Ctrl-C leaves no half-made root filesystem behind (debootstrap mounts /proc in it).
-    trap 'umount -R "$tmp/proc" "$tmp/sys" 2>/dev/null || true; rm -rf "$tmp"' EXIT
+    tmp=$work/rootfs
     timed "debootstrap $suite ($packages)" \
       debootstrap --variant=minbase --include="$packages" "$suite" "$tmp" "$mirror" >&2
     # Debian's containerd and docker packages start services on install: not in an image.
     rm -rf "$tmp"/var/cache/apt/archives/*.deb "$tmp"/var/lib/apt/lists/*
-    tar -C "$tmp" --numeric-owner -cf "$rootfs.tmp" .
-    mv "$rootfs.tmp" "$rootfs"
-    rm -rf "$tmp"; trap - EXIT
+    tar -C "$tmp" --numeric-owner -cf "$work/rootfs.tar" .
+    mv "$work/rootfs.tar" "$rootfs"
+    rm -rf "$tmp"
   fi
   timed "import the Debian base as $base" \
     docker import --change "LABEL egresslab.inputs=$base_hash" --change 'CMD ["/bin/bash"]' "$rootfs" "$base" >/dev/null
@@ -131,7 +140,7 @@ fi
 # for root), reused when its inputs match.
 image() {
   local name=$1 from=$2 entrypoint=$3 user=$4; shift 4
-  local ctx; ctx=$(mktemp -d "$out/ctx.XXXXXX")
+  local ctx; ctx=$(mktemp -d "$work/ctx.XXXXXX")
   local dockerfile="FROM $from"$'\n'
   local f src dest
   for f in "$@"; do
@@ -173,7 +182,7 @@ image "$hub/proxyv2:$istio_tag" "$base" '["/usr/local/bin/pilot-agent"]' "" \
 # --- the node image -----------------------------------------------------------------------
 preload=("${wanted[@]}" "$hub/pilot:$istio_tag" "$hub/proxyv2:$istio_tag")
 node=egresslab.local/kind-node:$kube_version
-ctx=$(mktemp -d "$out/ctx.XXXXXX")
+ctx=$(mktemp -d "$work/ctx.XXXXXX")
 cp -r "$kind_dir/images/base/files" "$ctx/files"
 chmod -R u+w "$ctx/files"
 for b in kubelet kubeadm kubectl; do cp "$bin/$b-$kube_version" "$ctx/$b"; done
@@ -248,7 +257,6 @@ else
   # Pre-import every image into the node's containerd, as kind's nodeimage does: start
   # containerd in a build container, import, stop it, commit.
   cid=$(docker run -d --privileged --entrypoint sleep "$pre" infinity)
-  trap 'docker rm -f -v "$cid" >/dev/null 2>&1 || true' EXIT
   docker exec "$cid" bash -c 'nohup containerd >/var/log/containerd-build.log 2>&1 &'
   for i in $(seq 1 30); do docker exec "$cid" ctr version >/dev/null 2>&1 && break; sleep 1; done
   docker exec "$cid" ctr version >/dev/null || die "containerd did not start in the build container: $(docker exec "$cid" cat /var/log/containerd-build.log | tail -5)"
@@ -263,10 +271,11 @@ else
     --change 'ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]' --change 'CMD []' \
     --change 'ENV HTTP_PROXY="" HTTPS_PROXY="" NO_PROXY=""' \
     --change "LABEL egresslab.inputs=$node_hash" "$cid" "$node" >/dev/null
-  docker rm -f -v "$cid" >/dev/null; trap - EXIT
+  docker rm -f -v "$cid" >/dev/null; cid=
   docker rmi "$pre" >/dev/null || true
 fi
-rm -rf "$ctx"
+# Images of older inputs lost their tags to the new ones: their layers go.
+docker image prune -f --filter label=egresslab.inputs >/dev/null
 
 jq -n --arg node "$node" --arg hub "$hub" --arg tag "$istio_tag" --arg kube "$kube_version" \
   --arg base "$istio_dir/manifests/charts/base" --arg istiod "$istio_dir/manifests/charts/istio-control/istio-discovery" \
