@@ -52,6 +52,12 @@ func TestOfflineKindToTheInjectedClient(t *testing.T) {
 	require.NoError(t, err)
 	clusterName := p.st.cluster.Name()
 	t.Cleanup(func() {
+		if t.Failed() && p.st != nil {
+			// Pod status, events, logs and kind's exported logs, while the cluster exists.
+			if dir := p.diagnose(context.Background(), p.st, t.Name()+" failed"); dir != "" {
+				t.Logf("diagnostics: %s", dir)
+			}
+		}
 		_, err := p.Finish(context.Background())
 		assert.NoError(t, err)
 		if !p.o.keep {
