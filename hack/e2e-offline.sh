@@ -35,17 +35,25 @@ finish() {
   trap - EXIT INT TERM
   if [[ -n ${DOCKER_HOST:-} && -z $keep ]]; then
     # The test deletes its cluster; after a Ctrl-C or a crash, this makes sure.
-    local left; left=$(docker ps -aq --filter label=io.x-k8s.kind.cluster 2>/dev/null || true)
-    [[ -n $left ]] && { say "removing containers the run left: $(echo $left)"; docker rm -f -v $left >/dev/null || true; }
+    local containers; containers=$(docker ps -aq --filter label=io.x-k8s.kind.cluster 2>/dev/null || true)
+    if [[ -n $containers ]]; then
+      say "removing containers the run left: $(echo $containers)"
+      docker rm -f -v $containers >/dev/null || true
+    fi
   fi
   if ! $engine_was_running && [[ -z $keep ]]; then
     hack/docker-engine.sh stop || rc=1
-    # Nothing of the run may be left: check by PID and by name.
-    if [[ -n $engine_pid ]] && kill -0 "$engine_pid" 2>/dev/null; then say "error: dockerd (PID $engine_pid) still runs"; rc=1; fi
-    if pgrep -f "containerd-shim.*$run_dir" >/dev/null; then say "error: a containerd shim of the engine still runs"; rc=1; fi
-    if grep -q -e "$run_dir" -e "$root/.cache/docker" /proc/mounts; then say "error: mounts of the engine are left"; rc=1; fi
-    if ip -o -4 addr show 2>/dev/null | grep -q ' inet 10\.213\.'; then say "error: a bridge of the engine (10.213.0.0/16) is left"; rc=1; fi
-    ((rc == 0)) && say "nothing of the run is left: no dockerd, container, bridge or mount"
+    # Nothing of the run may be left: check by PID, address and mount table.
+    local left=()
+    if [[ -n $engine_pid ]] && kill -0 "$engine_pid" 2>/dev/null; then left+=("dockerd (PID $engine_pid)"); fi
+    if pgrep -f "containerd-shim.*$run_dir" >/dev/null; then left+=("a containerd shim of the engine"); fi
+    if grep -q -e "$run_dir" -e "$root/.cache/docker" /proc/mounts; then left+=("mounts of the engine"); fi
+    if ip -o -4 addr show 2>/dev/null | grep -q ' inet 10\.213\.'; then left+=("a bridge of the engine (10.213.0.0/16)"); fi
+    if ((${#left[@]})); then
+      say "error: left behind: ${left[*]}"; rc=1
+    else
+      say "nothing of the run is left: no dockerd, container, bridge or mount"
+    fi
   elif [[ -n $keep ]]; then
     say "KEEP=1: the cluster and the engine are kept (DOCKER_HOST=$DOCKER_HOST); hack/docker-engine.sh stop ends both"
   fi
