@@ -88,7 +88,7 @@ for b in kubelet kubeadm kubectl kube-apiserver kube-controller-manager kube-sch
 done
 build etcd "$etcd_module_version" "$root/tools/etcd" go.etcd.io/etcd/server/v3 "-s -w"
 build coredns "$coredns_module_version" "$root/tools/coredns" . "-s -w"
-pause_version=$(hash_of "$root/hack/kind-offline/pause/main.go") # no module version of its own: its source's hash
+pause_version=$(cd "$root" && hash_of hack/kind-offline/pause/main.go) # no module version of its own: its source's hash
 build pause "$pause_version" "$root" ./hack/kind-offline/pause "-s -w"
 ild=$(istio_ldflags "$istio_version")
 build pilot-discovery "$istio_version" "$root" istio.io/istio/pilot/cmd/pilot-discovery "$ild" same-as-lab

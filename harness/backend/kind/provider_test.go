@@ -4,12 +4,14 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 
 	"github.com/egresslab/egresslab/harness/backend/kind/internal/cluster"
 	"github.com/egresslab/egresslab/harness/backend/kind/internal/istioinstall"
+	"github.com/egresslab/egresslab/harness/backend/kind/internal/offline"
 )
 
 func TestOptionsFromEnv(t *testing.T) {
@@ -26,6 +28,28 @@ func TestOptionsFromEnv(t *testing.T) {
 	assert.Equal(t, cluster.Podman, p.o.runtime)
 	assert.Equal(t, "1.30.4", p.o.istioVersion)
 	assert.Equal(t, "/somewhere/kubeconfig", p.o.kubeconfig)
+	assert.Empty(t, p.o.offline)
+
+	env[EnvOffline] = "/somewhere/images.json"
+	p = New(OptionsFromEnv(func(k string) string { return env[k] })...)
+	assert.Equal(t, "/somewhere/images.json", p.o.offline)
+}
+
+// A bad offline images file stops Setup before anything is tried or made: no preflight,
+// no cluster, no work folder left; the error names the file and the command that writes it.
+func TestSetupWithABadOfflineFileStopsFirst(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("TMPDIR", dir) // Setup's work folder goes here: it must be gone after
+	path := filepath.Join(dir, "images.json")
+	assert.NoError(t, os.WriteFile(path, []byte(`{"nodeImage": ""}`), 0o644))
+	var progress strings.Builder
+	_, err := New(WithOffline(path), WithProgress(&progress)).Setup(context.Background())
+	assert.Error(t, err)
+	assert.Contains(t, err.Error(), path+": field nodeImage is empty")
+	assert.Contains(t, err.Error(), offline.BuildCommand)
+	assert.NotContains(t, progress.String(), "preflight", "nothing is tried before the file is read")
+	left, _ := filepath.Glob(filepath.Join(dir, "egresslab-kind-*"))
+	assert.Empty(t, left, "Setup's work folder is removed")
 }
 
 func TestAvailableWithAKubeconfig(t *testing.T) {
