@@ -10,6 +10,9 @@
 #                                  take its firewall rule away; images stay (--purge: all)
 #   hack/docker-engine.sh status   say whether it runs
 #   hack/docker-engine.sh env      print DOCKER_HOST=... when it runs, else exit 1
+#   hack/docker-engine.sh leftovers  print what of the engine is still there (a dockerd or
+#                                  shim on its socket, a bridge in its pool, its firewall
+#                                  rules, mounts under its folders); exit 1 if anything
 #
 # Two things this machine (a VM) needs that a laptop does not:
 #   - Its capability bounding set lacks CAP_SYS_RESOURCE, and a privileged container (a
@@ -196,10 +199,21 @@ stop() {
   say "stopped"
 }
 
+leftovers() {
+  local left=()
+  if pgrep -f "dockerd.*$sock" >/dev/null; then left+=("dockerd on $sock (PIDs $(pgrep -f "dockerd.*$sock" | xargs))"); fi
+  if pgrep -f "containerd-shim.*$run" >/dev/null; then left+=("containerd shims of the engine"); fi
+  if ip -o -4 addr show 2>/dev/null | grep -q " inet ${pool%.*.*}\."; then left+=("a bridge in $pool"); fi
+  if iptables -S DOCKER-USER 2>/dev/null | grep -q egresslab-offline; then left+=("its DOCKER-USER rules"); fi
+  if grep -q -e " $run" -e " $dir/" /proc/mounts; then left+=("mounts under $run or $dir"); fi
+  ((${#left[@]} == 0)) || { printf '%s\n' "${left[@]}"; return 1; }
+}
+
 case ${1:-} in
   start) start ;;
+  leftovers) leftovers ;;
   stop) stop "${2:-}" ;;
   status) if running; then echo "running (PID $(cat "$pidfile")), DOCKER_HOST=unix://$sock"; else echo "not running"; exit 1; fi ;;
   env) running && answers && echo "DOCKER_HOST=unix://$sock" ;;
-  *) echo "usage: $0 start|stop [--purge]|status|env" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop [--purge]|status|env|leftovers" >&2; exit 2 ;;
 esac

@@ -43,16 +43,14 @@ finish() {
   fi
   if ! $engine_was_running && [[ -z $keep ]]; then
     hack/docker-engine.sh stop || rc=1
-    # Nothing of the run may be left: check by PID, address and mount table.
-    local left=()
-    if [[ -n $engine_pid ]] && kill -0 "$engine_pid" 2>/dev/null; then left+=("dockerd (PID $engine_pid)"); fi
-    if pgrep -f "containerd-shim.*$run_dir" >/dev/null; then left+=("a containerd shim of the engine"); fi
-    if grep -q -e "$run_dir" -e "$root/.cache/docker" /proc/mounts; then left+=("mounts of the engine"); fi
-    if ip -o -4 addr show 2>/dev/null | grep -q ' inet 10\.213\.'; then left+=("a bridge of the engine (10.213.0.0/16)"); fi
-    if ((${#left[@]})); then
-      say "error: left behind: ${left[*]}"; rc=1
+    # Nothing of the run may be left: check by PID, name, address, rule and mount table.
+    local left
+    if [[ -n $engine_pid ]] && kill -0 "$engine_pid" 2>/dev/null; then left="dockerd (PID $engine_pid) "; fi
+    left+=$(hack/docker-engine.sh leftovers | xargs -d '\n' echo) || true
+    if [[ -n ${left// /} ]]; then
+      say "error: left behind: $left"; rc=1
     else
-      say "nothing of the run is left: no dockerd, container, bridge or mount"
+      say "nothing of the run is left: no dockerd, container, bridge, rule or mount"
     fi
   elif [[ -n $keep ]]; then
     say "KEEP=1: the cluster and the engine are kept (DOCKER_HOST=$DOCKER_HOST); hack/docker-engine.sh stop ends both"
