@@ -280,13 +280,30 @@ func TestSidecarWaitsForTheRollout(t *testing.T) {
 func TestRolloutTimeoutSaysWhatHoldsItUp(t *testing.T) {
 	stuck := pod("client-x", "container", false)
 	stuck.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "client",
-		State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ErrImageNeverPull"}}}}
+		State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ImagePullBackOff", Message: "toomanyrequests"}}}}
 	b, _, progress := newTestBackend(&fakeExec{}, deployment(false), stuck)
 	start := time.Now()
 	_, err := b.Sidecar(context.Background(), apps.Client)
 	require.Error(t, err)
 	assert.Less(t, time.Since(start), 3*time.Second)
 	assert.Contains(t, err.Error(), "wait for Deployment egresslab/client to be ready: context deadline exceeded; last seen: 0 of 1 replicas available")
+	assert.Contains(t, err.Error(), "pod client-x container client: ImagePullBackOff (image egresslab/client:dev): toomanyrequests")
+	assert.Contains(t, progress.String(), "✗ rollout of egresslab/client: failed after")
+}
+
+// An image with pull policy Never that is not on the node stays missing however long one
+// waits: the wait stops at the first sight of it, not at its timeout.
+func TestRolloutThatCannotEndStopsAtOnce(t *testing.T) {
+	stuck := pod("client-x", "container", false)
+	stuck.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "client",
+		State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ErrImageNeverPull"}}}}
+	b, _, progress := newTestBackend(&fakeExec{}, deployment(false), stuck)
+	b.rollout = time.Minute
+	start := time.Now()
+	_, err := b.Sidecar(context.Background(), apps.Client)
+	require.Error(t, err)
+	assert.Less(t, time.Since(start), 5*time.Second, "stopped at the first sight of it, not after the 1-minute timeout")
+	assert.Contains(t, err.Error(), "wait for Deployment egresslab/client to be ready: it cannot become ready, so the wait stops now: 0 of 1 replicas available")
 	assert.Contains(t, err.Error(), "pod client-x container client: ErrImageNeverPull (image egresslab/client:dev is not on the node")
 	assert.Contains(t, progress.String(), "✗ rollout of egresslab/client: failed after")
 }

@@ -2,6 +2,7 @@ package kind
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 
@@ -26,6 +27,8 @@ func (b *Backend) readyPod(ctx context.Context, w backend.Workload) (*corev1.Pod
 	err := wait.PollUntilContextTimeout(ctx, b.poll, b.rollout, true, func(ctx context.Context) (bool, error) {
 		p, why, err := b.rolledOutPod(ctx, w)
 		switch {
+		case errors.Is(err, errNeverReady):
+			return false, err
 		case err != nil:
 			last = err.Error()
 		case p != nil:
@@ -36,12 +39,18 @@ func (b *Backend) readyPod(ctx context.Context, w backend.Workload) (*corev1.Pod
 		}
 		return false, nil
 	})
-	if err != nil {
+	switch {
+	case errors.Is(err, errNeverReady):
+		err = fmt.Errorf("wait for Deployment %s to be ready: %w", w, err)
+	case err != nil:
 		err = fmt.Errorf("wait for Deployment %s to be ready: %w; last seen: %s", w, err, last)
 	}
 	done(err)
 	return pod, err
 }
+
+// errNeverReady says a rollout cannot end however long one waits (rollout.Diagnose).
+var errNeverReady = errors.New("it cannot become ready, so the wait stops now")
 
 // rolledOutPod is the ready pod of the Deployment's latest rollout, or why there is none yet.
 func (b *Backend) rolledOutPod(ctx context.Context, w backend.Workload) (*corev1.Pod, string, error) {
@@ -53,8 +62,12 @@ func (b *Backend) rolledOutPod(ctx context.Context, w backend.Workload) (*corev1
 		return nil, "", fmt.Errorf("read Deployment %s: %w", w, err)
 	}
 	if ok, why := rollout.Status(d); !ok {
-		if trouble := rollout.Trouble(ctx, b.kube, d); trouble != "" {
+		trouble, hopeless := rollout.Diagnose(ctx, b.kube, d)
+		if trouble != "" {
 			why += "; " + trouble
+		}
+		if hopeless {
+			return nil, why, fmt.Errorf("%w: %s", errNeverReady, why)
 		}
 		return nil, why, nil
 	}

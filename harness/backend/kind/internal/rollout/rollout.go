@@ -48,11 +48,22 @@ const logLines = 5
 // the kubelet's message, which carries a registry's "toomanyrequests"), and crash loops
 // (with the container's last log lines).
 func Trouble(ctx context.Context, k kubernetes.Interface, d *appsv1.Deployment) string {
+	why, _ := Diagnose(ctx, k, d)
+	return why
+}
+
+// hopeless are the waiting reasons no wait ends: the kubelet never pulls an image whose
+// pull policy is Never, and never parses a malformed image name.
+var hopeless = map[string]bool{"ErrImageNeverPull": true, "InvalidImageName": true}
+
+// Diagnose is Trouble, and whether what it saw is hopeless: a container waits for a
+// reason no wait ends, so a wait should stop now rather than at its timeout.
+func Diagnose(ctx context.Context, k kubernetes.Interface, d *appsv1.Deployment) (why string, isHopeless bool) {
 	var out []string
 	out = append(out, failedCreates(ctx, k, d)...)
 	pods, err := Pods(ctx, k, d)
 	if err != nil {
-		return strings.Join(append(out, err.Error()), "; ")
+		return strings.Join(append(out, err.Error()), "; "), false
 	}
 	for _, p := range pods {
 		images := map[string]string{}
@@ -64,6 +75,7 @@ func Trouble(ctx context.Context, k kubernetes.Interface, d *appsv1.Deployment) 
 			if w == nil || w.Reason == "" || w.Reason == "ContainerCreating" || w.Reason == "PodInitializing" {
 				continue
 			}
+			isHopeless = isHopeless || hopeless[w.Reason]
 			msg := fmt.Sprintf("pod %s container %s: %s", p.Name, cs.Name, w.Reason)
 			switch w.Reason {
 			case "ErrImagePull", "ImagePullBackOff", "InvalidImageName":
@@ -81,7 +93,7 @@ func Trouble(ctx context.Context, k kubernetes.Interface, d *appsv1.Deployment) 
 			out = append(out, msg)
 		}
 	}
-	return strings.Join(out, "; ")
+	return strings.Join(out, "; "), isHopeless
 }
 
 // failedCreates are the messages of pods the Deployment's ReplicaSets could not create:
