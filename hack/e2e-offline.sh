@@ -73,7 +73,10 @@ say "images ready in $(($(date +%s) - t0))s: $EGRESSLAB_KIND_OFFLINE"
 
 say "3/3 kind cluster, Istio, the injected client (go test ./harness/backend/kind -run TestOfflineKindToTheInjectedClient)"
 t0=$(date +%s)
-EGRESSLAB_KEEP=$keep go test ./harness/backend/kind/ -run '^TestOfflineKindToTheInjectedClient$' -count=1 -v -timeout 40m 2>&1 | tee "$log"
+# tee ignores Ctrl-C: were it to die first, the test's next progress line would meet a
+# closed pipe, and SIGPIPE would kill the test before it deletes its cluster.
+EGRESSLAB_KEEP=$keep go test ./harness/backend/kind/ -run '^TestOfflineKindToTheInjectedClient$' -count=1 -v -timeout 40m 2>&1 |
+  (trap '' INT; tee "$log")
 rc=${PIPESTATUS[0]}
 say "the cluster run took $(($(date +%s) - t0))s"
 ((rc == 0)) || die "the offline kind test failed (exit $rc); diagnostics, when saved, are named above"

@@ -38,7 +38,9 @@ func TestCtrlCDuringTheOfflineRunLeavesNothing(t *testing.T) {
 
 	cmd := exec.Command(filepath.Join(root, "hack", "e2e-offline.sh"))
 	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "KEEP=")
+	// The run's temporary folders go here, to be looked for afterwards.
+	tmp := t.TempDir()
+	cmd.Env = append(os.Environ(), "KEEP=", "TMPDIR="+tmp)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	out, err := cmd.StdoutPipe()
 	require.NoError(t, err)
@@ -83,6 +85,12 @@ func TestCtrlCDuringTheOfflineRunLeavesNothing(t *testing.T) {
 			t.Errorf("%s still runs: PIDs %s", name, strings.Fields(string(pids)))
 		}
 	}
+	// The kind backend's work folder (kubeconfig, caller image) goes with the cluster.
+	work, err := filepath.Glob(filepath.Join(tmp, "egresslab-kind-*"))
+	require.NoError(t, err)
+	assert.Empty(t, work, "the kind backend's work folder is left")
+	assert.Contains(t, log.String(), "stopping the run and cleaning up", "the test under the script saw Ctrl-C and cleaned up itself")
+
 	// What the engine is made of (its socket, pool, rules and folders), as its own script knows it.
 	left, err := exec.Command(engine, "leftovers").CombinedOutput()
 	assert.NoError(t, err, "left behind:\n%s", left)
