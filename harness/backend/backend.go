@@ -189,10 +189,23 @@ type Waited struct {
 // within tens of milliseconds, not to the second. It returns the last verdict and how
 // long the wait took.
 func Await(ctx context.Context, b Backend, w Workload, c Call, want outcome.Kind, timeout time.Duration) (outcome.Verdict, Waited, error) {
+	return awaitUntil(ctx, b, w, c, string(want), func(v outcome.Verdict) bool { return v.Kind == want }, timeout)
+}
+
+// AwaitExpected is Await until the verdict meets want in full: its kind, and its reason
+// and evidence where want names them. A change that keeps the kind but moves the matched
+// cluster (an entry deleted under ALLOW_ANY: still allowed, now through
+// PassthroughCluster) reaches a real sidecar later too, and an earlier call would judge
+// the config from before it.
+func AwaitExpected(ctx context.Context, b Backend, w Workload, c Call, want outcome.Expect, timeout time.Duration) (outcome.Verdict, Waited, error) {
+	return awaitUntil(ctx, b, w, c, fmt.Sprintf("%+v", want), func(v outcome.Verdict) bool { return len(want.Check(v)) == 0 }, timeout)
+}
+
+func awaitUntil(ctx context.Context, b Backend, w Workload, c Call, want string, ok func(outcome.Verdict) bool, timeout time.Duration) (outcome.Verdict, Waited, error) {
 	start := time.Now()
-	if i, ok := b.(Instant); ok && i.Instant() {
+	if i, isInstant := b.(Instant); isInstant && i.Instant() {
 		v, err := b.Call(ctx, w, c)
-		if err == nil && v.Kind != want {
+		if err == nil && !ok(v) {
 			err = fmt.Errorf("call %s: %s, want %s", c, v, want)
 		}
 		return v, Waited{Took: time.Since(start)}, err
@@ -202,7 +215,7 @@ func Await(ctx context.Context, b Backend, w Workload, c Call, want outcome.Kind
 	var interval time.Duration
 	for {
 		v, err := b.Call(ctx, w, c)
-		if err == nil && v.Kind == want {
+		if err == nil && ok(v) {
 			return v, Waited{Took: time.Since(start), Resolution: interval}, nil
 		}
 		interval = nextPoll(interval)

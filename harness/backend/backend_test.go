@@ -51,6 +51,46 @@ func TestAwaitGivesUpSayingWhatItSaw(t *testing.T) {
 	assert.GreaterOrEqual(t, waited.Took, 200*time.Millisecond)
 }
 
+// staleEntry is a sidecar that still routes through a deleted entry's cluster until the
+// deletion reaches it: the call is ALLOWED all along, only the cluster changes.
+type staleEntry struct {
+	backend.Backend
+	deletedAt time.Time
+}
+
+func (s *staleEntry) Call(context.Context, backend.Workload, backend.Call) (outcome.Verdict, error) {
+	cluster, reason := "outbound|80||jsonplaceholder.typicode.com", outcome.ReasonRegistered
+	if time.Now().After(s.deletedAt) {
+		cluster, reason = "PassthroughCluster", outcome.ReasonPassthrough
+	}
+	return outcome.Verdict{Kind: outcome.Allowed, Reason: reason,
+		Evidence: outcome.Evidence{FromConfig: true, Cluster: cluster}}, nil
+}
+
+// Under ALLOW_ANY, deleting the entry keeps the call ALLOWED and moves it to
+// PassthroughCluster. Waiting for the kind alone judged the config from before the
+// deletion (a local-backend scenario failed so); AwaitExpected waits for all it names.
+func TestAwaitExpectedWaitsForTheClusterNotOnlyTheKind(t *testing.T) {
+	w, call := backend.Workload{Namespace: "ns", Name: "w"}, backend.MustCall("http://jsonplaceholder.typicode.com/")
+	want := outcome.Expect{Kind: outcome.Allowed, Reason: outcome.ReasonPassthrough, Cluster: "PassthroughCluster"}
+
+	b := &staleEntry{deletedAt: time.Now().Add(150 * time.Millisecond)}
+	v, _, err := backend.Await(context.Background(), b, w, call, want.Kind, 5*time.Second)
+	require.NoError(t, err)
+	assert.NotEmpty(t, want.Check(v), "the kind alone is met at once, by the stale config")
+
+	b = &staleEntry{deletedAt: time.Now().Add(150 * time.Millisecond)}
+	v, waited, err := backend.AwaitExpected(context.Background(), b, w, call, want, 5*time.Second)
+	require.NoError(t, err)
+	assert.Empty(t, want.Check(v))
+	assert.GreaterOrEqual(t, waited.Took, 150*time.Millisecond)
+
+	b = &staleEntry{deletedAt: time.Now().Add(time.Hour)}
+	_, _, err = backend.AwaitExpected(context.Background(), b, w, call, want, 200*time.Millisecond)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "still ALLOWED")
+}
+
 // A wildcard entry on two ports, resolution NONE (as Istio requires for a wildcard).
 const wildcardEntry = `apiVersion: networking.istio.io/v1
 kind: ServiceEntry

@@ -139,7 +139,7 @@ func ExpectCall(w backend.Workload, url string, want outcome.Expect) features.Fu
 		if err != nil {
 			t.Fatal(err)
 		}
-		v, waited, err := backend.Await(ctx, mustBackend(ctx, t), w, call, want.Kind, timeouts(ctx).Propagation)
+		v, waited, err := backend.AwaitExpected(ctx, mustBackend(ctx, t), w, call, want, timeouts(ctx).Propagation)
 		if err != nil && v.Kind == "" {
 			t.Fatalf("call %s: %v", url, err)
 		}
