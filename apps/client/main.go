@@ -23,17 +23,11 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
-	"unicode/utf8"
 
-	"github.com/egresslab/egresslab/harness/outcome"
+	"github.com/egresslab/egresslab/apps/client/observe"
 )
-
-// BodyPrefixBytes is how much of the body the observation keeps: enough to tell a JSON
-// todo from an HTML error page, short enough for one line.
-const BodyPrefixBytes = 200
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -64,7 +58,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr, "client call: give exactly one URL, e.g. client call http://jsonplaceholder.typicode.com/todos/1")
 			return 2
 		}
-		obs := Call(ctx, fs.Arg(0), *timeout)
+		obs := observe.Call(ctx, fs.Arg(0), *timeout)
 		if err := json.NewEncoder(stdout).Encode(obs); err != nil {
 			fmt.Fprintf(stderr, "client call: write the observation: %v\n", err)
 			return 1
@@ -85,62 +79,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "client: unknown command %q\n%s\n", args[0], usage)
 	return 2
-}
-
-// Call makes one GET to url and reports what it saw. It never follows redirects and
-// never uses a proxy from the environment: the point is what the sidecar does with
-// exactly this request.
-func Call(ctx context.Context, url string, timeout time.Duration) outcome.Observation {
-	obs := outcome.Observation{URL: url}
-	start := time.Now()
-
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		obs.ErrorClass, obs.Error = outcome.ErrOther, err.Error()
-		return finish(&obs, start)
-	}
-	req.Header.Set("User-Agent", "egresslab-client")
-	client := &http.Client{
-		Transport: &http.Transport{
-			Proxy:             nil,
-			DisableKeepAlives: true,
-			ForceAttemptHTTP2: false,
-		},
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		obs.ErrorClass, obs.Error = Classify(err), err.Error()
-		return finish(&obs, start)
-	}
-	defer resp.Body.Close()
-	obs.Status = resp.StatusCode
-	obs.Server = resp.Header.Get("Server")
-	obs.UpstreamServiceTime = resp.Header.Get("X-Envoy-Upstream-Service-Time")
-	body, err := io.ReadAll(io.LimitReader(resp.Body, BodyPrefixBytes))
-	obs.BodyPrefix = printable(body)
-	if err != nil {
-		// The response came: the call was not refused. Say what broke, without a class
-		// that would turn an answered call into a blocked one.
-		obs.Error = "reading the body: " + err.Error()
-	}
-	return finish(&obs, start)
-}
-
-func finish(obs *outcome.Observation, start time.Time) outcome.Observation {
-	obs.DurationMillis = time.Since(start).Milliseconds()
-	return *obs
-}
-
-// printable keeps the valid UTF-8 of a body prefix (a cut may split a character).
-func printable(b []byte) string {
-	s := string(b)
-	if utf8.ValidString(s) {
-		return s
-	}
-	return strings.ToValidUTF8(s, "\uFFFD")
 }
 
 // Serve answers /healthz on addr until ctx ends, so the pod stays up between calls and

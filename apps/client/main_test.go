@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/egresslab/egresslab/apps/client/observe"
 	"github.com/egresslab/egresslab/harness/outcome"
 )
 
@@ -138,7 +139,7 @@ func TestCallAgainstLocalServers(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			url := tc.url(t)
-			got := Call(context.Background(), url, tc.timeout)
+			got := observe.Call(context.Background(), url, tc.timeout)
 			assert.Equal(t, tc.want, stable(got), "error: %s", got.Error)
 			assert.Equal(t, url, got.URL)
 			if tc.want.ErrorClass != outcome.ErrNone {
@@ -197,18 +198,18 @@ func TestCallPrintsExactlyOneJSONLine(t *testing.T) {
 func TestCallDoesNotFollowRedirects(t *testing.T) {
 	srv := httptest.NewServer(http.RedirectHandler("http://elsewhere.invalid/", http.StatusMovedPermanently))
 	defer srv.Close()
-	o := Call(context.Background(), srv.URL, 5*time.Second)
+	o := observe.Call(context.Background(), srv.URL, 5*time.Second)
 	assert.Equal(t, 301, o.Status)
 	assert.Equal(t, outcome.ErrNone, o.ErrorClass)
 }
 
 func TestCallKeepsOnlyABodyPrefix(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		fmt.Fprint(w, strings.Repeat("x", 10*BodyPrefixBytes))
+		fmt.Fprint(w, strings.Repeat("x", 10*observe.BodyPrefixBytes))
 	}))
 	defer srv.Close()
-	o := Call(context.Background(), srv.URL, 5*time.Second)
-	assert.Len(t, o.BodyPrefix, BodyPrefixBytes)
+	o := observe.Call(context.Background(), srv.URL, 5*time.Second)
+	assert.Len(t, o.BodyPrefix, observe.BodyPrefixBytes)
 }
 
 func TestUsageErrors(t *testing.T) {
@@ -218,7 +219,7 @@ func TestUsageErrors(t *testing.T) {
 		assert.Empty(t, out.String())
 		assert.NotEmpty(t, errOut.String())
 	}
-	o := Call(context.Background(), "http://bad host/", time.Second)
+	o := observe.Call(context.Background(), "http://bad host/", time.Second)
 	assert.Equal(t, outcome.ErrOther, o.ErrorClass)
 }
 

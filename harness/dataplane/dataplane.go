@@ -29,17 +29,58 @@ const ExternalAddress = "203.0.113.80"
 // iptables redirects every outbound connection to the sidecar, which then matches
 // port, Host header and SNI.
 func SimCall(c backend.Call) simulation.Call {
-	call := simulation.Call{
-		Address:    ExternalAddress,
-		Port:       c.Port(),
-		Path:       c.Path(),
-		Protocol:   simulation.HTTP,
-		HostHeader: c.Host(),
-		CallMode:   simulation.CallModeOutbound,
-	}
+	conn := Connection{Address: ExternalAddress, Port: c.Port(), Host: c.Host(), Path: c.Path(), HTTP: true}
 	if c.HTTPS() {
-		call.TLS = simulation.TLS
-		call.Sni = c.Host()
+		// An HTTP/1.1 client in TLS: what the simulator calls an HTTP call over TLS.
+		conn.HTTP, conn.TLS, conn.SNI, conn.ALPN = false, true, c.Host(), []string{"http/1.1"}
+	}
+	return conn.SimCall()
+}
+
+// Connection is an outbound connection as a sidecar's listeners see it: where it was
+// going (the original destination iptables redirected to the sidecar) and what
+// Envoy's listener filters read from its first bytes (tls_inspector: SNI and ALPN;
+// http_inspector: plaintext HTTP/1.x, then the HTTP connection manager: Host and
+// path). The stand-in for the Envoy process fills it from a real connection; SimCall
+// fills it from a URL; both are matched by the same simulator through SimCall.
+type Connection struct {
+	Address string
+	Port    int
+	// TLS: the connection opened with a TLS ClientHello, offering SNI and ALPN.
+	TLS  bool
+	SNI  string
+	ALPN []string
+	// HTTP: the connection opened with a plaintext HTTP/1.x request for Host and Path.
+	HTTP bool
+	Host string
+	Path string
+}
+
+// SimCall is the connection as a call for Istio's simulator. The simulator takes one
+// ALPN value: the client's first offer, as the filter chain match on application
+// protocols in these labs (http/1.1 or h2) reads it.
+func (c Connection) SimCall() simulation.Call {
+	call := simulation.Call{
+		Address:  c.Address,
+		Port:     c.Port,
+		Path:     c.Path,
+		Protocol: simulation.TCP,
+		CallMode: simulation.CallModeOutbound,
+	}
+	switch {
+	case c.TLS:
+		call.TLS, call.Sni = simulation.TLS, c.SNI
+		if len(c.ALPN) > 0 {
+			call.Alpn = c.ALPN[0]
+		}
+		switch call.Alpn {
+		case "http/1.1":
+			call.Protocol = simulation.HTTP
+		case "h2":
+			call.Protocol = simulation.HTTP2
+		}
+	case c.HTTP:
+		call.Protocol, call.HostHeader = simulation.HTTP, c.Host
 	}
 	return call
 }
@@ -48,13 +89,19 @@ func SimCall(c backend.Call) simulation.Call {
 // configuration it cannot read by failing its test (t.Fatalf); a Simulation built
 // outside a test has no *testing.T, so that failure is a nil-pointer panic. Every panic
 // of the simulator becomes an error here: one policy for every backend.
-func Simulate(s *simulation.Simulation, c backend.Call) (r simulation.Result, err error) {
+func Simulate(s *simulation.Simulation, c backend.Call) (simulation.Result, error) {
+	return SimulateCall(s, SimCall(c), c.String())
+}
+
+// SimulateCall is Simulate for a call already in the simulator's terms; what names
+// the call in an error.
+func SimulateCall(s *simulation.Simulation, call simulation.Call, what string) (r simulation.Result, err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			err = fmt.Errorf("simulate call %s: Istio's simulator cannot read the sidecar's configuration: %v", c, p)
+			err = fmt.Errorf("simulate call %s: Istio's simulator cannot read the sidecar's configuration: %v", what, p)
 		}
 	}()
-	return s.Run(SimCall(c)), nil
+	return s.Run(call), nil
 }
 
 // InMesh reports whether an outbound cluster's host is a workload of the mesh (a

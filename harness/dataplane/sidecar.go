@@ -276,5 +276,14 @@ func (s *Sidecar) Summary() string {
 	return fmt.Sprintf("%d listeners, %d clusters, %d route configurations", len(s.listeners), len(s.clusters), len(s.routes))
 }
 
+// Updates counts the cluster and listener pushes received (Envoy's
+// cluster_manager.cds.update_success and listener_manager.lds.update_success: the
+// stand-in accepts every push).
+func (s *Sidecar) Updates() (clusters, listeners int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.received[clusterType], s.received[listenerType]
+}
+
 // ID is the node ID the sidecar presented to istiod.
 func (s *Sidecar) ID() string { return s.id }

@@ -28,7 +28,7 @@ func TestSidecarIsTheClientPods(t *testing.T) {
 	if err := b.Apply(ctx, app); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.simulation(apps.Client); err != nil {
+	if _, err := b.Simulation(apps.Client); err != nil {
 		t.Fatal(err)
 	}
 	proxyPod, err := b.workload(apps.Client)

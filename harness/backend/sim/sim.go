@@ -194,7 +194,7 @@ func (b *Backend) Sidecar(_ context.Context, w backend.Workload) (backend.Sideca
 }
 
 func (b *Backend) Call(_ context.Context, w backend.Workload, c backend.Call) (outcome.Verdict, error) {
-	sim, err := b.simulation(w)
+	sim, err := b.Simulation(w)
 	if err != nil {
 		return outcome.Verdict{}, err
 	}
@@ -207,7 +207,7 @@ func (b *Backend) Call(_ context.Context, w backend.Workload, c backend.Call) (o
 
 // SidecarConfig is the part of the sidecar's configuration that decided the call.
 func (b *Backend) SidecarConfig(_ context.Context, w backend.Workload, c backend.Call) (string, error) {
-	sim, err := b.simulation(w)
+	sim, err := b.Simulation(w)
 	if err != nil {
 		return "", err
 	}
@@ -226,7 +226,8 @@ type world struct {
 	proxies map[backend.Workload]*simulation.Simulation
 }
 
-func (b *Backend) simulation(w backend.Workload) (_ *simulation.Simulation, err error) {
+// Simulation is the config istiod would push to the workload's sidecar, for Istio's simulator.
+func (b *Backend) Simulation(w backend.Workload) (_ *simulation.Simulation, err error) {
 	defer recoverFailure("generate the sidecar's config for "+w.String(), &err)
 	b.mu.Lock()
 	defer b.mu.Unlock()

@@ -1,0 +1,479 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	listener "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	hcm "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tcpproxy "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+
+	"istio.io/istio/pilot/pkg/simulation"
+	"istio.io/istio/pkg/wellknown"
+
+	"github.com/egresslab/egresslab/harness/dataplane"
+)
+
+// bufSize holds a whole TLS record (a ClientHello) or an HTTP request head, so both
+// can be read without being taken from the connection.
+const bufSize = 32 << 10
+
+// defaultConnectTimeout is Envoy's, for a cluster that sets none.
+const defaultConnectTimeout = 5 * time.Second
+
+// Decision is what the stand-in made of one outbound connection: what its first bytes
+// said, and what the simulator matched on the config held then.
+type Decision struct {
+	Connection dataplane.Connection
+	Result     simulation.Result
+}
+
+// Decide matches an outbound connection against the sidecar's config, as Envoy's
+// listeners would: Istio's simulator on the same listeners, routes and clusters.
+func Decide(sim *simulation.Simulation, conn dataplane.Connection) (Decision, error) {
+	r, err := dataplane.SimulateCall(sim, conn.SimCall(), describe(conn))
+	return Decision{Connection: conn, Result: r}, err
+}
+
+func (p *Process) decide(sim *simulation.Simulation, conn dataplane.Connection) (Decision, error) {
+	d, err := Decide(sim, conn)
+	if err == nil && p.decided != nil {
+		p.decided(d)
+	}
+	return d, err
+}
+
+func describe(c dataplane.Connection) string {
+	switch {
+	case c.HTTP:
+		return fmt.Sprintf("http://%s%s to %s:%d", c.Host, c.Path, c.Address, c.Port)
+	case c.TLS:
+		return fmt.Sprintf("TLS for %q to %s:%d", c.SNI, c.Address, c.Port)
+	}
+	return fmt.Sprintf("TCP to %s:%d", c.Address, c.Port)
+}
+
+// outbound serves one connection istio-init redirected to the outbound capture port.
+func (p *Process) outbound(c net.Conn) {
+	defer c.Close()
+	e := &logEntry{start: time.Now(), downstreamRemote: c.RemoteAddr().String()}
+	dst, err := p.OriginalDst(c)
+	if err != nil {
+		p.logf("warning", "outbound connection from %s: no original destination (%v): closed", c.RemoteAddr(), err)
+		return
+	}
+	e.downstreamLocal = dst.String()
+	br := bufio.NewReaderSize(c, bufSize)
+	conn := dataplane.Connection{Address: dst.Addr().String(), Port: int(dst.Port())}
+	sniff(c, br, &conn)
+	e.sni = conn.SNI
+	sim, err := p.config()
+	if err != nil {
+		p.logf("warning", "%s: %v: reset", describe(conn), err)
+		reset(c)
+		return
+	}
+	d, err := p.decide(sim, conn)
+	if err != nil {
+		p.logf("error", "%v: reset", err)
+		reset(c)
+		return
+	}
+	r := d.Result
+	h, tcp := filtersOf(sim, r)
+	switch {
+	case h != nil && conn.HTTP:
+		p.serveHTTP(c, br, dst, h, e)
+	case h != nil:
+		// TLS or raw TCP bytes into an HTTP connection manager: Envoy's HTTP/1 codec fails
+		// on them and answers 400 before closing.
+		e.code, e.details, e.cluster = http.StatusBadRequest, "http1.codec_error", "-"
+		resp := localReply(http.StatusBadRequest, "Bad Request", serverName(h), h)
+		resp.Close = true
+		_ = resp.Write(c)
+		p.logf("debug", "%s: not HTTP, into the HTTP listener %s: 400", describe(conn), r.ListenerMatched)
+		p.writeAccessLogs(h.GetAccessLog(), e)
+	case tcp != nil && r.Error == nil:
+		p.serveTCP(c, br, dst, sim, tcp, e)
+	default:
+		p.logf("debug", "%s: %v (listener %q): reset", describe(conn), r.Error, r.ListenerMatched)
+		reset(c)
+	}
+}
+
+// filtersOf finds the HTTP connection manager or TCP proxy of the filter chain the
+// simulator matched.
+func filtersOf(sim *simulation.Simulation, r simulation.Result) (*hcm.HttpConnectionManager, *tcpproxy.TcpProxy) {
+	var l *listener.Listener
+	for _, x := range sim.Listeners {
+		if x.GetName() == r.ListenerMatched {
+			l = x
+		}
+	}
+	if l == nil {
+		return nil, nil
+	}
+	chains := append([]*listener.FilterChain{}, l.GetFilterChains()...)
+	if l.GetDefaultFilterChain() != nil {
+		chains = append(chains, l.GetDefaultFilterChain())
+	}
+	for _, fc := range chains {
+		if fc.GetName() != r.FilterChainMatched {
+			continue
+		}
+		for _, f := range fc.GetFilters() {
+			switch f.GetName() {
+			case wellknown.HTTPConnectionManager:
+				h := &hcm.HttpConnectionManager{}
+				if f.GetTypedConfig().UnmarshalTo(h) == nil && h.GetRds().GetRouteConfigName() == r.RouteConfigMatched {
+					return h, nil
+				}
+			case wellknown.TCPProxy:
+				t := &tcpproxy.TcpProxy{}
+				if f.GetTypedConfig().UnmarshalTo(t) == nil && t.GetCluster() == r.ClusterMatched {
+					return nil, t
+				}
+			}
+		}
+	}
+	return nil, nil
+}
+
+// serveHTTP serves the requests of one connection an HTTP connection manager took.
+// Each request is matched on its own Host against the config held when it arrives.
+func (p *Process) serveHTTP(c net.Conn, br *bufio.Reader, dst netip.AddrPort, h *hcm.HttpConnectionManager, first *logEntry) {
+	for i := 0; ; i++ {
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			return
+		}
+		e := &logEntry{start: time.Now(), downstreamRemote: first.downstreamRemote, downstreamLocal: first.downstreamLocal}
+		if i == 0 {
+			e.start = first.start
+		}
+		if req.Header.Get("X-Request-Id") == "" {
+			req.Header.Set("X-Request-Id", requestID())
+		}
+		e.fromRequest(req)
+		conn := dataplane.Connection{Address: dst.Addr().String(), Port: int(dst.Port()), HTTP: true,
+			Host: req.Host, Path: req.URL.RequestURI()}
+		resp := p.respond(req, conn, dst, h, e)
+		resp.Close = resp.Close || req.Close
+		cw := &countingWriter{w: c}
+		_ = resp.Write(cw)
+		if resp.Body != nil {
+			_ = resp.Body.Close()
+		}
+		e.code, e.bytesOut = resp.StatusCode, cw.n
+		e.upstreamTime = resp.Header.Get("X-Envoy-Upstream-Service-Time")
+		p.writeAccessLogs(h.GetAccessLog(), e)
+		if resp.Close {
+			return
+		}
+	}
+}
+
+// respond decides one request and returns the response Envoy would send.
+func (p *Process) respond(req *http.Request, conn dataplane.Connection, dst netip.AddrPort, h *hcm.HttpConnectionManager, e *logEntry) *http.Response {
+	server := serverName(h)
+	sim, err := p.config()
+	if err != nil {
+		e.flags, e.details = "NC", "no_config"
+		return localReply(http.StatusServiceUnavailable, "no config from istiod yet", server, h)
+	}
+	d, err := p.decide(sim, conn)
+	if err != nil {
+		p.logf("error", "%v", err)
+		e.flags, e.details = "-", "standin_cannot_simulate"
+		return localReply(http.StatusInternalServerError, err.Error(), server, h)
+	}
+	r := d.Result
+	e.route, e.cluster = r.RouteMatched, r.ClusterMatched
+	if errors.Is(r.Error, simulation.ErrNoVirtualHost) || errors.Is(r.Error, simulation.ErrNoRoute) {
+		e.flags, e.details = "NR", "route_not_found"
+		return localReply(http.StatusNotFound, "", server, h)
+	}
+	if r.Error != nil {
+		e.flags, e.details = "-", "standin_"+strings.ReplaceAll(r.Error.Error(), " ", "_")
+		return localReply(http.StatusNotFound, "", server, h)
+	}
+	if rt := routeOf(sim, r); rt.GetDirectResponse() != nil {
+		dr := rt.GetDirectResponse()
+		e.details = "direct_response"
+		return localReply(int(dr.GetStatus()), dr.GetBody().GetInlineString(), server, h)
+	}
+	cl := clusterOf(sim, r.ClusterMatched)
+	if cl == nil {
+		e.flags, e.details = "NC", "cluster_not_found"
+		return localReply(http.StatusServiceUnavailable, "", server, h)
+	}
+	ctx, cancel := context.WithTimeout(req.Context(), connectTimeout(cl))
+	defer cancel()
+	addr, err := p.endpoint(ctx, cl, dst)
+	if err != nil {
+		p.logf("debug", "cluster %s: %v", cl.GetName(), err)
+		e.flags, e.details = "UH", "no_healthy_upstream"
+		return localReply(http.StatusServiceUnavailable, "no healthy upstream", server, h)
+	}
+	e.upstreamHost = addr
+	up, err := p.Dial(ctx, "tcp", addr)
+	if err != nil {
+		e.flags, e.details = "UF", "upstream_reset_before_response_started{remote_connection_failure}"
+		return localReply(http.StatusServiceUnavailable, "upstream connect error or disconnect/reset before headers. "+
+			"reset reason: remote connection failure, transport failure reason: "+err.Error(), server, h)
+	}
+	e.upstreamLocal = up.LocalAddr().String()
+	sent := time.Now()
+	out := req.Clone(req.Context())
+	out.Header.Set("X-Forwarded-Proto", "http")
+	if err := out.Write(up); err != nil {
+		_ = up.Close()
+		e.flags, e.details = "UC", "upstream_reset_before_response_started{connection_termination}"
+		return localReply(http.StatusServiceUnavailable, "upstream connect error or disconnect/reset before headers. "+
+			"reset reason: connection termination", server, h)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(up), req)
+	if err != nil {
+		_ = up.Close()
+		e.flags, e.details = "UC", "upstream_reset_before_response_started{connection_termination}"
+		return localReply(http.StatusServiceUnavailable, "upstream connect error or disconnect/reset before headers. "+
+			"reset reason: connection termination", server, h)
+	}
+	resp.Body = closeBoth{resp.Body, up}
+	resp.Header.Set("X-Envoy-Upstream-Service-Time", strconv.FormatInt(time.Since(sent).Milliseconds(), 10))
+	setServer(resp.Header, server, h)
+	e.details = "via_upstream"
+	return resp
+}
+
+type closeBoth struct {
+	io.ReadCloser
+	c io.Closer
+}
+
+func (b closeBoth) Close() error {
+	err := b.ReadCloser.Close()
+	_ = b.c.Close()
+	return err
+}
+
+// serverName is the Server header the connection manager writes: its server_name, or
+// Envoy's default.
+func serverName(h *hcm.HttpConnectionManager) string {
+	if n := h.GetServerName(); n != "" {
+		return n
+	}
+	return "envoy"
+}
+
+func setServer(hd http.Header, server string, h *hcm.HttpConnectionManager) {
+	switch h.GetServerHeaderTransformation() {
+	case hcm.HttpConnectionManager_PASS_THROUGH:
+	case hcm.HttpConnectionManager_APPEND_IF_ABSENT:
+		if hd.Get("Server") == "" {
+			hd.Set("Server", server)
+		}
+	default: // OVERWRITE
+		hd.Set("Server", server)
+	}
+}
+
+// localReply is a response Envoy makes itself (a direct response, a 404 for no route,
+// a 503 for no upstream): no x-envoy-upstream-service-time, since no upstream answered.
+func localReply(status int, body, server string, h *hcm.HttpConnectionManager) *http.Response {
+	hd := http.Header{}
+	hd.Set("Date", time.Now().UTC().Format(http.TimeFormat))
+	if body != "" {
+		hd.Set("Content-Type", "text/plain")
+	}
+	setServer(hd, server, h)
+	return &http.Response{StatusCode: status, ProtoMajor: 1, ProtoMinor: 1, Header: hd,
+		ContentLength: int64(len(body)), Body: io.NopCloser(strings.NewReader(body))}
+}
+
+// routeOf is the route the simulator matched.
+func routeOf(sim *simulation.Simulation, r simulation.Result) *route.Route {
+	for _, rc := range sim.Routes {
+		if rc.GetName() != r.RouteConfigMatched {
+			continue
+		}
+		for _, vh := range rc.GetVirtualHosts() {
+			if vh.GetName() != r.VirtualHostMatched {
+				continue
+			}
+			for _, rt := range vh.GetRoutes() {
+				if rt.GetName() == r.RouteMatched {
+					return rt
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func clusterOf(sim *simulation.Simulation, name string) *cluster.Cluster {
+	for _, c := range sim.Clusters {
+		if c.GetName() == name {
+			return c
+		}
+	}
+	return nil
+}
+
+func connectTimeout(c *cluster.Cluster) time.Duration {
+	if d := c.GetConnectTimeout(); d != nil && d.AsDuration() > 0 {
+		return d.AsDuration()
+	}
+	return defaultConnectTimeout
+}
+
+var errNoHealthyUpstream = errors.New("no healthy upstream")
+
+// endpoint is where a cluster sends a connection whose original destination was dst:
+// dst itself for ORIGINAL_DST (PassthroughCluster); the first endpoint of the
+// cluster's load assignment for STATIC and DNS clusters, its name resolved in the pod
+// as Envoy's DNS cluster would; none for a cluster without endpoints
+// (BlackHoleCluster). EDS clusters (Kubernetes services) are not asked for: the
+// stand-in sends those to the original destination, which kube-proxy balances.
+func (p *Process) endpoint(ctx context.Context, c *cluster.Cluster, dst netip.AddrPort) (string, error) {
+	switch c.GetType() {
+	case cluster.Cluster_ORIGINAL_DST:
+		return dst.String(), nil
+	case cluster.Cluster_EDS:
+		p.logf("debug", "cluster %s: EDS is not followed by the stand-in: original destination %s", c.GetName(), dst)
+		return dst.String(), nil
+	}
+	for _, le := range c.GetLoadAssignment().GetEndpoints() {
+		for _, lb := range le.GetLbEndpoints() {
+			sa := lb.GetEndpoint().GetAddress().GetSocketAddress()
+			if sa == nil {
+				continue
+			}
+			host, port := sa.GetAddress(), strconv.Itoa(int(sa.GetPortValue()))
+			if _, err := netip.ParseAddr(host); err == nil {
+				return net.JoinHostPort(host, port), nil
+			}
+			addrs, err := p.Resolve(ctx, host)
+			if err != nil || len(addrs) == 0 {
+				return "", fmt.Errorf("%w: DNS for %s: %v", errNoHealthyUpstream, host, err)
+			}
+			return net.JoinHostPort(addrs[0], port), nil
+		}
+	}
+	return "", errNoHealthyUpstream
+}
+
+// serveTCP relays a connection a TCP proxy took to its cluster's endpoint. With no
+// endpoint (BlackHoleCluster) the connection is reset: Envoy closes it with the
+// client's first bytes still unread, which makes the kernel send a reset.
+func (p *Process) serveTCP(c net.Conn, br *bufio.Reader, dst netip.AddrPort, sim *simulation.Simulation, t *tcpproxy.TcpProxy, e *logEntry) {
+	e.cluster = t.GetCluster()
+	defer p.writeAccessLogs(t.GetAccessLog(), e)
+	cl := clusterOf(sim, t.GetCluster())
+	if cl == nil {
+		e.flags = "NC"
+		reset(c)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), connectTimeout(cl))
+	addr, err := p.endpoint(ctx, cl, dst)
+	if err != nil {
+		cancel()
+		e.flags = "UH"
+		reset(c)
+		return
+	}
+	e.upstreamHost = addr
+	up, err := p.Dial(ctx, "tcp", addr)
+	cancel()
+	if err != nil {
+		e.flags = "UF"
+		reset(c)
+		return
+	}
+	defer up.Close()
+	e.upstreamLocal = up.LocalAddr().String()
+	e.bytesIn, e.bytesOut = relay(c, br, up)
+}
+
+// relay copies both ways until both sides are done, passing half-closes on.
+func relay(down net.Conn, downR io.Reader, up net.Conn) (in, out int64) {
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		in, _ = io.Copy(up, downR)
+		if cw, ok := up.(interface{ CloseWrite() error }); ok {
+			_ = cw.CloseWrite()
+		}
+	}()
+	out, _ = io.Copy(down, up)
+	if cw, ok := down.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+	wg.Wait()
+	return in, out
+}
+
+// reset closes the connection with a TCP reset.
+func reset(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
+	_ = c.Close()
+}
+
+// inboundSource is the address Envoy connects to local workloads from, which
+// istio-init's rules let through instead of capturing again.
+var inboundSource = &net.TCPAddr{IP: net.IPv4(127, 0, 0, 6)}
+
+// inbound relays one connection redirected to the inbound capture port to where it
+// was going. The stand-in makes no inbound decision: the labs are about egress.
+func (p *Process) inbound(c net.Conn) {
+	defer c.Close()
+	dst, err := p.OriginalDst(c)
+	if err != nil {
+		p.logf("warning", "inbound connection from %s: no original destination (%v): closed", c.RemoteAddr(), err)
+		return
+	}
+	d := &net.Dialer{LocalAddr: inboundSource, Timeout: defaultConnectTimeout}
+	up, err := d.Dial("tcp", dst.String())
+	if err != nil {
+		reset(c)
+		return
+	}
+	defer up.Close()
+	relay(c, c, up)
+}
+
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(b []byte) (int, error) {
+	n, err := c.w.Write(b)
+	c.n += int64(n)
+	return n, err
+}
+
+func requestID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	s := hex.EncodeToString(b)
+	return s[:8] + "-" + s[8:12] + "-" + s[12:16] + "-" + s[16:20] + "-" + s[20:]
+}

@@ -1,0 +1,256 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"istio.io/istio/pilot/pkg/simulation"
+
+	"github.com/egresslab/egresslab/apps/client/observe"
+	"github.com/egresslab/egresslab/apps/internet/site"
+	"github.com/egresslab/egresslab/harness/backend"
+	"github.com/egresslab/egresslab/harness/backend/sim"
+	"github.com/egresslab/egresslab/harness/dataplane"
+	"github.com/egresslab/egresslab/harness/manifest"
+	"github.com/egresslab/egresslab/harness/outcome"
+	"github.com/egresslab/egresslab/labs/apps"
+	"github.com/egresslab/egresslab/labs/serviceentry"
+	"github.com/egresslab/egresslab/manifests"
+)
+
+const (
+	todoHTTP  = "http://jsonplaceholder.typicode.com/todos/1"
+	todoHTTPS = "https://jsonplaceholder.typicode.com/todos/1"
+)
+
+// simConfig is the config sim generates for the client's sidecar in mode, with the
+// manifests applied: the same objects the lab and the scenarios apply.
+func simConfig(t *testing.T, mode string, applied ...string) *simulation.Simulation {
+	t.Helper()
+	ctx := context.Background()
+	b := sim.New()
+	t.Cleanup(b.Close)
+	values, err := manifest.LoadMeshValues()
+	require.NoError(t, err)
+	values, err = values.WithOutboundMode(mode)
+	require.NoError(t, err)
+	require.NoError(t, b.InstallMesh(ctx, values))
+	for _, name := range append([]string{apps.ClientManifest}, applied...) {
+		set, err := manifest.LoadEmbedded(name, apps.Client.Namespace)
+		require.NoError(t, err)
+		require.NoError(t, b.Apply(ctx, set))
+	}
+	s, err := b.Simulation(apps.Client)
+	require.NoError(t, err)
+	return s
+}
+
+// internet is the stand-in internet's site on loopback; the stand-in reaches it
+// through the test's dialer, so nothing leaves the machine.
+type internet struct {
+	http, https *httptest.Server
+	roots       *x509.CertPool
+	mu          sync.Mutex
+	seen        []string // "scheme host path" of each request that reached it
+}
+
+func newInternet(t *testing.T) *internet {
+	in := &internet{}
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		scheme := "http"
+		if r.TLS != nil {
+			scheme = "https"
+		}
+		in.mu.Lock()
+		in.seen = append(in.seen, scheme+" "+r.Host+" "+r.URL.Path)
+		in.mu.Unlock()
+		site.Handler().ServeHTTP(w, r)
+	})
+	cert, roots, _, err := site.Certificate(site.Host)
+	require.NoError(t, err)
+	in.roots = roots
+	in.http = httptest.NewServer(h)
+	in.https = httptest.NewUnstartedServer(h)
+	in.https.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+	in.https.StartTLS()
+	t.Cleanup(in.http.Close)
+	t.Cleanup(in.https.Close)
+	return in
+}
+
+func (in *internet) requests() []string {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return append([]string{}, in.seen...)
+}
+
+// testProxy is the stand-in's outbound listener on loopback with config held fixed.
+// Every connection's original destination is the external address sim uses, on the
+// port of the call under way; that address leads to the test's internet, and DNS
+// resolves jsonplaceholder to it, so the stand-in and sim see the same call.
+type testProxy struct {
+	addr      string
+	port      atomic.Int32
+	accessLog *bytes.Buffer
+	mu        sync.Mutex
+	decisions []Decision
+}
+
+func standIn(t *testing.T, held *simulation.Simulation, in *internet) *testProxy {
+	t.Helper()
+	tp := &testProxy{accessLog: &bytes.Buffer{}}
+	p := New(&Bootstrap{}, lockedWriter{&tp.mu, tp.accessLog}, io.Discard)
+	p.held = func() (*simulation.Simulation, error) { return held, nil }
+	p.decided = func(d Decision) {
+		tp.mu.Lock()
+		defer tp.mu.Unlock()
+		tp.decisions = append(tp.decisions, d)
+	}
+	p.OriginalDst = func(net.Conn) (netip.AddrPort, error) {
+		return netip.AddrPortFrom(netip.MustParseAddr(dataplane.ExternalAddress), uint16(tp.port.Load())), nil
+	}
+	p.Resolve = func(_ context.Context, host string) ([]string, error) {
+		if host == "jsonplaceholder.typicode.com" {
+			return []string{dataplane.ExternalAddress}, nil
+		}
+		return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
+	}
+	p.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		var d net.Dialer
+		switch addr {
+		case dataplane.ExternalAddress + ":80":
+			return d.DialContext(ctx, network, in.http.Listener.Addr().String())
+		case dataplane.ExternalAddress + ":443":
+			return d.DialContext(ctx, network, in.https.Listener.Addr().String())
+		}
+		return nil, fmt.Errorf("the test lets the stand-in reach only its internet, not %s", addr)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = l.Close() })
+	tp.addr = l.Addr().String()
+	go acceptLoop(l, p.outbound)
+	return tp
+}
+
+func (tp *testProxy) log() string {
+	tp.mu.Lock()
+	defer tp.mu.Unlock()
+	return tp.accessLog.String()
+}
+
+func (tp *testProxy) decided() []Decision {
+	tp.mu.Lock()
+	defer tp.mu.Unlock()
+	return append([]Decision{}, tp.decisions...)
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (l lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
+}
+
+// call makes the client app's own call, its connection sent to the stand-in as
+// iptables would send it.
+func (tp *testProxy) call(t *testing.T, url string, roots *x509.CertPool) outcome.Observation {
+	t.Helper()
+	c, err := backend.ParseCall(url)
+	require.NoError(t, err)
+	tp.port.Store(int32(c.Port()))
+	dial := func(ctx context.Context, network, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, network, tp.addr)
+	}
+	return observe.Call(context.Background(), url, 5*time.Second, observe.WithDial(dial), observe.WithRootCAs(roots))
+}
+
+// The stand-in must decide every call of the lab as Istio's simulator does on the same
+// objects, and then do what Envoy does with that decision, so that the client's
+// classification of what it saw gives the lab's expected verdict.
+func TestTheStandInDecidesAsSimAndActsAsEnvoy(t *testing.T) {
+	cases := []struct {
+		name    string
+		mode    string
+		applied []string
+		url     string
+		want    outcome.Expect
+		// reaches is the request the test's internet must see, "" for none.
+		reaches string
+	}{
+		{"no entry: block_all", manifest.RegistryOnly, nil, todoHTTP, serviceentry.BlockedByBlockAll, ""},
+		{"the seed's entry", manifest.RegistryOnly, []string{manifests.SeedServiceEntry}, todoHTTP,
+			serviceentry.AllowedThroughTheEntry, "http jsonplaceholder.typicode.com /todos/1"},
+		{"the seed's entry, https", manifest.RegistryOnly, []string{manifests.SeedServiceEntry}, todoHTTPS,
+			serviceentry.BlockedByBlackHole, ""},
+		{"misspelt entry", manifest.RegistryOnly, []string{manifests.MisspeltServiceEntry}, todoHTTP,
+			serviceentry.BlockedByBlockAll, ""},
+		{"ALLOW_ANY", manifest.AllowAny, nil, todoHTTP, serviceentry.AllowedByPassthrough,
+			"http jsonplaceholder.typicode.com /todos/1"},
+		{"ALLOW_ANY, https", manifest.AllowAny, nil, todoHTTPS,
+			outcome.Expect{Kind: outcome.Allowed, Reason: outcome.ReasonPassthrough, Listener: "virtualOutbound",
+				Cluster: outcome.PassthroughCluster, Status: 200},
+			"https jsonplaceholder.typicode.com /todos/1"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			held := simConfig(t, tc.mode, tc.applied...)
+			in := newInternet(t)
+			tp := standIn(t, held, in)
+
+			// What sim decides for the URL, the way the sim backend decides it.
+			c, err := backend.ParseCall(tc.url)
+			require.NoError(t, err)
+			want, err := dataplane.Simulate(held, c)
+			require.NoError(t, err)
+			assert.Empty(t, tc.want.Check(dataplane.Judge(want)), "sim's own verdict, the ground truth")
+
+			obs := tp.call(t, tc.url, in.roots)
+			got := outcome.Classify(obs)
+			assert.Empty(t, tc.want.Check(got), "the client's verdict from what the stand-in did: %+v", obs)
+
+			ds := tp.decided()
+			require.NotEmpty(t, ds, "the stand-in made no decision")
+			d := ds[0]
+			assert.Equal(t, want.ListenerMatched, d.Result.ListenerMatched, "listener")
+			assert.Equal(t, want.FilterChainMatched, d.Result.FilterChainMatched, "filter chain")
+			assert.Equal(t, want.RouteConfigMatched, d.Result.RouteConfigMatched, "route config")
+			assert.Equal(t, want.VirtualHostMatched, d.Result.VirtualHostMatched, "virtual host")
+			assert.Equal(t, want.ClusterMatched, d.Result.ClusterMatched, "cluster")
+			assert.Equal(t, errors.Is(want.Error, simulation.ErrNoRoute), errors.Is(d.Result.Error, simulation.ErrNoRoute), "no route")
+
+			if tc.reaches == "" {
+				assert.Empty(t, in.requests(), "nothing may reach the internet")
+			} else {
+				assert.Equal(t, []string{tc.reaches}, in.requests())
+				assert.Contains(t, obs.BodyPrefix, `"delectus aut autem"`)
+			}
+			if cl := want.ClusterMatched; cl != "" {
+				assert.Eventually(t, func() bool { return strings.Contains(tp.log(), " "+cl+" ") },
+					2*time.Second, 20*time.Millisecond, "the access log names the upstream cluster %s: %q", cl, tp.log())
+			}
+		})
+	}
+}
