@@ -4,11 +4,13 @@
 #
 #   1. the project's own Docker engine (hack/docker-engine.sh), unless it runs already;
 #   2. the images, built from source or reused (hack/kind-offline-images.sh);
-#   3. the kind backend's offline test (TestOfflineKindToTheInjectedClient): a kind
-#      cluster through kind's library, Istio REGISTRY_ONLY from the module's charts, the
-#      client admitted by the injection webhook, and nothing reaching past the machine.
+#   3. the kind backend's offline test (TestOfflineKindCluster): a kind cluster through
+#      kind's library, Istio REGISTRY_ONLY from the module's charts, the stand-in
+#      internet and offline DNS, the client with its istio-proxy ready (the real
+#      pilot-agent running the stand-in for Envoy), and nothing reaching past the machine;
+#   4. the scenarios on that cluster (go test ./scenarios/... -backend=kind);
+#   5. the lab on that cluster (make lab-serviceentry ARGS=-backend=kind).
 #
-# It stops where the offline run stops today, and says so: the sidecar has no Envoy yet.
 # At the end (pass, failure or Ctrl-C) the cluster is deleted (KEEP=1 keeps it, and the
 # engine with it) and the engine it started is stopped; it then checks that no dockerd,
 # container, bridge or mount of the run is left.
@@ -62,25 +64,38 @@ finish() {
 trap finish EXIT
 trap 'say "interrupted: cleaning up"; exit 130' INT TERM
 
-say "1/3 the project's Docker engine"
+say "1/5 the project's Docker engine"
 eval "export $(hack/docker-engine.sh start | grep '^DOCKER_HOST=')"
 engine_pid=$(cat "$run_dir/dockerd.pid")
 
-say "2/3 the offline images (built from source the first time, reused after)"
+say "2/5 the offline images (built from source the first time, reused after)"
 t0=$(date +%s)
 eval "export $(hack/kind-offline-images.sh | grep '^EGRESSLAB_KIND_OFFLINE=')"
 say "images ready in $(($(date +%s) - t0))s: $EGRESSLAB_KIND_OFFLINE"
 
-say "3/3 kind cluster, Istio, the injected client (go test ./harness/backend/kind -run TestOfflineKindToTheInjectedClient)"
-t0=$(date +%s)
-# tee ignores Ctrl-C: were it to die first, the test's next progress line would meet a
-# closed pipe, and SIGPIPE would kill the test before it deletes its cluster.
-EGRESSLAB_KEEP=$keep go test ./harness/backend/kind/ -run '^TestOfflineKindToTheInjectedClient$' -count=1 -v -timeout 40m 2>&1 |
-  (trap '' INT; tee "$log")
-rc=${PIPESTATUS[0]}
-say "the cluster run took $(($(date +%s) - t0))s"
-((rc == 0)) || die "the offline kind test failed (exit $rc); diagnostics, when saved, are named above"
-milestone=$(grep -o 'OFFLINE KIND MILESTONE.*' "$log" | head -1)
-[[ -n $milestone ]] || die "the test passed but printed no milestone line"
-say "reached: ${milestone#OFFLINE KIND MILESTONE: }"
-say "STOP: the offline data plane is not there yet (issue 10): no call is made, and the scenarios do not run offline"
+# run WHAT KEEP CMD...: one phase on the cluster, timed. tee ignores Ctrl-C: were it to
+# die first, the command's next progress line would meet a closed pipe, and SIGPIPE
+# would kill it before it deletes its cluster. Every phase but the last keeps the
+# cluster for the next.
+run() {
+  local what=$1 keep_it=$2 t0 rc; shift 2
+  t0=$(date +%s)
+  set +e
+  EGRESSLAB_KEEP=$keep_it "$@" 2>&1 | (trap '' INT; tee "$log")
+  rc=${PIPESTATUS[0]}
+  set -e
+  say "$what took $(($(date +%s) - t0))s"
+  ((rc == 0)) || die "$what failed (exit $rc); diagnostics, when saved, are named above"
+}
+
+say "3/5 kind cluster, Istio, the stand-in internet, the injected client (TestOfflineKindCluster)"
+run "the cluster check" 1 go test ./harness/backend/kind/ -run '^TestOfflineKindCluster$' -count=1 -v -timeout 40m
+
+say "4/5 the scenarios on the offline cluster"
+run "the scenarios" 1 go test ./scenarios/... -count=1 -v -timeout 30m -args -backend=kind -require-backend
+
+say "5/5 the lab on the offline cluster"
+run "the lab" "$keep" make --no-print-directory lab-serviceentry ARGS=-backend=kind
+grep -q 'outbound|80||jsonplaceholder.typicode.com' "$log" ||
+  die "the lab passed but its output names no outbound|80||jsonplaceholder.typicode.com"
+say "the scenarios and the lab passed on an offline kind cluster"

@@ -10,7 +10,8 @@
 #                                 tools/kubernetes), etcd (tools/etcd), coredns
 #                                 (tools/coredns), pause (hack/kind-offline/pause)
 #   egresslab.local/istio/pilot   pilot-discovery and pilot-agent from the main module's
-#   egresslab.local/istio/proxyv2 istio.io/istio (proxyv2 has no Envoy yet: issue 10)
+#   egresslab.local/istio/proxyv2 istio.io/istio; proxyv2's Envoy is egresslab's stand-in
+#                                 (apps/envoy-standin: no Envoy can be had here)
 #   egresslab.local/kind-node     the kind node: kind's own base files (the kind module's
 #                                 images/base/files), kubelet, kubeadm, kubectl, and all the
 #                                 images above pre-imported into its containerd, as kind's
@@ -87,12 +88,19 @@ for b in kubelet kubeadm kubectl kube-apiserver kube-controller-manager kube-sch
   build "$b" "$kube_version" "$root/tools/kubernetes" "k8s.io/kubernetes/cmd/$b" "$kld"
 done
 build etcd "$etcd_module_version" "$root/tools/etcd" go.etcd.io/etcd/server/v3 "-s -w"
-build coredns "$coredns_module_version" "$root/tools/coredns" . "-s -w"
+# CoreDNS's plugin list is ours (tools/coredns/main.go): its hash is part of the version.
+coredns_build="$coredns_module_version-$(cd "$root" && hash_of tools/coredns/main.go tools/coredns/go.sum | cut -c1-8)"
+build coredns "$coredns_build" "$root/tools/coredns" . "-s -w"
 pause_version=$(cd "$root" && hash_of hack/kind-offline/pause/main.go) # no module version of its own: its source's hash
 build pause "$pause_version" "$root" ./hack/kind-offline/pause "-s -w"
 ild=$(istio_ldflags "$istio_version")
 build pilot-discovery "$istio_version" "$root" istio.io/istio/pilot/cmd/pilot-discovery "$ild" same-as-lab
 build pilot-agent "$istio_version" "$root" istio.io/istio/pilot/cmd/pilot-agent "$ild" same-as-lab
+# The stand-in for the Envoy process is egresslab's own code: its version is the hash
+# of the main module's packages it is built from (and go.sum).
+standin_version=$(cd "$root" && mapfile -t dirs < <(go list -deps -f '{{with .Module}}{{if .Main}}{{$.Dir}}{{end}}{{end}}' ./apps/envoy-standin) &&
+  hash_of go.sum $(find "${dirs[@]}" -maxdepth 1 -name '*.go' ! -name '*_test.go' | sort))
+build envoy-standin "$standin_version" "$root" ./apps/envoy-standin "" same-as-lab
 
 # The tags kubeadm asks for, from the kubeadm just built (as kind's nodeimage does).
 mapfile -t wanted < <("$bin/kubeadm-$kube_version" config images list --kubernetes-version "$kube_version" 2>/dev/null)
@@ -169,14 +177,16 @@ done
 # kube-proxy runs iptables and conntrack: the Debian base has them.
 image "$(image_for kube-proxy)" "$base" "" "" "$bin/kube-proxy-$kube_version=/usr/local/bin/kube-proxy"
 image "$etcd_image" "$base" "" "" "$bin/etcd-$etcd_module_version=/usr/local/bin/etcd"
-image "$coredns_image" "$base" '["/coredns"]' "" "$bin/coredns-$coredns_module_version=/coredns"
+image "$coredns_image" "$base" '["/coredns"]' "" "$bin/coredns-$coredns_build=/coredns"
 image "$pause_image" scratch '["/pause"]' "" "$bin/pause-$pause_version=/pause"
 # istiod's chart runs it with runAsNonRoot: Istio's own image is USER 1337, as here.
 image "$hub/pilot:$istio_tag" "$base" '["/usr/local/bin/pilot-discovery"]' 1337:1337 "$bin/pilot-discovery-$istio_version=/usr/local/bin/pilot-discovery"
-# pilot-agent reads Envoy's bootstrap template from there; istio-init runs
-# `pilot-agent istio-iptables` with the base's iptables.
+# pilot-agent reads Envoy's bootstrap template from there and starts Envoy from
+# /usr/local/bin/envoy, which is the stand-in (no Envoy can be had here); istio-init
+# runs `pilot-agent istio-iptables` with the base's iptables.
 image "$hub/proxyv2:$istio_tag" "$base" '["/usr/local/bin/pilot-agent"]' "" \
   "$bin/pilot-agent-$istio_version=/usr/local/bin/pilot-agent" \
+  "$bin/envoy-standin-$standin_version=/usr/local/bin/envoy" \
   "$istio_dir/tools/packaging/common/envoy_bootstrap.json=/var/lib/istio/envoy/envoy_bootstrap_tmpl.json"
 
 # --- the node image -----------------------------------------------------------------------

@@ -10,7 +10,7 @@
 // the error class (reset, refused, dns, timeout, tls). The harness classifies it.
 //
 // It is built as a static binary (CGO_ENABLED=0) and runs as the only file of its
-// image; see harness/clientimage.
+// image; see harness/appimage.
 package main
 
 import (

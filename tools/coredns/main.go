@@ -1,7 +1,8 @@
 // Command coredns is CoreDNS with the plugins of kubeadm's default Corefile (errors,
-// health, ready, kubernetes, prometheus, forward, cache, loop, reload, loadbalance) and
-// log, for reading a query's path while debugging. CoreDNS's own main imports every
-// plugin; this is the way its docs give for a smaller build.
+// health, ready, kubernetes, prometheus, forward, cache, loop, reload, loadbalance),
+// log, for reading a query's path while debugging, and hosts, with which offline runs
+// name the stand-in internet instead of forwarding anything off the machine. CoreDNS's
+// own main imports every plugin; this is the way its docs give for a smaller build.
 package main
 
 import (
@@ -11,6 +12,7 @@ import (
 	_ "github.com/coredns/coredns/plugin/errors"
 	_ "github.com/coredns/coredns/plugin/forward"
 	_ "github.com/coredns/coredns/plugin/health"
+	_ "github.com/coredns/coredns/plugin/hosts"
 	_ "github.com/coredns/coredns/plugin/kubernetes"
 	_ "github.com/coredns/coredns/plugin/loadbalance"
 	_ "github.com/coredns/coredns/plugin/log"

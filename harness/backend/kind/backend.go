@@ -26,7 +26,7 @@ import (
 	istioclient "istio.io/client-go/pkg/clientset/versioned"
 
 	"github.com/egresslab/egresslab/harness/backend"
-	"github.com/egresslab/egresslab/harness/backend/kind/internal/clientimage"
+	"github.com/egresslab/egresslab/harness/backend/kind/internal/appimage"
 	"github.com/egresslab/egresslab/harness/kube"
 	"github.com/egresslab/egresslab/harness/manifest"
 	"github.com/egresslab/egresslab/harness/outcome"
@@ -56,6 +56,11 @@ type Backend struct {
 	// diagnose collects what explains a failure into a folder and returns its path.
 	diagnose func(ctx context.Context, why string) string
 	version  string
+	// imageOptions are for the caller image (offline: trust the stand-in internet's CA).
+	imageOptions []appimage.Option
+	// offline: the Envoy process in istio-proxy is egresslab's stand-in, and the
+	// internet is the stand-in internet.
+	offline bool
 }
 
 // MeshInstaller installs Istio with values and checks the mesh config it produced.
@@ -77,6 +82,14 @@ func newBackend(k kubernetes.Interface, i istioclient.Interface, mesh MeshInstal
 func (b *Backend) Name() string { return "kind" }
 
 func (b *Backend) Describe() string {
+	if b.offline {
+		return "an offline kind cluster: Istio " + b.version + "'s istiod configures the client's istio-proxy, where the real " +
+			"pilot-agent runs a stand-in for the Envoy process (egresslab's harness/dataplane/proxy: it decides each " +
+			"connection with Istio's simulator on the config istiod pushed, then answers, resets or relays as Envoy would; " +
+			"it is not Envoy). Each call is a real HTTP request made inside the client's pod, and " +
+			"jsonplaceholder.typicode.com is the stand-in internet in the cluster: nothing leaves this machine. The verdict " +
+			"is read from what the client saw, as on a cluster with Envoy."
+	}
 	return "a real Kubernetes cluster: Istio " + b.version + "'s istiod configures the client's real Envoy sidecar, and each " +
 		"call is a real HTTP request made inside the client's pod. The verdict is read from what the client saw: the " +
 		"status, the server header, whether Envoy reached an upstream (x-envoy-upstream-service-time) or how the " +
@@ -122,14 +135,14 @@ func (b *Backend) namespaces() []string {
 
 // buildCallerImage builds the caller image for the nodes' architecture and loads it.
 func (b *Backend) buildCallerImage(ctx context.Context) (err error) {
-	done := step(b.progress, "build and load the caller image "+clientimage.Tag)
+	done := step(b.progress, "build and load the caller image "+appimage.Client.Tag)
 	defer func() { done(err) }()
 	nodes, err := b.kube.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
 	if err != nil || len(nodes.Items) == 0 {
 		return fmt.Errorf("read the nodes' architecture: %v (nodes: %d)", err, len(nodes.Items))
 	}
 	arch := nodes.Items[0].Status.NodeInfo.Architecture
-	built, err := clientimage.Build(ctx, arch, b.workDir)
+	built, err := appimage.Build(ctx, appimage.Client, arch, b.workDir, b.imageOptions...)
 	if err != nil {
 		return fmt.Errorf("build the caller image: %w", err)
 	}
@@ -138,7 +151,7 @@ func (b *Backend) buildCallerImage(ctx context.Context) (err error) {
 	}
 	if b.loadImage == nil {
 		fmt.Fprintf(b.progress, "  an existing cluster: load %s into its nodes yourself (it is %s, imagePullPolicy Never)\n",
-			built.Tarball, clientimage.Tag)
+			built.Tarball, appimage.Client.Tag)
 	} else if err := b.loadImage(built.Tarball); err != nil {
 		return err
 	}
@@ -167,7 +180,7 @@ func (b *Backend) withImageDigest(set *manifest.Set) *manifest.Set {
 		if d.Spec.Template.Annotations == nil {
 			d.Spec.Template.Annotations = map[string]string{}
 		}
-		d.Spec.Template.Annotations[clientimage.DigestAnnotation] = b.imageDigest
+		d.Spec.Template.Annotations[appimage.DigestAnnotation] = b.imageDigest
 		out.Objects[i].Kube = d
 	}
 	return out
@@ -175,7 +188,7 @@ func (b *Backend) withImageDigest(set *manifest.Set) *manifest.Set {
 
 func runsClientImage(d *appsv1.Deployment) bool {
 	for _, c := range d.Spec.Template.Spec.Containers {
-		if c.Image == clientimage.Tag {
+		if c.Image == appimage.Client.Tag {
 			return true
 		}
 	}
@@ -218,7 +231,7 @@ func (b *Backend) Call(ctx context.Context, w backend.Workload, c backend.Call) 
 	if err != nil {
 		return outcome.Verdict{}, err
 	}
-	cmd := []string{clientimage.Entrypoint, "call", "--timeout=" + b.callTimeout.String(), c.String()}
+	cmd := []string{appimage.Client.Entrypoint, "call", "--timeout=" + b.callTimeout.String(), c.String()}
 	stdout, stderr, err := b.exec.Exec(ctx, w.Namespace, pod.Name, w.Name, cmd)
 	if err != nil {
 		return outcome.Verdict{}, fmt.Errorf("call %s from pod %s/%s (container %s): %w%s",

@@ -23,7 +23,7 @@ import (
 	istiofake "istio.io/client-go/pkg/clientset/versioned/fake"
 
 	"github.com/egresslab/egresslab/harness/backend"
-	"github.com/egresslab/egresslab/harness/backend/kind/internal/clientimage"
+	"github.com/egresslab/egresslab/harness/backend/kind/internal/appimage"
 	"github.com/egresslab/egresslab/harness/manifest"
 	"github.com/egresslab/egresslab/harness/narrate"
 	"github.com/egresslab/egresslab/harness/outcome"
@@ -75,7 +75,7 @@ func pod(name string, sidecar string, ready bool) *corev1.Pod {
 	p := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "egresslab", Labels: map[string]string{"app": "client"},
 			CreationTimestamp: metav1.Now()},
-		Spec:   corev1.PodSpec{Containers: []corev1.Container{{Name: "client", Image: clientimage.Tag}}},
+		Spec:   corev1.PodSpec{Containers: []corev1.Container{{Name: "client", Image: appimage.Client.Tag}}},
 		Status: corev1.PodStatus{Phase: corev1.PodRunning},
 	}
 	always := corev1.ContainerRestartPolicyAlways
@@ -317,10 +317,10 @@ func TestApplyStampsTheImageDigestOnTheClientOnly(t *testing.T) {
 
 	d, err := k.AppsV1().Deployments("egresslab").Get(context.Background(), "client", metav1.GetOptions{})
 	require.NoError(t, err)
-	assert.Equal(t, "sha256:abc", d.Spec.Template.Annotations[clientimage.DigestAnnotation])
+	assert.Equal(t, "sha256:abc", d.Spec.Template.Annotations[appimage.DigestAnnotation])
 	for _, o := range app.Objects {
 		if dep, ok := o.Kube.(*appsv1.Deployment); ok {
-			assert.NotContains(t, dep.Spec.Template.Annotations, clientimage.DigestAnnotation, "the loaded manifest must stay as written")
+			assert.NotContains(t, dep.Spec.Template.Annotations, appimage.DigestAnnotation, "the loaded manifest must stay as written")
 		}
 	}
 	require.NoError(t, b.Delete(context.Background(), app))
@@ -440,7 +440,7 @@ func TestTheCallerImageIsBuiltAndLoadedWhenAnAppNeedsIt(t *testing.T) {
 	assert.Contains(t, progress.String(), "✓ build and load the caller image egresslab/client:dev")
 	d, err := k.AppsV1().Deployments("egresslab").Get(context.Background(), "client", metav1.GetOptions{})
 	require.NoError(t, err)
-	assert.Regexp(t, "^sha256:[0-9a-f]{64}$", d.Spec.Template.Annotations[clientimage.DigestAnnotation])
+	assert.Regexp(t, "^sha256:[0-9a-f]{64}$", d.Spec.Template.Annotations[appimage.DigestAnnotation])
 
 	require.NoError(t, b.Apply(context.Background(), app))
 	assert.Len(t, loaded, 1, "built and loaded once")

@@ -18,7 +18,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/egresslab/egresslab/harness/backend"
-	"github.com/egresslab/egresslab/harness/backend/kind/internal/clientimage"
+	"github.com/egresslab/egresslab/harness/backend/kind/internal/appimage"
 	"github.com/egresslab/egresslab/harness/backend/kind/internal/istioinstall"
 	"github.com/egresslab/egresslab/harness/backend/kind/internal/rollout"
 	"github.com/egresslab/egresslab/harness/manifest"
@@ -26,17 +26,14 @@ import (
 	"github.com/egresslab/egresslab/labs/apps"
 )
 
-// Milestone is what TestOfflineKindToTheInjectedClient prints when it gets as far as the
-// offline run can go today; make e2e-offline and CI look for it.
-const Milestone = "OFFLINE KIND MILESTONE"
-
-// TestOfflineKindToTheInjectedClient is the offline kind run (make e2e-offline, which
-// starts the engine, builds the images and sets EGRESSLAB_KIND_OFFLINE): the cluster
-// from the built node image through kind's library, Istio from the module's charts with
-// REGISTRY_ONLY read back from the cluster, the client admitted by the real injection
-// webhook with istio-init completed. Then it checks that nothing reaches past the
-// machine, and says plainly where the run stops: the sidecar has no Envoy yet.
-func TestOfflineKindToTheInjectedClient(t *testing.T) {
+// TestOfflineKindCluster is the offline kind run's own check (make e2e-offline, which
+// starts the engine, builds the images and sets EGRESSLAB_KIND_OFFLINE), before the
+// scenarios and the lab run on the same cluster: the cluster from the built node image
+// through kind's library, Istio from the module's charts with REGISTRY_ONLY read back
+// from the cluster, the stand-in internet and the offline DNS, the client admitted by
+// the real injection webhook with its istio-proxy ready (the real pilot-agent running
+// the stand-in for Envoy, which says it is one), and nothing reaching past the machine.
+func TestOfflineKindCluster(t *testing.T) {
 	if os.Getenv(EnvOffline) == "" {
 		t.Skipf("the offline kind run is opt-in and needs root: make e2e-offline (it starts the engine, builds the images and sets %s)", EnvOffline)
 	}
@@ -80,15 +77,14 @@ func TestOfflineKindToTheInjectedClient(t *testing.T) {
 	t.Logf("pod %s/%s admitted by the injection webhook (sidecar.istio.io/status set), istio-init completed",
 		pod.Namespace, pod.Name)
 
-	proxy := containerStatus(pod, "istio-proxy")
-	require.NotNil(t, proxy, "pod %s has no istio-proxy status", pod.Name)
-	if proxy.Ready {
-		t.Fatalf("istio-proxy is ready in pod %s: the proxyv2 image has an Envoy now, so this test's milestone is out of date", pod.Name)
-	}
-	logs := rollout.LastLogs(ctx, k, *pod, "istio-proxy", true)
-	if logs == "" {
-		logs = rollout.LastLogs(ctx, k, *pod, "istio-proxy", false)
-	}
+	s, err := p.st.backend.Sidecar(ctx, apps.Client)
+	require.NoError(t, err, "the client's rollout, with istio-proxy ready")
+	require.True(t, s.Injected, "%+v", s)
+	server, stderr, err := p.st.backend.exec.Exec(ctx, pod.Namespace, pod.Name, "istio-proxy",
+		[]string{"pilot-agent", "request", "GET", "server_info"})
+	require.NoError(t, err, "pilot-agent request GET server_info: %s", stderr)
+	assert.Contains(t, server, "a stand-in for Envoy, not Envoy", "the stand-in says what it is in /server_info")
+	assert.Contains(t, server, `"LIVE"`)
 
 	t.Run("nothing leaves the machine", func(t *testing.T) {
 		// TEST-NET-3 is a documentation range: nothing answers there anywhere, so a
@@ -102,13 +98,19 @@ func TestOfflineKindToTheInjectedClient(t *testing.T) {
 		// is asked, so the lookup fails well before the call's 10 s timeout.
 		obs = callFromPlainPod(ctx, t, k, "http://jsonplaceholder.typicode.com/todos/1")
 		t.Logf("%s from a pod: %s (%s) after %d ms", obs.URL, obs.ErrorClass, obs.Error, obs.DurationMillis)
+		obs = callFromPlainPod(ctx, t, k, "http://egresslab-nowhere.example/")
+		t.Logf("%s from a pod: %s (%s) after %d ms", obs.URL, obs.ErrorClass, obs.Error, obs.DurationMillis)
 		assert.Equal(t, outcome.ErrDNS, obs.ErrorClass, "%+v", obs)
+		assert.Less(t, obs.DurationMillis, int64(2000), "CoreDNS answers names it does not know at once: %+v", obs)
+		// The lab's host is the stand-in internet, answered in the cluster.
+		obs = callFromPlainPod(ctx, t, k, "http://jsonplaceholder.typicode.com/todos/1")
+		t.Logf("%s from a pod outside the mesh: %d %s", obs.URL, obs.Status, obs.BodyPrefix)
+		assert.Equal(t, 200, obs.Status, "%+v", obs)
+		assert.Contains(t, obs.BodyPrefix, "delectus aut autem")
 	})
 
-	t.Logf("%s: kind cluster %s (node %s) runs Istio %s with outboundTrafficPolicy %s; the client pod %s is injected "+
-		"with istio-init (completed) and istio-proxy. The data plane is not there yet: istio-proxy cannot become ready "+
-		"without an Envoy (issue 10: the Envoy stand-in), so no call is made. istio-proxy's last log lines:\n%s",
-		Milestone, clusterName, p.o.nodeImage, p.o.istioVersion, mode, pod.Name, logs)
+	t.Logf("kind cluster %s (node %s) runs Istio %s with outboundTrafficPolicy %s; the client pod %s runs istio-proxy "+
+		"(pilot-agent with the Envoy stand-in), ready", clusterName, p.o.nodeImage, p.o.istioVersion, mode, pod.Name)
 }
 
 // waitForInjectedPod waits for the client's pod to carry the injector's mark, an
@@ -173,8 +175,8 @@ func callFromPlainPod(ctx context.Context, t *testing.T, k kubernetes.Interface,
 	_, err = k.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
 		Spec: corev1.PodSpec{RestartPolicy: corev1.RestartPolicyNever, Containers: []corev1.Container{{
-			Name: "call", Image: clientimage.Tag, ImagePullPolicy: corev1.PullNever,
-			Command: []string{clientimage.Entrypoint, "call", "--timeout=10s", url},
+			Name: "call", Image: appimage.Client.Tag, ImagePullPolicy: corev1.PullNever,
+			Command: []string{appimage.Client.Entrypoint, "call", "--timeout=10s", url},
 		}}},
 	}, metav1.CreateOptions{})
 	require.NoError(t, err)

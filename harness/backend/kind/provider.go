@@ -20,6 +20,7 @@ import (
 	istioclient "istio.io/client-go/pkg/clientset/versioned"
 
 	"github.com/egresslab/egresslab/harness/backend"
+	"github.com/egresslab/egresslab/harness/backend/kind/internal/appimage"
 	"github.com/egresslab/egresslab/harness/backend/kind/internal/cluster"
 	"github.com/egresslab/egresslab/harness/backend/kind/internal/istioinstall"
 	"github.com/egresslab/egresslab/harness/backend/kind/internal/offline"
@@ -276,6 +277,14 @@ func (p *Provider) setup(parent context.Context) (st *state, err error) {
 		b.loadImage = st.cluster.LoadImage
 	}
 	b.workDir = st.workDir
+	if p.o.offline != "" {
+		b.offline = true
+		in, err := startInternet(ctx, k, st.workDir, b.loadImage, func(name string) func(error) { return step(w, name) })
+		if err != nil {
+			return st, err
+		}
+		b.imageOptions = append(b.imageOptions, appimage.WithCABundle(in.caFile))
+	}
 
 	values, err := manifest.LoadMeshValues()
 	if err != nil {

@@ -16,7 +16,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/egresslab/egresslab/harness/backend/kind/internal/clientimage"
+	"github.com/egresslab/egresslab/harness/backend/kind/internal/appimage"
 	"github.com/egresslab/egresslab/harness/backend/kind/internal/engine"
 	"github.com/egresslab/egresslab/harness/outcome"
 )
@@ -71,7 +71,7 @@ func TestEngineRunsPrivilegedContainersKeepsThemHomeAndLeavesNothing(t *testing.
 	pid := pidOf(t)
 	require.True(t, alive(pid))
 
-	built, err := clientimage.Build(ctx, runtime.GOARCH, t.TempDir())
+	built, err := appimage.Build(ctx, appimage.Client, runtime.GOARCH, t.TempDir())
 	require.NoError(t, err)
 	docker(t, e.Host, "load", "-i", built.Tarball)
 	network := "egresslab-engine-test"
@@ -83,8 +83,8 @@ func TestEngineRunsPrivilegedContainersKeepsThemHomeAndLeavesNothing(t *testing.
 
 	// Privileged, as a kind node is; `client call` to a TEST-NET address prints what it saw.
 	start := time.Now()
-	out := docker(t, e.Host, "run", "--rm", "--privileged", "--network", network, "--entrypoint", clientimage.Entrypoint,
-		clientimage.Tag, "call", "--timeout=10s", "http://203.0.113.1/")
+	out := docker(t, e.Host, "run", "--rm", "--privileged", "--network", network, "--entrypoint", appimage.Client.Entrypoint,
+		appimage.Client.Tag, "call", "--timeout=10s", "http://203.0.113.1/")
 	took := time.Since(start)
 	var obs outcome.Observation
 	require.NoError(t, json.Unmarshal([]byte(out[strings.LastIndex(out, "\n")+1:]), &obs), out)
@@ -99,8 +99,8 @@ func TestEngineRunsPrivilegedContainersKeepsThemHomeAndLeavesNothing(t *testing.
 	// outside it. Had it asked the host's resolver, the query would have been sent from
 	// the container's network and met the engine's rule for anything but TCP.
 	before := rejectedNonTCP(t)
-	out = docker(t, e.Host, "run", "--rm", "--network", network, "--entrypoint", clientimage.Entrypoint,
-		clientimage.Tag, "call", "--timeout=10s", "http://jsonplaceholder.typicode.com/todos/1")
+	out = docker(t, e.Host, "run", "--rm", "--network", network, "--entrypoint", appimage.Client.Entrypoint,
+		appimage.Client.Tag, "call", "--timeout=10s", "http://jsonplaceholder.typicode.com/todos/1")
 	require.NoError(t, json.Unmarshal([]byte(out[strings.LastIndex(out, "\n")+1:]), &obs), out)
 	assert.Contains(t, []outcome.ErrorClass{outcome.ErrDNS, outcome.ErrTimeout}, obs.ErrorClass, "the name must not resolve: %+v", obs)
 	assert.Equal(t, before, rejectedNonTCP(t), "no DNS query was sent towards a server outside the machine")

@@ -1,4 +1,4 @@
-package clientimage_test
+package appimage_test
 
 import (
 	"archive/tar"
@@ -22,17 +22,17 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/egresslab/egresslab/harness/backend/kind/internal/clientimage"
+	"github.com/egresslab/egresslab/harness/backend/kind/internal/appimage"
 	"github.com/egresslab/egresslab/harness/outcome"
 )
 
 // readBack loads the image from the tarball by its tag, as kind's node import does.
-func readBack(t *testing.T, b *clientimage.Built) v1.Image {
+func readBack(t *testing.T, b *appimage.Built) v1.Image {
 	t.Helper()
-	tag, err := name.NewTag(clientimage.Tag)
+	tag, err := name.NewTag(appimage.Client.Tag)
 	require.NoError(t, err)
 	img, err := tarball.ImageFromPath(b.Tarball, &tag)
-	require.NoError(t, err, "the tarball must hold the image under %s", clientimage.Tag)
+	require.NoError(t, err, "the tarball must hold the image under %s", appimage.Client.Tag)
 	return img
 }
 
@@ -62,9 +62,9 @@ func files(t *testing.T, img v1.Image) map[string][]byte {
 	}
 }
 
-func build(t *testing.T, arch string, opts ...clientimage.Option) *clientimage.Built {
+func build(t *testing.T, arch string, opts ...appimage.Option) *appimage.Built {
 	t.Helper()
-	b, err := clientimage.Build(context.Background(), arch, t.TempDir(), opts...)
+	b, err := appimage.Build(context.Background(), appimage.Client, arch, t.TempDir(), opts...)
 	require.NoError(t, err)
 	return b
 }
@@ -72,7 +72,7 @@ func build(t *testing.T, arch string, opts ...clientimage.Option) *clientimage.B
 func TestImageRunsTheStaticClient(t *testing.T) {
 	ca := filepath.Join(t.TempDir(), "roots.pem")
 	require.NoError(t, os.WriteFile(ca, []byte("-----BEGIN CERTIFICATE-----\n"), 0o644))
-	b := build(t, runtime.GOARCH, clientimage.WithCABundle(ca))
+	b := build(t, runtime.GOARCH, appimage.WithCABundle(ca))
 	img := readBack(t, b)
 
 	cfg, err := img.ConfigFile()
@@ -81,7 +81,7 @@ func TestImageRunsTheStaticClient(t *testing.T) {
 	assert.Equal(t, runtime.GOARCH, cfg.Architecture)
 	assert.Equal(t, []string{"/client"}, cfg.Config.Entrypoint)
 	assert.Equal(t, []string{"PATH=/"}, cfg.Config.Env)
-	assert.Equal(t, clientimage.User, cfg.Config.User)
+	assert.Equal(t, appimage.Client.User, cfg.Config.User)
 	digest, err := img.Digest()
 	require.NoError(t, err)
 	assert.Equal(t, b.Digest, digest)
@@ -119,8 +119,8 @@ func TestImageRunsTheStaticClient(t *testing.T) {
 }
 
 func TestSameSourceSameDigest(t *testing.T) {
-	a := build(t, runtime.GOARCH, clientimage.WithCABundle(""))
-	b := build(t, runtime.GOARCH, clientimage.WithCABundle(""))
+	a := build(t, runtime.GOARCH, appimage.WithCABundle(""))
+	b := build(t, runtime.GOARCH, appimage.WithCABundle(""))
 	assert.Equal(t, a.Digest, b.Digest, "a rebuild of unchanged source must not roll the client's pods")
 	assert.NotContains(t, files(t, readBack(t, a)), "etc/ssl/certs/ca-certificates.crt")
 }
@@ -133,7 +133,7 @@ func TestImageForTheOtherArchitecture(t *testing.T) {
 	if other == "" {
 		t.Skipf("no other architecture to try from %s", runtime.GOARCH)
 	}
-	b := build(t, other, clientimage.WithCABundle(""))
+	b := build(t, other, appimage.WithCABundle(""))
 	cfg, err := readBack(t, b).ConfigFile()
 	require.NoError(t, err)
 	assert.Equal(t, other, cfg.Architecture)
@@ -144,7 +144,7 @@ func TestImageForTheOtherArchitecture(t *testing.T) {
 }
 
 func TestBuildFailureSaysWhatItTried(t *testing.T) {
-	_, err := clientimage.Build(context.Background(), "no-such-arch", t.TempDir())
+	_, err := appimage.Build(context.Background(), appimage.Client, "no-such-arch", t.TempDir())
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "go build github.com/egresslab/egresslab/apps/client for linux/no-such-arch")
 }

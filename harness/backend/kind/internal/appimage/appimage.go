@@ -1,9 +1,9 @@
-// Package clientimage builds the client app's container image in process: `go build`
-// of apps/client as a static Linux binary, put as the only program in an image made
+// Package appimage builds an app of apps/ as a container image in process: `go build`
+// of the app as a static Linux binary, put as the only program in an image made
 // from nothing (go-containerregistry's empty.Image), written as a `docker save`-style
 // tarball that kind loads into its nodes. No Dockerfile, no Docker build, no base image
 // to pull: the lab needs the image on the node, never in a registry.
-package clientimage
+package appimage
 
 import (
 	"archive/tar"
@@ -24,20 +24,32 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
 
-const (
-	// Tag is the image manifests/apps/client.yaml runs (imagePullPolicy: Never).
-	Tag = "egresslab/client:dev"
-	// Package is the client app's Go package.
-	Package = "github.com/egresslab/egresslab/apps/client"
-	// Entrypoint is where the binary lives in the image.
-	Entrypoint = "/client"
-	// DigestAnnotation is put on the client's pod template with the image's digest, so
-	// that a rebuilt image rolls the pods and an unchanged one does not.
-	DigestAnnotation = "egresslab.dev/client-image"
-	// User runs the client: not root, and not 1337, which is the sidecar's own UID and is
-	// exempt from traffic capture (a call made as 1337 would bypass the sidecar).
-	User = "65532:65532"
+// App is an app of apps/ and how its image runs it.
+type App struct {
+	Name       string
+	Package    string // its Go package
+	Tag        string // the image's tag, which manifests name (imagePullPolicy: Never)
+	Entrypoint string // where the binary lives in the image
+	Cmd        []string
+	User       string
+}
+
+var (
+	// Client is the client app every call is made from (manifests/apps/client.yaml). It
+	// runs as neither root nor 1337, which is the sidecar's own UID and is exempt from
+	// traffic capture (a call made as 1337 would bypass the sidecar).
+	Client = App{Name: "client", Package: "github.com/egresslab/egresslab/apps/client", Tag: "egresslab/client:dev",
+		Entrypoint: "/client", Cmd: []string{"serve", "--listen=:8080"}, User: "65532:65532"}
+	// Internet is the stand-in internet of offline runs. It runs as root to answer on
+	// ports 80 and 443, outside the mesh.
+	Internet = App{Name: "internet", Package: "github.com/egresslab/egresslab/apps/internet", Tag: "egresslab/internet:dev",
+		Entrypoint: "/internet", User: "0:0"}
 )
+
+// DigestAnnotation is put on the pod template of a Deployment that runs an app with
+// the image's digest, so that a rebuilt image rolls the pods and an unchanged one does
+// not.
+const DigestAnnotation = "egresslab.dev/client-image"
 
 // caBundles are where Linux distributions and macOS keep their trusted roots. The first
 // that exists goes into the image so that `client call https://...` can verify servers
@@ -67,17 +79,18 @@ type options struct {
 }
 
 // WithCABundle copies this file into the image as its trusted roots ("" for none),
-// instead of the first of the usual places that exists.
+// instead of the first of the usual places that exists. The roots let `client call
+// https://...` verify servers when the mesh lets it out.
 func WithCABundle(path string) Option { return func(o *options) { o.caBundle = &path } }
 
-// Build compiles the client for linux/arch and writes its image to a tarball in outDir.
-func Build(ctx context.Context, arch, outDir string, opts ...Option) (*Built, error) {
+// Build compiles the app for linux/arch and writes its image to a tarball in outDir.
+func Build(ctx context.Context, app App, arch, outDir string, opts ...Option) (*Built, error) {
 	o := options{}
 	for _, opt := range opts {
 		opt(&o)
 	}
-	bin := filepath.Join(outDir, "client-linux-"+arch)
-	if err := GoBuild(ctx, arch, bin); err != nil {
+	bin := filepath.Join(outDir, app.Name+"-linux-"+arch)
+	if err := GoBuild(ctx, app.Package, arch, bin); err != nil {
 		return nil, err
 	}
 	ca := ""
@@ -91,44 +104,44 @@ func Build(ctx context.Context, arch, outDir string, opts ...Option) (*Built, er
 			}
 		}
 	}
-	img, err := Image(bin, arch, ca)
+	img, err := Image(app, bin, arch, ca)
 	if err != nil {
 		return nil, err
 	}
 	digest, err := img.Digest()
 	if err != nil {
-		return nil, fmt.Errorf("digest of image %s: %w", Tag, err)
+		return nil, fmt.Errorf("digest of image %s: %w", app.Tag, err)
 	}
-	tag, err := name.NewTag(Tag)
+	tag, err := name.NewTag(app.Tag)
 	if err != nil {
-		return nil, fmt.Errorf("image tag %s: %w", Tag, err)
+		return nil, fmt.Errorf("image tag %s: %w", app.Tag, err)
 	}
-	path := filepath.Join(outDir, "client-image-"+arch+".tar")
+	path := filepath.Join(outDir, app.Name+"-image-"+arch+".tar")
 	if err := tarball.WriteToFile(path, tag, img); err != nil {
-		return nil, fmt.Errorf("write image %s to %s: %w", Tag, path, err)
+		return nil, fmt.Errorf("write image %s to %s: %w", app.Tag, path, err)
 	}
 	return &Built{Image: img, Digest: digest, Arch: arch, Tarball: path, CABundle: ca}, nil
 }
 
-// GoBuild compiles apps/client into out: static (CGO_ENABLED=0, so it needs no libc in
+// GoBuild compiles the package into out: static (CGO_ENABLED=0, so it needs no libc in
 // an image that has none), for linux/arch, reproducible (-trimpath, no build ID), so
 // the same source gives the same image digest. It runs in the current directory, which
 // must be inside the egresslab module (as under `go test`, `go run` or make).
-func GoBuild(ctx context.Context, arch, out string) error {
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w -buildid=", "-o", out, Package)
+func GoBuild(ctx context.Context, pkg, arch, out string) error {
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w -buildid=", "-o", out, pkg)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+arch)
 	var stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stderr, &stderr
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("go build %s for linux/%s: %w\n%s", Package, arch, err, strings.TrimSpace(stderr.String()))
+		return fmt.Errorf("go build %s for linux/%s: %w\n%s", pkg, arch, err, strings.TrimSpace(stderr.String()))
 	}
 	return nil
 }
 
-// Image is the client image: one layer holding the binary (and trusted roots when
+// Image is the app's image: one layer holding the binary (and trusted roots when
 // caBundle is not ""), on nothing.
-func Image(binary, arch, caBundle string) (v1.Image, error) {
-	files := []file{{path: strings.TrimPrefix(Entrypoint, "/"), src: binary, mode: 0o755}}
+func Image(app App, binary, arch, caBundle string) (v1.Image, error) {
+	files := []file{{path: strings.TrimPrefix(app.Entrypoint, "/"), src: binary, mode: 0o755}}
 	if caBundle != "" {
 		files = append(files, file{path: "etc/ssl/certs/ca-certificates.crt", src: caBundle, mode: 0o644})
 	}
@@ -152,12 +165,12 @@ func Image(binary, arch, caBundle string) (v1.Image, error) {
 	}
 	cfg = cfg.DeepCopy()
 	cfg.OS, cfg.Architecture = "linux", arch
-	cfg.Config.Entrypoint = []string{Entrypoint}
-	cfg.Config.Cmd = []string{"serve", "--listen=:8080"}
+	cfg.Config.Entrypoint = []string{app.Entrypoint}
+	cfg.Config.Cmd = app.Cmd
 	// PATH=/ lets `kubectl exec ... -- client call URL` find the binary by name.
 	cfg.Config.Env = []string{"PATH=/"}
-	cfg.Config.User = User
-	cfg.Config.Labels = map[string]string{"org.opencontainers.image.source": "https://github.com/egresslab/egresslab/tree/main/apps/client"}
+	cfg.Config.User = app.User
+	cfg.Config.Labels = map[string]string{"org.opencontainers.image.source": "https://github.com/egresslab/egresslab/tree/main/apps/" + app.Name}
 	img, err = mutate.ConfigFile(img, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("image config: %w", err)

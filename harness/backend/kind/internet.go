@@ -1,0 +1,270 @@
+package kind
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/egresslab/egresslab/apps/internet/site"
+	"github.com/egresslab/egresslab/harness/backend/kind/internal/appimage"
+	"github.com/egresslab/egresslab/harness/backend/kind/internal/rollout"
+)
+
+// The stand-in internet of offline runs: apps/internet in its own namespace, outside
+// the mesh, with no Service (a Service would put its address in every sidecar's
+// registry, which the real jsonplaceholder is not), and the cluster's DNS answering
+// jsonplaceholder.typicode.com with its pod's address and nothing else: CoreDNS
+// forwards no name off the machine.
+const (
+	InternetNamespace = "egresslab-internet"
+	internetName      = "internet"
+	internetSecret    = "internet-tls"
+)
+
+// internet is the stand-in internet once it runs.
+type internet struct {
+	ip string
+	// caFile holds the CA that signed the site's certificate, as a PEM bundle: the
+	// client image trusts it, as a client on the internet trusts the site's real CA.
+	caFile string
+}
+
+// startInternet deploys the stand-in internet (or finds it, on a kept cluster), and
+// points the cluster's DNS at it.
+func startInternet(ctx context.Context, k kubernetes.Interface, workDir string, load func(string) error, progress func(string) func(error)) (_ *internet, err error) {
+	done := progress("stand-in internet: " + site.Host + " answered in namespace " + InternetNamespace + ", CoreDNS forwards nothing")
+	defer func() { done(err) }()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: InternetNamespace,
+		// Outside the mesh, as the internet is.
+		Labels: map[string]string{"istio-injection": "disabled"}}}
+	if _, err := k.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return nil, fmt.Errorf("create namespace %s: %w", InternetNamespace, err)
+	}
+	caPEM, err := internetCertificate(ctx, k)
+	if err != nil {
+		return nil, err
+	}
+	in := &internet{caFile: filepath.Join(workDir, "internet-ca.pem")}
+	if err := os.WriteFile(in.caFile, caPEM, 0o644); err != nil {
+		return nil, fmt.Errorf("write the stand-in internet's CA: %w", err)
+	}
+	nodes, err := k.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil || len(nodes.Items) == 0 {
+		return nil, fmt.Errorf("read the nodes' architecture: %v (nodes: %d)", err, len(nodes.Items))
+	}
+	built, err := appimage.Build(ctx, appimage.Internet, nodes.Items[0].Status.NodeInfo.Architecture, workDir, appimage.WithCABundle(""))
+	if err != nil {
+		return nil, fmt.Errorf("build the stand-in internet's image: %w", err)
+	}
+	if load == nil {
+		return nil, errors.New("the stand-in internet needs a cluster egresslab created: it loads its image into the nodes")
+	}
+	if err := load(built.Tarball); err != nil {
+		return nil, err
+	}
+	d := internetDeployment(built.Digest.String())
+	if _, err := k.AppsV1().Deployments(InternetNamespace).Create(ctx, d, metav1.CreateOptions{}); apierrors.IsAlreadyExists(err) {
+		// A kept cluster: the same Deployment, with this run's image.
+		old, err := k.AppsV1().Deployments(InternetNamespace).Get(ctx, internetName, metav1.GetOptions{})
+		if err == nil {
+			old.Spec = d.Spec
+			_, err = k.AppsV1().Deployments(InternetNamespace).Update(ctx, old, metav1.UpdateOptions{})
+		}
+		if err != nil {
+			return nil, fmt.Errorf("update the stand-in internet: %w", err)
+		}
+	} else if err != nil {
+		return nil, fmt.Errorf("deploy the stand-in internet: %w", err)
+	}
+	if in.ip, err = internetIP(ctx, k); err != nil {
+		return nil, err
+	}
+	if err := pointDNS(ctx, k, in.ip); err != nil {
+		return nil, err
+	}
+	return in, nil
+}
+
+// internetCertificate returns the CA of the site's certificate, making both (kept in a
+// Secret, so that a kept cluster's site and a new client agree) the first time.
+func internetCertificate(ctx context.Context, k kubernetes.Interface) ([]byte, error) {
+	s, err := k.CoreV1().Secrets(InternetNamespace).Get(ctx, internetSecret, metav1.GetOptions{})
+	if err == nil && len(s.Data["ca.crt"]) > 0 {
+		return s.Data["ca.crt"], nil
+	}
+	cert, _, caDER, err := site.Certificate(site.Host)
+	if err != nil {
+		return nil, err
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
+	if err != nil {
+		return nil, fmt.Errorf("encode the stand-in internet's key: %w", err)
+	}
+	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
+	s = &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: internetSecret, Namespace: InternetNamespace},
+		Type:       corev1.SecretTypeTLS,
+		Data: map[string][]byte{
+			corev1.TLSCertKey:       pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}),
+			corev1.TLSPrivateKeyKey: pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}),
+			"ca.crt":                caPEM,
+		},
+	}
+	if _, err := k.CoreV1().Secrets(InternetNamespace).Create(ctx, s, metav1.CreateOptions{}); err != nil {
+		return nil, fmt.Errorf("store the stand-in internet's certificate: %w", err)
+	}
+	return caPEM, nil
+}
+
+func internetDeployment(digest string) *appsv1.Deployment {
+	labels := map[string]string{"app": internetName}
+	one := int32(1)
+	return &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: internetName, Namespace: InternetNamespace, Labels: labels},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: &one,
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			// One pod at a time: DNS names one address.
+			Strategy: appsv1.DeploymentStrategy{Type: appsv1.RecreateDeploymentStrategyType},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: map[string]string{appimage.DigestAnnotation: digest}},
+				Spec: corev1.PodSpec{
+					Containers: []corev1.Container{{
+						Name: internetName, Image: appimage.Internet.Tag, ImagePullPolicy: corev1.PullNever,
+						Args: []string{"--cert=/tls/tls.crt", "--key=/tls/tls.key"},
+						Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 80}, {Name: "https", ContainerPort: 443}},
+						ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{
+							TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(80)}}, PeriodSeconds: 1},
+						VolumeMounts: []corev1.VolumeMount{{Name: "tls", MountPath: "/tls", ReadOnly: true}},
+					}},
+					Volumes: []corev1.Volume{{Name: "tls", VolumeSource: corev1.VolumeSource{
+						Secret: &corev1.SecretVolumeSource{SecretName: internetSecret}}}},
+				},
+			},
+		},
+	}
+}
+
+// internetIP waits for the site's pod to be ready and returns its address.
+func internetIP(ctx context.Context, k kubernetes.Interface) (string, error) {
+	var ip, last string
+	err := wait.PollUntilContextTimeout(ctx, time.Second, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		d, err := k.AppsV1().Deployments(InternetNamespace).Get(ctx, internetName, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		if ok, why := rollout.Status(d); !ok {
+			trouble, hopeless := rollout.Diagnose(ctx, k, d)
+			last = strings.TrimSuffix(why+"; "+trouble, "; ")
+			if hopeless {
+				return false, errors.New(last)
+			}
+			return false, nil
+		}
+		pods, err := rollout.Pods(ctx, k, d)
+		if err != nil {
+			return false, err
+		}
+		for _, p := range pods {
+			if p.DeletionTimestamp == nil && podReady(&p) && p.Status.PodIP != "" {
+				ip = p.Status.PodIP
+				return true, nil
+			}
+		}
+		last = "no ready pod yet"
+		return false, nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("wait for the stand-in internet: %w (last seen: %s)", err, last)
+	}
+	return ip, nil
+}
+
+// Corefile is CoreDNS's configuration offline: kubeadm's, with the forward plugin
+// replaced by hosts naming the stand-in internet. A name that is neither the
+// cluster's nor the site's fails at once (SERVFAIL) instead of going to the host's
+// resolver.
+func Corefile(internetIP string) string {
+	return `.:53 {
+    errors
+    health {
+       lameduck 5s
+    }
+    ready
+    kubernetes cluster.local in-addr.arpa ip6.arpa {
+       pods insecure
+       fallthrough in-addr.arpa ip6.arpa
+       ttl 30
+    }
+    hosts {
+       ` + internetIP + ` ` + site.Host + `
+       ttl 5
+    }
+    prometheus :9153
+    cache 30 {
+       disable success cluster.local
+       disable denial cluster.local
+    }
+    loop
+    reload
+    loadbalance
+}
+`
+}
+
+// pointDNS puts the offline Corefile in place and restarts CoreDNS when it changed.
+func pointDNS(ctx context.Context, k kubernetes.Interface, ip string) error {
+	cm, err := k.CoreV1().ConfigMaps("kube-system").Get(ctx, "coredns", metav1.GetOptions{})
+	if err != nil {
+		return fmt.Errorf("read CoreDNS's configuration: %w", err)
+	}
+	want := Corefile(ip)
+	if cm.Data["Corefile"] == want {
+		return nil
+	}
+	cm.Data["Corefile"] = want
+	if _, err := k.CoreV1().ConfigMaps("kube-system").Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
+		return fmt.Errorf("point CoreDNS at the stand-in internet: %w", err)
+	}
+	// CoreDNS's reload plugin would notice in up to a minute or two (the kubelet's
+	// ConfigMap sync, then its own check); a restart takes seconds.
+	d, err := k.AppsV1().Deployments("kube-system").Get(ctx, "coredns", metav1.GetOptions{})
+	if err != nil {
+		return fmt.Errorf("restart CoreDNS: %w", err)
+	}
+	if d.Spec.Template.Annotations == nil {
+		d.Spec.Template.Annotations = map[string]string{}
+	}
+	d.Spec.Template.Annotations["egresslab.dev/corefile"] = ip
+	if _, err := k.AppsV1().Deployments("kube-system").Update(ctx, d, metav1.UpdateOptions{}); err != nil {
+		return fmt.Errorf("restart CoreDNS: %w", err)
+	}
+	var last string
+	err = wait.PollUntilContextTimeout(ctx, time.Second, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		d, err := k.AppsV1().Deployments("kube-system").Get(ctx, "coredns", metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		ok, why := rollout.Status(d)
+		last = why
+		return ok, nil
+	})
+	if err != nil {
+		return fmt.Errorf("wait for CoreDNS to restart: %w (last seen: %s)", err, last)
+	}
+	return nil
+}
