@@ -195,8 +195,10 @@ func internetIP(ctx context.Context, k kubernetes.Interface) (string, error) {
 }
 
 // Corefile is CoreDNS's configuration offline: kubeadm's, with the forward plugin
-// replaced by hosts naming the stand-in internet. A name that is neither the
-// cluster's nor the site's fails at once (SERVFAIL) instead of going to the host's
+// replaced by hosts naming the stand-in internet. CoreDNS runs its plugins in its own
+// order, where hosts comes before kubernetes: hosts must fall through for the
+// cluster's names. A name that is neither the cluster's nor the site's then finds no
+// plugin after kubernetes and fails at once (SERVFAIL) instead of going to the host's
 // resolver.
 func Corefile(internetIP string) string {
 	return `.:53 {
@@ -213,6 +215,7 @@ func Corefile(internetIP string) string {
     hosts {
        ` + internetIP + ` ` + site.Host + `
        ttl 5
+       fallthrough
     }
     prometheus :9153
     cache 30 {

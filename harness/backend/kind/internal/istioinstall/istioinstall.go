@@ -115,8 +115,17 @@ func WithTimeout(d time.Duration) Option { return func(i *Installer) { i.timeout
 // release store and a fake Kubernetes client).
 func WithHelmConfig(cfg *action.Configuration) Option { return func(i *Installer) { i.helm = cfg } }
 
+// FieldManager owns the fields the lab's Helm releases apply, whichever program (the
+// lab, the check command, a test binary) applies them.
+const FieldManager = "egresslab"
+
 // New returns an Installer for the cluster that getter and k reach.
 func New(getter genericclioptions.RESTClientGetter, k kubernetes.Interface, opts ...Option) (*Installer, error) {
+	// Helm applies server-side under a field manager named after the running program
+	// by default: a release installed by the lab (egresslab) or one test binary and
+	// upgraded by another (scenarios.test) then conflicts with itself on every field.
+	// One name for every program that installs the lab's mesh.
+	kube.ManagedFieldsManager = FieldManager
 	i := &Installer{kube: k, version: Version, charts: FromRepo(ChartRepo, DefaultHelmDir()), progress: io.Discard,
 		timeout: 5 * time.Minute, poll: 2 * time.Second}
 	for _, o := range opts {
@@ -287,6 +296,10 @@ func (i *Installer) release(ctx context.Context, name, chartName string, values 
 	up.WaitStrategy, up.Timeout = kube.StatusWatcherStrategy, i.timeout
 	// The values given are the whole truth, as `helm upgrade -f values.yaml` without --reuse-values.
 	up.ResetValues = true
+	// The release is the lab's: its fields may still be owned by another field manager
+	// (a cluster kept from before FieldManager, where each program applied under its
+	// own name). The upgrade takes them over instead of failing on the conflict.
+	up.ForceConflicts = true
 	if _, err := up.RunWithContext(ctx, name, ch, values); err != nil {
 		return fmt.Errorf("upgrade Istio release %s to chart %s %s: %w%s", name, chartName, i.version, err, i.whyNotReady(ctx))
 	}

@@ -31,6 +31,7 @@ import (
 	sigsyaml "sigs.k8s.io/yaml"
 
 	"helm.sh/helm/v4/pkg/action"
+	"helm.sh/helm/v4/pkg/kube"
 	"helm.sh/helm/v4/pkg/chart/common"
 	helmfake "helm.sh/helm/v4/pkg/kube/fake"
 	release "helm.sh/helm/v4/pkg/release/v1"
@@ -454,4 +455,15 @@ func TestLocalChartsRunTheGivenImagesAndAreLeftAloneWhenCurrent(t *testing.T) {
 	require.NoError(t, in.Install(ctx, values(t, manifest.RegistryOnly)))
 	assert.Contains(t, progress.String(), "istiod v0.0.0-module is installed with these values already")
 	assert.NotContains(t, progress.String(), "helm upgrade")
+}
+
+// Helm applies server-side under a field manager named after the running program: the
+// lab's release installed by one test binary and upgraded by another (or by the lab)
+// conflicted with itself on every field (seen on the offline kind run: the scenarios
+// could not switch to ALLOW_ANY a release the cluster check had installed).
+func TestEveryProgramAppliesTheReleaseUnderOneFieldManager(t *testing.T) {
+	kube.ManagedFieldsManager = ""
+	_, err := istioinstall.New(nil, kubefake.NewClientset(), istioinstall.WithHelmConfig(&action.Configuration{}))
+	require.NoError(t, err)
+	assert.Equal(t, istioinstall.FieldManager, kube.ManagedFieldsManager, "not %s, this test binary's name", filepath.Base(os.Args[0]))
 }
