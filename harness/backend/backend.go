@@ -58,6 +58,22 @@ type SidecarStatus struct {
 
 // Provider opens a backend for one test or one lab run. sim gives each a fresh, empty
 // world; a cluster backend gives each the same cluster, set up once. The returned
+// AccessLogger is a backend whose sidecars write Envoy's access log: the line of a
+// call names the upstream cluster the sidecar chose, evidence from the data plane
+// itself rather than from the config it holds.
+type AccessLogger interface {
+	// AccessLogEntry is the workload's sidecar's last access-log line for the call made
+	// at or after since.
+	AccessLogEntry(ctx context.Context, w Workload, c Call, since time.Time) (AccessLogEntry, error)
+}
+
+// AccessLogEntry is one line of a sidecar's access log and the upstream cluster it names
+// ("-" when the sidecar answered itself).
+type AccessLogEntry struct {
+	Line    string
+	Cluster string
+}
+
 // release gives back what Open took (it does not tear down a shared cluster).
 type Provider interface {
 	Name() string

@@ -139,7 +139,9 @@ func ExpectCall(w backend.Workload, url string, want outcome.Expect) features.Fu
 		if err != nil {
 			t.Fatal(err)
 		}
-		v, waited, err := backend.AwaitExpected(ctx, mustBackend(ctx, t), w, call, want, timeouts(ctx).Propagation)
+		b := mustBackend(ctx, t)
+		since := time.Now()
+		v, waited, err := backend.AwaitExpected(ctx, b, w, call, want, timeouts(ctx).Propagation)
 		if err != nil && v.Kind == "" {
 			t.Fatalf("call %s: %v", url, err)
 		}
@@ -147,6 +149,18 @@ func ExpectCall(w backend.Workload, url string, want outcome.Expect) features.Fu
 			t.Errorf("call %s: %s", url, m)
 		}
 		t.Logf("call %s: %s after %s; evidence: %s", url, v, waited.Took.Round(time.Millisecond), v.Evidence)
+		// A real sidecar's access log names the cluster it sent the call to: the
+		// expectation's cluster, read from the data plane rather than its config.
+		if al, ok := b.(backend.AccessLogger); ok && want.Cluster != "" && v.Evidence.FromCall {
+			e, err := al.AccessLogEntry(ctx, w, call, since)
+			if err != nil {
+				t.Errorf("call %s: %v", url, err)
+			} else if e.Cluster != want.Cluster {
+				t.Errorf("call %s: the sidecar's access log names cluster %q, want %q: %s", url, e.Cluster, want.Cluster, e.Line)
+			} else {
+				t.Logf("call %s: the sidecar's access log: %s", url, e.Line)
+			}
+		}
 		return ctx
 	}
 }

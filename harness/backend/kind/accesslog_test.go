@@ -1,0 +1,39 @@
+package kind
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/egresslab/egresslab/harness/backend"
+)
+
+// Lines from istio-proxy's log on the offline kind run, in the format istiod configures
+// (Istio's default TEXT format), between pilot-agent's own lines.
+const proxyLog = `2026-11-25T09:43:15.173450Z	info	Envoy proxy is ready
+[2026-11-25T09:43:16.027Z] "GET /todos/1 HTTP/1.1" 502 - direct_response - "-" 0 118 2 - "-" "egresslab-client" "465a4e2e-d7c0-79ac-333c-7ca621a690bc" "jsonplaceholder.typicode.com" "-" - - 10.244.0.4:80 10.244.0.8:57642 - block_all
+[2026-11-25T09:43:16.273Z] "GET /todos/1 HTTP/1.1" 200 - via_upstream - "-" 0 359 9 2 "-" "egresslab-client" "18a47684-6b1d-56ab-9e7d-774e4f05551c" "jsonplaceholder.typicode.com" "10.244.0.4:80" outbound|80||jsonplaceholder.typicode.com 10.244.0.8:57672 10.244.0.4:80 10.244.0.8:57658 - default
+[2026-11-25T09:43:16.905Z] "- - -" 0 UH - - "-" 0 0 0 - "-" "-" "-" "-" "-" BlackHoleCluster - 10.244.0.4:443 10.244.0.8:35336 jsonplaceholder.typicode.com -
+2026-11-25T09:43:17.000000Z	info	xdsproxy	connected to upstream XDS server`
+
+func TestTheCallsLastAccessLogLineNamesItsCluster(t *testing.T) {
+	for _, tc := range []struct {
+		url, cluster string
+	}{
+		{"http://jsonplaceholder.typicode.com/todos/1", "outbound|80||jsonplaceholder.typicode.com"},
+		{"https://jsonplaceholder.typicode.com/todos/1", "BlackHoleCluster"},
+	} {
+		c, err := backend.ParseCall(tc.url)
+		require.NoError(t, err)
+		e, ok := LastAccessLogEntry(proxyLog, c)
+		require.True(t, ok, tc.url)
+		assert.Equal(t, tc.cluster, e.Cluster, tc.url)
+	}
+	for _, other := range []string{"http://jsonplaceholder.typicode.com/todos/2", "http://example.com/todos/1", "https://jsonplaceholder.typicode.com:8443/"} {
+		c, err := backend.ParseCall(other)
+		require.NoError(t, err)
+		_, ok := LastAccessLogEntry(proxyLog, c)
+		assert.False(t, ok, "no line records %s", other)
+	}
+}
