@@ -6,7 +6,8 @@
 #   make bench              the benchmarks quoted in README.md
 #   make e2e                the scenarios on a real kind cluster (needs Docker and internet; fails without them)
 #   make e2e-offline        as root, no Docker or internet needed: kind on the project's own engine and
-#                           images built from source, up to the injected client (KEEP=1 keeps it)
+#                           images built from source, a stand-in for Envoy and for the internet: the
+#                           scenarios, the propagation figures and the lab (KEEP=1 keeps the cluster)
 #   make clean              delete the kind cluster (if any) and built binaries
 
 GO    ?= go
@@ -52,8 +53,8 @@ e2e:
 	EGRESSLAB_KEEP=$(KEEP) $(GO) test ./scenarios/... -count=1 -v -timeout 30m -args -backend=kind -require-backend
 
 # Opt-in, as root on Linux: the kind backend with nothing pulled or downloaded but Go
-# modules and Debian packages (hack/e2e-offline.sh says each phase and its time). It
-# stops, and says so, where the offline run stops today: the sidecar has no Envoy yet.
+# modules and Debian packages (hack/e2e-offline.sh says each phase and its time). Envoy's
+# process is egresslab's stand-in (harness/dataplane/proxy), the internet is apps/internet.
 e2e-offline:
 	KEEP=$(KEEP) hack/e2e-offline.sh
 

@@ -9,7 +9,9 @@
 #      internet and offline DNS, the client with its istio-proxy ready (the real
 #      pilot-agent running the stand-in for Envoy), and nothing reaching past the machine;
 #   4. the scenarios on that cluster (go test ./scenarios/... -backend=kind);
-#   5. the lab on that cluster (make lab-serviceentry ARGS=-backend=kind).
+#   5. propagation on that cluster: 10 apply/delete cycles of the lab's entry
+#      (BenchmarkOfflinePropagation: p50 and max, each way);
+#   6. the lab on that cluster (make lab-serviceentry ARGS="-backend=kind -show-config").
 #
 # At the end (pass, failure or Ctrl-C) the cluster is deleted (KEEP=1 keeps it, and the
 # engine with it) and the engine it started is stopped; it then checks that no dockerd,
@@ -64,11 +66,11 @@ finish() {
 trap finish EXIT
 trap 'say "interrupted: cleaning up"; exit 130' INT TERM
 
-say "1/5 the project's Docker engine"
+say "1/6 the project's Docker engine"
 eval "export $(hack/docker-engine.sh start | grep '^DOCKER_HOST=')"
 engine_pid=$(cat "$run_dir/dockerd.pid")
 
-say "2/5 the offline images (built from source the first time, reused after)"
+say "2/6 the offline images (built from source the first time, reused after)"
 t0=$(date +%s)
 eval "export $(hack/kind-offline-images.sh | grep '^EGRESSLAB_KIND_OFFLINE=')"
 say "images ready in $(($(date +%s) - t0))s: $EGRESSLAB_KIND_OFFLINE"
@@ -88,14 +90,18 @@ run() {
   ((rc == 0)) || die "$what failed (exit $rc); diagnostics, when saved, are named above"
 }
 
-say "3/5 kind cluster, Istio, the stand-in internet, the injected client (TestOfflineKindCluster)"
+say "3/6 kind cluster, Istio, the stand-in internet, the injected client (TestOfflineKindCluster)"
 run "the cluster check" 1 go test ./harness/backend/kind/ -run '^TestOfflineKindCluster$' -count=1 -v -timeout 40m
 
-say "4/5 the scenarios on the offline cluster"
+say "4/6 the scenarios on the offline cluster"
 run "the scenarios" 1 go test ./scenarios/... -count=1 -v -timeout 30m -args -backend=kind -require-backend
 
-say "5/5 the lab on the offline cluster"
-run "the lab" "$keep" make --no-print-directory lab-serviceentry ARGS=-backend=kind
-grep -q 'outbound|80||jsonplaceholder.typicode.com' "$log" ||
-  die "the lab passed but its output names no outbound|80||jsonplaceholder.typicode.com"
+say "5/6 propagation of the lab's entry, 10 apply/delete cycles"
+run "the propagation benchmark" 1 go test ./harness/backend/kind/ -run '^$' -bench '^BenchmarkOfflinePropagation$' -benchtime 10x -count=1
+grep -q 'p50-ms/apply' "$log" || die "the propagation benchmark reported no figures"
+
+say "6/6 the lab on the offline cluster"
+run "the lab" "$keep" make --no-print-directory lab-serviceentry ARGS="-backend=kind -show-config"
+grep -q 'cluster_name: outbound|80||jsonplaceholder.typicode.com' "$log" ||
+  die "the lab passed but the sidecar's config dump it showed names no outbound|80||jsonplaceholder.typicode.com"
 say "the scenarios and the lab passed on an offline kind cluster"

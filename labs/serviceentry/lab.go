@@ -247,6 +247,9 @@ func (l *lab) callAllowed(ctx context.Context) error {
 	if i, ok := l.b.(backend.Instant); ok && i.Instant() {
 		l.n.Say("%s computes the new config at once (%s to generate it); on a cluster this is how long istiod takes to push it to the sidecar.",
 			l.b.Name(), waited.Took.Round(time.Millisecond))
+	} else if waited.Resolution == 0 {
+		l.n.Say("The first call after the apply was already allowed: the sidecar had the new config within %s of the "+
+			"entry being applied (the time that one call took).", waited.Took.Round(time.Millisecond))
 	} else {
 		l.n.Say("The sidecar had the new config %s after the entry was applied (the call was repeated every %s by then, "+
 			"so the figure is good to within that).", waited.Took.Round(time.Millisecond), waited.Resolution.Round(time.Millisecond))
