@@ -298,8 +298,11 @@ func (p *Process) config() (*simulation.Simulation, error) {
 func (p *Process) state() (live bool, cds, lds int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.sidecar != nil {
+	switch {
+	case p.sidecar != nil:
 		cds, lds = p.sidecar.Updates()
+	case p.held != nil:
+		cds, lds = 1, 1 // a held config stands for one push of each
 	}
 	return p.live, cds, lds
 }
