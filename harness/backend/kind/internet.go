@@ -145,7 +145,7 @@ func internetDeployment(digest string) *appsv1.Deployment {
 				Spec: corev1.PodSpec{
 					Containers: []corev1.Container{{
 						Name: internetName, Image: appimage.Internet.Tag, ImagePullPolicy: corev1.PullNever,
-						Args: []string{"--cert=/tls/tls.crt", "--key=/tls/tls.key"},
+						Args:  []string{"--cert=/tls/tls.crt", "--key=/tls/tls.key"},
 						Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 80}, {Name: "https", ContainerPort: 443}},
 						ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{
 							TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(80)}}, PeriodSeconds: 1},

@@ -33,8 +33,8 @@ import (
 
 	listener "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 
-	"istio.io/istio/pilot/pkg/simulation"
 	"istio.io/istio/pilot/pkg/model"
+	"istio.io/istio/pilot/pkg/simulation"
 
 	"github.com/egresslab/egresslab/harness/dataplane"
 )
