@@ -27,11 +27,7 @@ func Dump(sim *simulation.Simulation, r simulation.Result) (string, error) {
 		if l.GetName() != r.ListenerMatched {
 			continue
 		}
-		chains := append([]*listener.FilterChain{}, l.GetFilterChains()...)
-		if l.GetDefaultFilterChain() != nil {
-			chains = append(chains, l.GetDefaultFilterChain())
-		}
-		for _, fc := range chains {
+		for _, fc := range FilterChains(l) {
 			if fc.GetName() == r.FilterChainMatched {
 				doc.FilterChain = asMap(fc)
 				break
@@ -62,6 +58,16 @@ func Dump(sim *simulation.Simulation, r simulation.Result) (string, error) {
 		return "", fmt.Errorf("encode sidecar config: %w", err)
 	}
 	return string(out), nil
+}
+
+// FilterChains are all of a listener's filter chains: its matched chains and, last, its
+// default chain (the one the simulator reports when no match applies).
+func FilterChains(l *listener.Listener) []*listener.FilterChain {
+	chains := append([]*listener.FilterChain{}, l.GetFilterChains()...)
+	if dc := l.GetDefaultFilterChain(); dc != nil {
+		chains = append(chains, dc)
+	}
+	return chains
 }
 
 func asMap(m proto.Message) map[string]any {

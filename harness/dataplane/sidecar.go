@@ -99,6 +99,9 @@ func (s *Sidecar) Ended() bool {
 	}
 }
 
+// Done is closed when the stream from istiod has ended.
+func (s *Sidecar) Done() <-chan struct{} { return s.done }
+
 // Close ends the stream.
 func (s *Sidecar) Close() {
 	s.cancel()
@@ -177,11 +180,7 @@ func decodeAll[T any, P interface {
 func routeNames(ls []*listener.Listener) []string {
 	var names []string
 	for _, l := range ls {
-		chains := l.GetFilterChains()
-		if dc := l.GetDefaultFilterChain(); dc != nil {
-			chains = append(slices.Clip(chains), dc)
-		}
-		for _, fc := range chains {
+		for _, fc := range FilterChains(l) {
 			for _, f := range fc.GetFilters() {
 				if f.GetName() != wellknown.HTTPConnectionManager {
 					continue

@@ -137,26 +137,35 @@ func (b *Backend) namespaces() []string {
 func (b *Backend) buildCallerImage(ctx context.Context) (err error) {
 	done := step(b.progress, "build and load the caller image "+appimage.Client.Tag)
 	defer func() { done(err) }()
-	nodes, err := b.kube.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
-	if err != nil || len(nodes.Items) == 0 {
-		return fmt.Errorf("read the nodes' architecture: %v (nodes: %d)", err, len(nodes.Items))
-	}
-	arch := nodes.Items[0].Status.NodeInfo.Architecture
-	built, err := appimage.Build(ctx, appimage.Client, arch, b.workDir, b.imageOptions...)
+	built, err := b.buildAndLoad(ctx, appimage.Client, b.imageOptions...)
 	if err != nil {
-		return fmt.Errorf("build the caller image: %w", err)
+		return err
 	}
 	if built.CABundle == "" {
 		fmt.Fprintf(b.progress, "  no CA bundle found on this machine: https calls the mesh lets out will fail TLS verification\n")
 	}
-	if b.loadImage == nil {
-		fmt.Fprintf(b.progress, "  an existing cluster: load %s into its nodes yourself (it is %s, imagePullPolicy Never)\n",
-			built.Tarball, appimage.Client.Tag)
-	} else if err := b.loadImage(built.Tarball); err != nil {
-		return err
-	}
 	b.imageDigest = built.Digest.String()
 	return nil
+}
+
+// buildAndLoad builds an app's image for the nodes' architecture and loads it into
+// the nodes; on an existing cluster, where the user loads it, it says how.
+func (b *Backend) buildAndLoad(ctx context.Context, app appimage.App, opts ...appimage.Option) (*appimage.Built, error) {
+	nodes, err := b.kube.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil || len(nodes.Items) == 0 {
+		return nil, fmt.Errorf("read the nodes' architecture: %v (nodes: %d)", err, len(nodes.Items))
+	}
+	built, err := appimage.Build(ctx, app, nodes.Items[0].Status.NodeInfo.Architecture, b.workDir, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("build the %s image: %w", app.Name, err)
+	}
+	if b.loadImage == nil {
+		fmt.Fprintf(b.progress, "  an existing cluster: load %s into its nodes yourself (it is %s, imagePullPolicy Never)\n",
+			built.Tarball, app.Tag)
+	} else if err := b.loadImage(built.Tarball); err != nil {
+		return nil, err
+	}
+	return built, nil
 }
 
 func (b *Backend) Delete(ctx context.Context, set *manifest.Set) error {

@@ -8,20 +8,17 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
-	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/egresslab/egresslab/apps/internet/site"
+	"github.com/egresslab/egresslab/harness/backend"
 	"github.com/egresslab/egresslab/harness/backend/kind/internal/appimage"
-	"github.com/egresslab/egresslab/harness/backend/kind/internal/rollout"
 )
 
 // The stand-in internet of offline runs: apps/internet in its own namespace, outside
@@ -45,9 +42,13 @@ type internet struct {
 
 // startInternet deploys the stand-in internet (or finds it, on a kept cluster), and
 // points the cluster's DNS at it.
-func startInternet(ctx context.Context, k kubernetes.Interface, workDir string, load func(string) error, progress func(string) func(error)) (_ *internet, err error) {
-	done := progress("stand-in internet: " + site.Host + " answered in namespace " + InternetNamespace + ", CoreDNS forwards nothing")
+func (b *Backend) startInternet(ctx context.Context) (_ *internet, err error) {
+	done := step(b.progress, "stand-in internet: "+site.Host+" answered in namespace "+InternetNamespace+", CoreDNS forwards nothing")
 	defer func() { done(err) }()
+	if b.loadImage == nil {
+		return nil, errors.New("the stand-in internet needs a cluster egresslab created: it loads its image into the nodes")
+	}
+	k := b.kube
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: InternetNamespace,
 		// Outside the mesh, as the internet is.
 		Labels: map[string]string{"istio-injection": "disabled"}}}
@@ -58,22 +59,12 @@ func startInternet(ctx context.Context, k kubernetes.Interface, workDir string, 
 	if err != nil {
 		return nil, err
 	}
-	in := &internet{caFile: filepath.Join(workDir, "internet-ca.pem")}
+	in := &internet{caFile: filepath.Join(b.workDir, "internet-ca.pem")}
 	if err := os.WriteFile(in.caFile, caPEM, 0o644); err != nil {
 		return nil, fmt.Errorf("write the stand-in internet's CA: %w", err)
 	}
-	nodes, err := k.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
-	if err != nil || len(nodes.Items) == 0 {
-		return nil, fmt.Errorf("read the nodes' architecture: %v (nodes: %d)", err, len(nodes.Items))
-	}
-	built, err := appimage.Build(ctx, appimage.Internet, nodes.Items[0].Status.NodeInfo.Architecture, workDir, appimage.WithCABundle(""))
+	built, err := b.buildAndLoad(ctx, appimage.Internet, appimage.WithCABundle(""))
 	if err != nil {
-		return nil, fmt.Errorf("build the stand-in internet's image: %w", err)
-	}
-	if load == nil {
-		return nil, errors.New("the stand-in internet needs a cluster egresslab created: it loads its image into the nodes")
-	}
-	if err := load(built.Tarball); err != nil {
 		return nil, err
 	}
 	d := internetDeployment(built.Digest.String())
@@ -90,10 +81,12 @@ func startInternet(ctx context.Context, k kubernetes.Interface, workDir string, 
 	} else if err != nil {
 		return nil, fmt.Errorf("deploy the stand-in internet: %w", err)
 	}
-	if in.ip, err = internetIP(ctx, k); err != nil {
-		return nil, err
+	pod, err := b.readyPod(ctx, backend.Workload{Namespace: InternetNamespace, Name: internetName})
+	if err != nil {
+		return nil, fmt.Errorf("wait for the stand-in internet: %w", err)
 	}
-	if err := pointDNS(ctx, k, in.ip); err != nil {
+	in.ip = pod.Status.PodIP
+	if err := b.pointDNS(ctx, in.ip); err != nil {
 		return nil, err
 	}
 	return in, nil
@@ -159,41 +152,6 @@ func internetDeployment(digest string) *appsv1.Deployment {
 	}
 }
 
-// internetIP waits for the site's pod to be ready and returns its address.
-func internetIP(ctx context.Context, k kubernetes.Interface) (string, error) {
-	var ip, last string
-	err := wait.PollUntilContextTimeout(ctx, time.Second, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
-		d, err := k.AppsV1().Deployments(InternetNamespace).Get(ctx, internetName, metav1.GetOptions{})
-		if err != nil {
-			return false, err
-		}
-		if ok, why := rollout.Status(d); !ok {
-			trouble, hopeless := rollout.Diagnose(ctx, k, d)
-			last = strings.TrimSuffix(why+"; "+trouble, "; ")
-			if hopeless {
-				return false, errors.New(last)
-			}
-			return false, nil
-		}
-		pods, err := rollout.Pods(ctx, k, d)
-		if err != nil {
-			return false, err
-		}
-		for _, p := range pods {
-			if p.DeletionTimestamp == nil && podReady(&p) && p.Status.PodIP != "" {
-				ip = p.Status.PodIP
-				return true, nil
-			}
-		}
-		last = "no ready pod yet"
-		return false, nil
-	})
-	if err != nil {
-		return "", fmt.Errorf("wait for the stand-in internet: %w (last seen: %s)", err, last)
-	}
-	return ip, nil
-}
-
 // Corefile is CoreDNS's configuration offline: kubeadm's, with the forward plugin
 // replaced by hosts naming the stand-in internet. CoreDNS runs its plugins in its own
 // order, where hosts comes before kubernetes: hosts must fall through for the
@@ -230,7 +188,8 @@ func Corefile(internetIP string) string {
 }
 
 // pointDNS puts the offline Corefile in place and restarts CoreDNS when it changed.
-func pointDNS(ctx context.Context, k kubernetes.Interface, ip string) error {
+func (b *Backend) pointDNS(ctx context.Context, ip string) error {
+	k := b.kube
 	cm, err := k.CoreV1().ConfigMaps("kube-system").Get(ctx, "coredns", metav1.GetOptions{})
 	if err != nil {
 		return fmt.Errorf("read CoreDNS's configuration: %w", err)
@@ -256,18 +215,8 @@ func pointDNS(ctx context.Context, k kubernetes.Interface, ip string) error {
 	if _, err := k.AppsV1().Deployments("kube-system").Update(ctx, d, metav1.UpdateOptions{}); err != nil {
 		return fmt.Errorf("restart CoreDNS: %w", err)
 	}
-	var last string
-	err = wait.PollUntilContextTimeout(ctx, time.Second, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
-		d, err := k.AppsV1().Deployments("kube-system").Get(ctx, "coredns", metav1.GetOptions{})
-		if err != nil {
-			return false, err
-		}
-		ok, why := rollout.Status(d)
-		last = why
-		return ok, nil
-	})
-	if err != nil {
-		return fmt.Errorf("wait for CoreDNS to restart: %w (last seen: %s)", err, last)
+	if _, err := b.readyPod(ctx, backend.Workload{Namespace: "kube-system", Name: "coredns"}); err != nil {
+		return fmt.Errorf("restart CoreDNS: %w", err)
 	}
 	return nil
 }

@@ -34,13 +34,7 @@ import (
 // the real injection webhook with its istio-proxy ready (the real pilot-agent running
 // the stand-in for Envoy, which says it is one), and nothing reaching past the machine.
 func TestOfflineKindCluster(t *testing.T) {
-	if os.Getenv(EnvOffline) == "" {
-		t.Skipf("the offline kind run is opt-in and needs root: make e2e-offline (it starts the engine, builds the images and sets %s)", EnvOffline)
-	}
-	p := New(OptionsFromEnv(os.Getenv)...)
-	if ok, why := p.Available(context.Background()); !ok {
-		t.Fatalf("%s is set, but the kind backend cannot run: %s", EnvOffline, why)
-	}
+	p := offlineProvider(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
 	// Ctrl-C anywhere in the run deletes the cluster (unless kept), not only during Setup.
@@ -109,6 +103,20 @@ func TestOfflineKindCluster(t *testing.T) {
 
 	t.Logf("kind cluster %s (node %s) runs Istio %s with outboundTrafficPolicy %s; the client pod %s runs istio-proxy "+
 		"(pilot-agent with the Envoy stand-in), ready", clusterName, p.o.nodeImage, p.o.istioVersion, mode, pod.Name)
+}
+
+// offlineProvider is the kind provider on what make e2e-offline prepared (the engine,
+// the images, EGRESSLAB_KIND_OFFLINE); without it the test skips, saying how to run it.
+func offlineProvider(tb testing.TB) *Provider {
+	tb.Helper()
+	if os.Getenv(EnvOffline) == "" {
+		tb.Skipf("the offline kind run is opt-in and needs root: make e2e-offline (it starts the engine, builds the images and sets %s)", EnvOffline)
+	}
+	p := New(OptionsFromEnv(os.Getenv)...)
+	if ok, why := p.Available(context.Background()); !ok {
+		tb.Fatalf("%s is set, but the kind backend cannot run: %s", EnvOffline, why)
+	}
+	return p
 }
 
 // waitForInjectedPod waits for the client's pod to carry the injector's mark, an

@@ -2,7 +2,6 @@ package kind
 
 import (
 	"context"
-	"os"
 	"slices"
 	"testing"
 	"time"
@@ -21,11 +20,8 @@ import (
 // one apply/delete cycle; p50 and max are reported per direction. The resolution is
 // backend.Await's poll interval at that point (20 ms growing towards 1 s).
 func BenchmarkOfflinePropagation(b *testing.B) {
-	if os.Getenv(EnvOffline) == "" {
-		b.Skipf("needs the offline kind cluster: make e2e-offline runs it (%s set)", EnvOffline)
-	}
+	p := offlineProvider(b)
 	ctx := context.Background()
-	p := New(OptionsFromEnv(os.Getenv)...)
 	if _, err := p.Setup(ctx); err != nil {
 		b.Fatal(err)
 	}

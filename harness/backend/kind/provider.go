@@ -279,7 +279,7 @@ func (p *Provider) setup(parent context.Context) (st *state, err error) {
 	b.workDir = st.workDir
 	if p.o.offline != "" {
 		b.offline = true
-		in, err := startInternet(ctx, k, st.workDir, b.loadImage, func(name string) func(error) { return step(w, name) })
+		in, err := b.startInternet(ctx)
 		if err != nil {
 			return st, err
 		}

@@ -32,8 +32,6 @@ type logEntry struct {
 	sni, route                        string
 }
 
-func (e *logEntry) fromRequest(r *http.Request) { e.req = r }
-
 var operator = regexp.MustCompile(`%([A-Z_]+)(\(([^)]*)\))?(:[0-9]+)?%`)
 
 // value is one command operator of Envoy's access-log format; one the stand-in does

@@ -3,12 +3,13 @@ package proxy
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
 	"regexp"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -76,29 +77,25 @@ func (p *Process) adminStats(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	st := p.stats()
-	names := make([]string, 0, len(st))
-	for n := range st {
+	for _, n := range sortedNames(st) {
 		if re == nil || re.MatchString(n) {
-			names = append(names, n)
+			fmt.Fprintf(w, "%s: %d\n", n, st[n])
 		}
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		fmt.Fprintf(w, "%s: %d\n", n, st[n])
 	}
 }
 
 func (p *Process) adminPrometheus(w http.ResponseWriter, _ *http.Request) {
 	st := p.stats()
-	names := make([]string, 0, len(st))
-	for n := range st {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
+	for _, n := range sortedNames(st) {
 		m := "envoy_" + strings.ReplaceAll(n, ".", "_")
 		fmt.Fprintf(w, "# TYPE %s gauge\n%s %d\n", m, m, st[n])
 	}
+}
+
+func sortedNames(st map[string]int) []string {
+	names := slices.Collect(maps.Keys(st))
+	slices.Sort(names)
+	return names
 }
 
 func (p *Process) adminServerInfo(w http.ResponseWriter, _ *http.Request) {

@@ -97,7 +97,7 @@ func (p *Process) outbound(c net.Conn) {
 	h, tcp := filtersOf(sim, r)
 	switch {
 	case h != nil && conn.HTTP:
-		p.serveHTTP(c, br, dst, h, e)
+		p.serveHTTP(c, br, dst, h, sim, r, e)
 	case h != nil:
 		// TLS or raw TCP bytes into an HTTP connection manager: Envoy's HTTP/1 codec fails
 		// on them and answers 400 before closing.
@@ -127,11 +127,7 @@ func filtersOf(sim *simulation.Simulation, r simulation.Result) (*hcm.HttpConnec
 	if l == nil {
 		return nil, nil
 	}
-	chains := append([]*listener.FilterChain{}, l.GetFilterChains()...)
-	if l.GetDefaultFilterChain() != nil {
-		chains = append(chains, l.GetDefaultFilterChain())
-	}
-	for _, fc := range chains {
+	for _, fc := range dataplane.FilterChains(l) {
 		if fc.GetName() != r.FilterChainMatched {
 			continue
 		}
@@ -154,24 +150,30 @@ func filtersOf(sim *simulation.Simulation, r simulation.Result) (*hcm.HttpConnec
 }
 
 // serveHTTP serves the requests of one connection an HTTP connection manager took.
-// Each request is matched on its own Host against the config held when it arrives.
-func (p *Process) serveHTTP(c net.Conn, br *bufio.Reader, dst netip.AddrPort, h *hcm.HttpConnectionManager, first *logEntry) {
+// The first request is the one the connection was decided on; each later one is
+// matched on its own Host against the config held when it arrives.
+func (p *Process) serveHTTP(c net.Conn, br *bufio.Reader, dst netip.AddrPort, h *hcm.HttpConnectionManager,
+	sim *simulation.Simulation, first simulation.Result, firstEntry *logEntry) {
 	for i := 0; ; i++ {
 		req, err := http.ReadRequest(br)
 		if err != nil {
 			return
 		}
-		e := &logEntry{start: time.Now(), downstreamRemote: first.downstreamRemote, downstreamLocal: first.downstreamLocal}
+		e := &logEntry{start: time.Now(), downstreamRemote: firstEntry.downstreamRemote, downstreamLocal: firstEntry.downstreamLocal, req: req}
 		if i == 0 {
-			e.start = first.start
+			e.start = firstEntry.start
 		}
 		if req.Header.Get("X-Request-Id") == "" {
 			req.Header.Set("X-Request-Id", requestID())
 		}
-		e.fromRequest(req)
-		conn := dataplane.Connection{Address: dst.Addr().String(), Port: int(dst.Port()), HTTP: true,
-			Host: req.Host, Path: req.URL.RequestURI()}
-		resp := p.respond(req, conn, dst, h, e)
+		var resp *http.Response
+		r := first
+		if i > 0 {
+			sim, r, resp = p.decideRequest(req, dst, h, e)
+		}
+		if resp == nil {
+			resp = p.respond(req, dst, h, sim, r, e)
+		}
 		resp.Close = resp.Close || req.Close
 		cw := &countingWriter{w: c}
 		_ = resp.Write(cw)
@@ -187,21 +189,27 @@ func (p *Process) serveHTTP(c net.Conn, br *bufio.Reader, dst netip.AddrPort, h 
 	}
 }
 
-// respond decides one request and returns the response Envoy would send.
-func (p *Process) respond(req *http.Request, conn dataplane.Connection, dst netip.AddrPort, h *hcm.HttpConnectionManager, e *logEntry) *http.Response {
-	server := serverName(h)
+// decideRequest matches a later request of a connection on the config held now; when
+// it cannot, the reply says why.
+func (p *Process) decideRequest(req *http.Request, dst netip.AddrPort, h *hcm.HttpConnectionManager, e *logEntry) (*simulation.Simulation, simulation.Result, *http.Response) {
 	sim, err := p.config()
 	if err != nil {
 		e.flags, e.details = "NC", "no_config"
-		return localReply(http.StatusServiceUnavailable, "no config from istiod yet", server, h)
+		return nil, simulation.Result{}, localReply(http.StatusServiceUnavailable, "no config from istiod yet", serverName(h), h)
 	}
-	d, err := p.decide(sim, conn)
+	d, err := p.decide(sim, dataplane.Connection{Address: dst.Addr().String(), Port: int(dst.Port()), HTTP: true,
+		Host: req.Host, Path: req.URL.RequestURI()})
 	if err != nil {
 		p.logf("error", "%v", err)
 		e.flags, e.details = "-", "standin_cannot_simulate"
-		return localReply(http.StatusInternalServerError, err.Error(), server, h)
+		return nil, simulation.Result{}, localReply(http.StatusInternalServerError, err.Error(), serverName(h), h)
 	}
-	r := d.Result
+	return sim, d.Result, nil
+}
+
+// respond returns the response Envoy would send for a request matched as r.
+func (p *Process) respond(req *http.Request, dst netip.AddrPort, h *hcm.HttpConnectionManager, sim *simulation.Simulation, r simulation.Result, e *logEntry) *http.Response {
+	server := serverName(h)
 	e.route, e.cluster = r.RouteMatched, r.ClusterMatched
 	if errors.Is(r.Error, simulation.ErrNoVirtualHost) || errors.Is(r.Error, simulation.ErrNoRoute) {
 		e.flags, e.details = "NR", "route_not_found"
@@ -240,13 +248,10 @@ func (p *Process) respond(req *http.Request, conn dataplane.Connection, dst neti
 	sent := time.Now()
 	out := req.Clone(req.Context())
 	out.Header.Set("X-Forwarded-Proto", "http")
-	if err := out.Write(up); err != nil {
-		_ = up.Close()
-		e.flags, e.details = "UC", "upstream_reset_before_response_started{connection_termination}"
-		return localReply(http.StatusServiceUnavailable, "upstream connect error or disconnect/reset before headers. "+
-			"reset reason: connection termination", server, h)
+	var resp *http.Response
+	if err = out.Write(up); err == nil {
+		resp, err = http.ReadResponse(bufio.NewReader(up), req)
 	}
-	resp, err := http.ReadResponse(bufio.NewReader(up), req)
 	if err != nil {
 		_ = up.Close()
 		e.flags, e.details = "UC", "upstream_reset_before_response_started{connection_termination}"

@@ -196,8 +196,9 @@ func (p *Process) followIstiod(ctx context.Context) {
 		} else if ctx.Err() == nil {
 			p.logf("warning", "%v; reconnecting", err)
 		}
-		for ctx.Err() == nil && !s.Ended() {
-			sleep(ctx, 200*time.Millisecond)
+		select {
+		case <-ctx.Done():
+		case <-s.Done():
 		}
 		if ctx.Err() == nil {
 			_, _, err := s.Simulation()
