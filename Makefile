@@ -1,6 +1,8 @@
 # egresslab: a lab for how an Istio mesh controls traffic that leaves it.
 #
 #   make lab-serviceentry   the narrated ServiceEntry lab (ARGS="-instructor -show-config -entry FILE")
+#   make lab LAB=name       any lab of labs/ (bin/egresslab lab list names them); LAB=path/lab.yaml for your own
+#   make handouts           write each lab's handout, labs/NAME/README.md, from its lab.yaml
 #   make test               go vet + every test; the scenarios on sim and on the local control plane
 #   make check URL=...      would a call to URL be allowed? (ARGS="-mode ALLOW_ANY -entry FILE")
 #   make bench              the benchmarks quoted in README.md
@@ -17,9 +19,9 @@ ARGS  ?=
 # The lab binary links Istio's control plane (~200 MB): build it once, and again only
 # when a Go source, go.mod/go.sum or a manifest changes.
 SOURCES := $(shell find . -path ./tools -prune -o -path ./.cache -prune -o -name '*.go' ! -name '*_test.go' -print) \
-           $(shell find manifests -type f) go.mod go.sum
+           $(shell find manifests labs -name '*.yaml') go.mod go.sum
 
-.PHONY: lab-serviceentry check test bench e2e e2e-offline clean controlplane-binaries
+.PHONY: lab-serviceentry lab handouts check test bench e2e e2e-offline clean controlplane-binaries
 
 $(BIN): $(SOURCES)
 	@echo "building $(BIN) (the first build compiles Istio and Kubernetes libraries: several minutes; later ones take seconds)" >&2
@@ -27,6 +29,14 @@ $(BIN): $(SOURCES)
 
 lab-serviceentry: $(BIN)
 	@$(BIN) lab serviceentry $(ARGS)
+
+lab: $(BIN)
+	@test -n "$(LAB)" || { echo 'usage: make lab LAB=name (bin/egresslab lab list names them) [ARGS="-instructor -backend=kind"]' >&2; exit 2; }
+	@case "$(LAB)" in *.yaml) $(BIN) lab -f $(LAB) $(ARGS) ;; *) $(BIN) lab $(LAB) $(ARGS) ;; esac
+
+# The handouts are made from the lab files and committed; a test fails when one is stale.
+handouts: $(BIN)
+	@for lab in $$($(BIN) lab list -names); do $(BIN) lab $$lab -markdown > labs/$$lab/README.md && echo "labs/$$lab/README.md"; done
 
 check: $(BIN)
 	@test -n "$(URL)" || { echo 'usage: make check URL=http://host/path [ARGS="-mode ALLOW_ANY -entry FILE"]' >&2; exit 2; }

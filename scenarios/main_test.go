@@ -1,17 +1,18 @@
-// Package scenarios is egresslab's regression suite for mesh egress behaviour. Each
-// scenario is an e2e-framework feature (Setup → Assess → Teardown) that applies the
-// project's manifests, makes a call from the client and expects a verdict with its
-// evidence. The same scenarios run on every backend:
+// Package scenarios is egresslab's regression suite for mesh egress behaviour: every lab
+// of labs/ is a scenario, an e2e-framework feature (Setup → Assess → Teardown) whose
+// assessments are the lab's steps, held to the verdicts and evidence its lab file
+// states. The same scenarios run on every backend:
 //
 //	go test ./scenarios/...                        # sim, offline
 //	go test ./scenarios/... -args -backend=local   # real kube-apiserver, etcd and istiod, offline
 //	go test ./scenarios/... -args -backend=kind    # a real kind cluster (Docker, internet)
 //
-// e2e-framework's flags pick scenarios by feature name, assessment or label (each
-// feature is labelled with its lab and what it shows):
+// e2e-framework's flags pick scenarios by feature name ("NAME: title" of the lab),
+// assessment (a step's title) or label (lab=NAME, mode=each mode it installs,
+// shows=each reason a call expects):
 //
-//	go test ./scenarios/... -args -labels=shows=block_all
-//	go test ./scenarios/... -args -feature='ALLOW_ANY without an entry' -fail-fast
+//	go test ./scenarios/... -args -labels=shows=PassthroughCluster
+//	go test ./scenarios/... -args -feature=serviceentry -fail-fast
 package scenarios
 
 import (

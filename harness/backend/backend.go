@@ -179,6 +179,22 @@ func Opens(set *manifest.Set, c Call) bool {
 	return false
 }
 
+// Expected is the verdict a call should get by the rule a user reasons with: allowed
+// when the mesh allows any host, or when an applied ServiceEntry lists the call's host
+// and port; blocked otherwise. It is what a check, and a lab whose entry or url the
+// user replaced, expect; a lab's own expectations are what Istio computes.
+func Expected(mode string, applied []*manifest.Set, c Call) outcome.Kind {
+	if mode == manifest.AllowAny {
+		return outcome.Allowed
+	}
+	for _, set := range applied {
+		if Opens(set, c) {
+			return outcome.Allowed
+		}
+	}
+	return outcome.Blocked
+}
+
 // Covers reports whether a ServiceEntry host (exact, or "*.example.com") names this call's host.
 func Covers(entryHost, host string) bool {
 	entryHost, host = strings.ToLower(entryHost), strings.ToLower(host)

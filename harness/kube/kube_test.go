@@ -21,7 +21,7 @@ import (
 
 	"github.com/egresslab/egresslab/harness/kube"
 	"github.com/egresslab/egresslab/harness/manifest"
-	"github.com/egresslab/egresslab/manifests"
+	"github.com/egresslab/egresslab/labs"
 )
 
 // world is a fake API server: client-go's and Istio's fake clientsets, with every write
@@ -115,8 +115,8 @@ func TestApplyUsesTheManifestsAPIVersion(t *testing.T) {
 func TestApplyTheProjectsManifests(t *testing.T) {
 	w := newWorld()
 	ctx := context.Background()
-	for _, name := range []string{manifests.ClientApp, manifests.SeedServiceEntry} {
-		set, err := manifest.LoadEmbedded(name, "egresslab")
+	for _, name := range []string{labs.ClientApp, labs.SeedServiceEntry} {
+		set, err := labs.Manifest(name, "egresslab")
 		require.NoError(t, err)
 		require.NoError(t, w.applier().Apply(ctx, set), name)
 	}

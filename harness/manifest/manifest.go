@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"os"
 	"strings"
@@ -28,8 +27,6 @@ import (
 	"istio.io/istio/pkg/config"
 	"istio.io/istio/pkg/config/schema/collections"
 	"istio.io/istio/pkg/config/schema/resource"
-
-	"github.com/egresslab/egresslab/manifests"
 )
 
 // Object is one document of a manifest file.
@@ -167,15 +164,6 @@ func (es Errors) Error() string {
 		msgs[i] = e.Error()
 	}
 	return strings.Join(msgs, "\n")
-}
-
-// LoadEmbedded loads one of the project's own manifests by its path in manifests.FS.
-func LoadEmbedded(name, defaultNamespace string) (*Set, error) {
-	data, err := fs.ReadFile(manifests.FS, name)
-	if err != nil {
-		return nil, fmt.Errorf("read manifest %s: %w", name, err)
-	}
-	return Parse("manifests/"+name, data, defaultNamespace)
 }
 
 // LoadFile loads a manifest a user names.

@@ -14,6 +14,7 @@ import (
 	networking "istio.io/api/networking/v1alpha3"
 
 	"github.com/egresslab/egresslab/harness/manifest"
+	"github.com/egresslab/egresslab/labs"
 	"github.com/egresslab/egresslab/manifests"
 )
 
@@ -57,7 +58,7 @@ func TestEmptyFileIsRefused(t *testing.T) {
 }
 
 func TestSeedEntryBecomesIstioConfigInTheDefaultNamespace(t *testing.T) {
-	set, err := manifest.LoadEmbedded(manifests.SeedServiceEntry, "egresslab")
+	set, err := labs.Manifest(labs.SeedServiceEntry, "egresslab")
 	require.NoError(t, err)
 	require.Len(t, set.Objects, 1)
 	o := set.Objects[0]
@@ -78,13 +79,13 @@ func TestSeedEntryIsTheSharedOneUnchanged(t *testing.T) {
 		t.Skip("../shared/ is not beside this checkout, so there is nothing to compare the seed with")
 	}
 	require.NoError(t, err)
-	ours, err := manifests.FS.ReadFile(manifests.SeedServiceEntry)
+	ours, err := manifests.FS.ReadFile(labs.SeedServiceEntry)
 	require.NoError(t, err)
 	assert.Equal(t, string(shared), string(ours))
 }
 
 func TestClientAppDecodesIntoTypedKubernetesObjects(t *testing.T) {
-	set, err := manifest.LoadEmbedded(manifests.ClientApp, "egresslab")
+	set, err := labs.Manifest(labs.ClientApp, "egresslab")
 	require.NoError(t, err)
 	var kinds []string
 	for _, o := range set.Objects {
@@ -123,7 +124,7 @@ func TestMeshValuesComeFromTheHelmValuesFile(t *testing.T) {
 		allow.Values["meshConfig"].(map[string]any)["outboundTrafficPolicy"], "Helm gets the new mode too")
 
 	_, err = mv.WithOutboundMode("OPEN")
-	require.ErrorContains(t, err, "use REGISTRY_ONLY or ALLOW_ANY")
+	require.ErrorContains(t, err, "use one of REGISTRY_ONLY, ALLOW_ANY")
 }
 
 func TestMeshValuesWithAnUnknownMeshFieldAreRefused(t *testing.T) {

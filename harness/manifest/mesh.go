@@ -3,6 +3,8 @@ package manifest
 import (
 	"fmt"
 	"io/fs"
+	"slices"
+	"strings"
 
 	"google.golang.org/protobuf/encoding/protojson"
 	sigsyaml "sigs.k8s.io/yaml"
@@ -19,6 +21,9 @@ const (
 	RegistryOnly = "REGISTRY_ONLY"
 	AllowAny     = "ALLOW_ANY"
 )
+
+// Modes are the outbound traffic policy modes a lab can install.
+var Modes = []string{RegistryOnly, AllowAny}
 
 // MeshValues are the Helm values for Istio's istiod chart, and the mesh config they
 // produce. The kind backend hands Values to Helm; sim hands Mesh to Istio's config
@@ -95,8 +100,8 @@ func (mv MeshValues) MeshConfigYAML() string {
 
 // WithOutboundMode returns a copy whose values (and so mesh config) use another mode.
 func (mv MeshValues) WithOutboundMode(mode string) (MeshValues, error) {
-	if mode != RegistryOnly && mode != AllowAny {
-		return MeshValues{}, fmt.Errorf("outbound traffic policy mode %q: use %s or %s", mode, RegistryOnly, AllowAny)
+	if !slices.Contains(Modes, mode) {
+		return MeshValues{}, fmt.Errorf("outbound traffic policy mode %q: use one of %s", mode, strings.Join(Modes, ", "))
 	}
 	raw, err := sigsyaml.Marshal(mv.Values)
 	if err != nil {

@@ -82,7 +82,7 @@ func (n *Narrator) Banner(title string, lines ...string) {
 	rule := strings.Repeat("=", 78)
 	n.printf("%s\n%s\n", n.paint(bold, rule), n.paint(bold, "  "+title))
 	for _, l := range lines {
-		n.printf("%s\n", wrap(l, 76, "  "))
+		n.printf("%s\n", Wrap(l, 76, "  "))
 	}
 	n.printf("%s\n", n.paint(bold, rule))
 }
@@ -126,7 +126,7 @@ func (n *Narrator) Step(title, why string) {
 	n.step++
 	n.printf("\n%s\n", n.paint(bold+";"+cyan, fmt.Sprintf("Step %d. %s", n.step, title)))
 	if why != "" {
-		n.printf("%s\n", wrap(why, 76, "  "))
+		n.printf("%s\n", Wrap(why, 76, "  "))
 	}
 	n.stepStart = time.Now()
 }
@@ -153,7 +153,7 @@ func (n *Narrator) Command(cmd string) {
 
 // Say prints a line of the story.
 func (n *Narrator) Say(format string, args ...any) {
-	n.printf("%s\n", wrap(fmt.Sprintf(format, args...), 76, "  "))
+	n.printf("%s\n", Wrap(fmt.Sprintf(format, args...), 76, "  "))
 }
 
 // Verdict shows a verdict, its evidence, and whether it was the one expected. A
@@ -239,8 +239,8 @@ func since(t time.Time) string {
 	return d.Round(10 * time.Millisecond).String()
 }
 
-// wrap folds s to width, each line starting with indent.
-func wrap(s string, width int, indent string) string {
+// Wrap folds s to width, each line starting with indent.
+func Wrap(s string, width int, indent string) string {
 	var out, line strings.Builder
 	for _, word := range strings.Fields(s) {
 		if line.Len() > 0 && line.Len()+1+len(word) > width-len(indent) {

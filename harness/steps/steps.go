@@ -1,21 +1,22 @@
-// Package steps holds the reusable e2e-framework step functions egress scenarios are
-// made of, in the manner of e2e-framework's envfuncs: open a backend, install the mesh,
-// apply and delete manifests, make a call and expect an outcome. State (the provider,
-// the open backend) travels in the context from Setup to Assess to Teardown.
+// Package steps turns lab files into e2e-framework features, in the manner of
+// e2e-framework's envfuncs: open a backend, run each step of a lab as an assessment,
+// delete what the lab applied, release the backend. State (the provider, the open
+// backend, the lab's run) travels in the context from Setup to Assess to Teardown.
 package steps
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"testing"
-	"time"
 
 	"sigs.k8s.io/e2e-framework/pkg/envconf"
 	"sigs.k8s.io/e2e-framework/pkg/features"
 
 	"github.com/egresslab/egresslab/harness/backend"
-	"github.com/egresslab/egresslab/harness/manifest"
+	"github.com/egresslab/egresslab/harness/lab"
+	"github.com/egresslab/egresslab/harness/labfile"
 	"github.com/egresslab/egresslab/harness/narrate"
-	"github.com/egresslab/egresslab/harness/outcome"
 )
 
 type (
@@ -71,98 +72,89 @@ func ReleaseBackend() features.Func {
 	}
 }
 
-// InstallMesh installs Istio from manifests/istio/values.yaml with the given
-// outbound traffic policy mode.
-func InstallMesh(mode string) features.Func {
-	return func(ctx context.Context, t *testing.T, _ *envconf.Config) context.Context {
-		t.Helper()
-		values, err := manifest.LoadMeshValues()
-		if err != nil {
-			t.Fatal(err)
+// Lab is a lab file as an e2e-framework feature, Setup → Assess → Teardown: Setup opens
+// the backend; each step of the lab is one assessment, carried out by the same engine
+// as the narrated lab and held to the verdicts and evidence the lab file states;
+// Teardown deletes what the lab applied. A step that could not be carried out fails,
+// and the steps after it skip: each builds on the one before.
+//
+// The feature is named after the lab's title and labelled lab=NAME, mode=each mode it
+// installs and shows=each reason a call expects, for e2e-framework's -feature and
+// -labels flags.
+func Lab(l *labfile.Lab) *features.FeatureBuilder {
+	f := features.New(l.Name+": "+l.Title).WithLabel("lab", l.Name)
+	labelled := map[string]bool{}
+	label := func(key, value string) {
+		if value != "" && !labelled[key+"="+value] {
+			labelled[key+"="+value] = true
+			f = f.WithLabel(key, value)
 		}
-		if values, err = values.WithOutboundMode(mode); err != nil {
-			t.Fatal(err)
-		}
-		if err := mustBackend(ctx, t).InstallMesh(ctx, values); err != nil {
-			t.Fatalf("install mesh (%s): %v", mode, err)
-		}
-		return ctx
 	}
-}
-
-// Apply applies one of the project's manifests (a path in manifests.FS); objects that
-// name no namespace go in namespace.
-func Apply(name, namespace string) features.Func {
-	return func(ctx context.Context, t *testing.T, _ *envconf.Config) context.Context {
-		t.Helper()
-		if err := mustBackend(ctx, t).Apply(ctx, load(t, name, namespace)); err != nil {
-			t.Fatalf("apply %s: %v", name, err)
-		}
-		return ctx
-	}
-}
-
-// Delete deletes one of the project's manifests.
-func Delete(name, namespace string) features.Func {
-	return func(ctx context.Context, t *testing.T, _ *envconf.Config) context.Context {
-		t.Helper()
-		if err := mustBackend(ctx, t).Delete(ctx, load(t, name, namespace)); err != nil {
-			t.Fatalf("delete %s: %v", name, err)
-		}
-		return ctx
-	}
-}
-
-// ExpectSidecar checks that workload w runs with an istio-proxy sidecar.
-func ExpectSidecar(w backend.Workload) features.Func {
-	return func(ctx context.Context, t *testing.T, _ *envconf.Config) context.Context {
-		t.Helper()
-		sc, err := mustBackend(ctx, t).Sidecar(ctx, w)
-		if err != nil {
-			t.Fatalf("sidecar of %s: %v", w, err)
-		}
-		how, err := narrate.SidecarSentence(sc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("sidecar: %s", how)
-		return ctx
-	}
-}
-
-// ExpectCall calls url from workload w until the verdict is want.Kind (config takes
-// time to reach a real sidecar), then checks the verdict and its evidence against want.
-func ExpectCall(w backend.Workload, url string, want outcome.Expect) features.Func {
-	return func(ctx context.Context, t *testing.T, _ *envconf.Config) context.Context {
-		t.Helper()
-		call, err := backend.ParseCall(url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b := mustBackend(ctx, t)
-		since := time.Now()
-		v, waited, err := backend.AwaitExpected(ctx, b, w, call, want, timeouts(ctx).Propagation)
-		if err != nil && v.Kind == "" {
-			t.Fatalf("call %s: %v", url, err)
-		}
-		for _, m := range want.Check(v) {
-			t.Errorf("call %s: %s", url, m)
-		}
-		t.Logf("call %s: %s after %s; evidence: %s", url, v, waited.Took.Round(time.Millisecond), v.Evidence)
-		// A real sidecar's access log names the cluster it sent the call to: the
-		// expectation's cluster, read from the data plane rather than its config.
-		if al, ok := b.(backend.AccessLogger); ok && want.Cluster != "" && v.Evidence.FromCall {
-			e, err := al.AccessLogEntry(ctx, w, call, since)
-			if err != nil {
-				t.Errorf("call %s: %v", url, err)
-			} else if e.Cluster != want.Cluster {
-				t.Errorf("call %s: the sidecar's access log names cluster %q, want %q: %s", url, e.Cluster, want.Cluster, e.Line)
-			} else {
-				t.Logf("call %s: the sidecar's access log: %s", url, e.Line)
+	for _, s := range l.Steps {
+		for _, a := range s.Actions {
+			label("mode", a.Mode)
+			if a.Call != nil {
+				label("shows", a.Call.Expect.Reason)
 			}
 		}
-		return ctx
 	}
+	f = f.WithSetup("open backend", OpenBackend()).
+		WithSetup("start the lab", func(ctx context.Context, t *testing.T, _ *envconf.Config) context.Context {
+			t.Helper()
+			run := &labRun{}
+			r, err := lab.Start(mustBackend(ctx, t), l, narrate.New(&run.out), lab.Options{Propagation: timeouts(ctx).Propagation})
+			if err != nil {
+				t.Fatalf("start lab %s: %v", l.Name, err)
+			}
+			run.Runner = r
+			return context.WithValue(ctx, labRunKey{}, run)
+		})
+	for i, s := range l.Steps {
+		f = f.Assess(fmt.Sprintf("step %d: %s", i+1, s.Title), func(ctx context.Context, t *testing.T, _ *envconf.Config) context.Context {
+			t.Helper()
+			run := labRunOf(ctx, t)
+			if run.stopped != "" {
+				t.Skipf("not run: %s, and each step builds on the one before", run.stopped)
+			}
+			failed := len(run.Result().Failures)
+			err := run.Step(ctx, i)
+			t.Logf("the lab's narration:\n%s", run.out.String())
+			run.out.Reset()
+			if err != nil {
+				run.stopped = fmt.Sprintf("step %d could not be carried out", i+1)
+				t.Fatalf("step %d (%s) could not be carried out: %v", i+1, s.Title, err)
+			}
+			for _, m := range run.Result().Failures[failed:] {
+				t.Error(m)
+			}
+			return ctx
+		})
+	}
+	return f.WithTeardown("delete what the lab applied", func(ctx context.Context, t *testing.T, _ *envconf.Config) context.Context {
+		t.Helper()
+		if err := labRunOf(ctx, t).Cleanup(ctx); err != nil {
+			t.Error(err)
+		}
+		return ctx
+	})
+}
+
+type labRunKey struct{}
+
+// labRun is a lab's run as its feature's steps share it.
+type labRun struct {
+	*lab.Runner
+	out     bytes.Buffer // the narration of the step under way
+	stopped string       // why the remaining steps do not run
+}
+
+func labRunOf(ctx context.Context, t *testing.T) *labRun {
+	t.Helper()
+	run, ok := ctx.Value(labRunKey{}).(*labRun)
+	if !ok {
+		t.Fatal("no lab run in the context: the feature's setup did not start it")
+	}
+	return run
 }
 
 func mustBackend(ctx context.Context, t *testing.T) backend.Backend {
@@ -172,13 +164,4 @@ func mustBackend(ctx context.Context, t *testing.T) backend.Backend {
 		t.Fatal("no backend in the context: start the feature with steps.OpenBackend()")
 	}
 	return b
-}
-
-func load(t *testing.T, name, namespace string) *manifest.Set {
-	t.Helper()
-	set, err := manifest.LoadEmbedded(name, namespace)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return set
 }

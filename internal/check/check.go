@@ -13,8 +13,8 @@ import (
 	"github.com/egresslab/egresslab/harness/backend"
 	"github.com/egresslab/egresslab/harness/manifest"
 	"github.com/egresslab/egresslab/harness/outcome"
+	"github.com/egresslab/egresslab/labs"
 	"github.com/egresslab/egresslab/labs/apps"
-	"github.com/egresslab/egresslab/manifests"
 )
 
 // Question is what `egresslab check` answers: would a call to URL from the lab's
@@ -55,7 +55,7 @@ func Check(ctx context.Context, b backend.Backend, q Question, propagation time.
 	if err := b.InstallMesh(ctx, values); err != nil {
 		return Answer{}, fmt.Errorf("install the mesh (%s): %w", values.OutboundMode(), err)
 	}
-	app, err := manifest.LoadEmbedded(manifests.ClientApp, apps.Client.Namespace)
+	app, err := labs.Manifest(labs.ClientApp, apps.Client.Namespace)
 	if err != nil {
 		return Answer{}, err
 	}
@@ -69,18 +69,12 @@ func Check(ctx context.Context, b backend.Backend, q Question, propagation time.
 			}
 		}
 	}()
-	expected := outcome.Blocked
-	if values.OutboundMode() == manifest.AllowAny {
-		expected = outcome.Allowed
-	}
 	for _, e := range q.Entries {
 		if err := b.Apply(ctx, e); err != nil {
 			return Answer{}, fmt.Errorf("apply %s: %w", e.Source, err)
 		}
-		if backend.Opens(e, call) {
-			expected = outcome.Allowed
-		}
 	}
+	expected := backend.Expected(values.OutboundMode(), q.Entries, call)
 	v, _, err := backend.Await(ctx, b, apps.Client, call, expected, propagation)
 	if err != nil && v.Kind == "" {
 		return Answer{}, err

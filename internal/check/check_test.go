@@ -14,8 +14,8 @@ import (
 	"github.com/egresslab/egresslab/harness/manifest"
 	"github.com/egresslab/egresslab/harness/outcome"
 	"github.com/egresslab/egresslab/internal/check"
+	"github.com/egresslab/egresslab/labs"
 	"github.com/egresslab/egresslab/labs/apps"
-	"github.com/egresslab/egresslab/manifests"
 )
 
 // slowCluster is sim with a cluster's lag: a change reaches the sidecar only after
@@ -65,7 +65,7 @@ func (s *slowCluster) Call(ctx context.Context, w backend.Workload, c backend.Ca
 func TestCheckWaitsForTheEntryAndTakesItAwayAfter(t *testing.T) {
 	b := &slowCluster{Backend: sim.New(), lag: 300 * time.Millisecond}
 	t.Cleanup(b.Close)
-	entry, err := manifest.LoadEmbedded(manifests.SeedServiceEntry, apps.Client.Namespace)
+	entry, err := labs.Manifest(labs.SeedServiceEntry, apps.Client.Namespace)
 	require.NoError(t, err)
 
 	a, err := check.Check(context.Background(), b, check.Question{URL: "http://jsonplaceholder.typicode.com/todos/1",
@@ -79,7 +79,7 @@ func TestCheckWaitsForTheEntryAndTakesItAwayAfter(t *testing.T) {
 }
 
 func TestCheckAnswers(t *testing.T) {
-	seed, err := manifest.LoadEmbedded("serviceentry/jsonplaceholder.yaml", apps.Client.Namespace)
+	seed, err := labs.Manifest("serviceentry/jsonplaceholder.yaml", apps.Client.Namespace)
 	require.NoError(t, err)
 	cases := []struct {
 		name    string

@@ -8,18 +8,21 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/egresslab/egresslab/harness/backend"
 	_ "github.com/egresslab/egresslab/harness/backend/all" // registers every backend
+	"github.com/egresslab/egresslab/harness/handout"
+	"github.com/egresslab/egresslab/harness/lab"
+	"github.com/egresslab/egresslab/harness/labfile"
 	"github.com/egresslab/egresslab/harness/manifest"
 	"github.com/egresslab/egresslab/harness/narrate"
 	"github.com/egresslab/egresslab/harness/outcome"
 	"github.com/egresslab/egresslab/internal/check"
+	"github.com/egresslab/egresslab/labs"
 	"github.com/egresslab/egresslab/labs/apps"
-	"github.com/egresslab/egresslab/labs/serviceentry"
 )
 
 // Exit codes.
@@ -55,7 +58,9 @@ func (s Streams) env() backend.Env {
 const usage = `egresslab: a lab for how an Istio mesh controls traffic that leaves it.
 
 Usage:
-  egresslab lab serviceentry [flags]   the narrated ServiceEntry lab (flags: -h)
+  egresslab lab list [-names]          the labs, in workshop order
+  egresslab lab NAME [flags]           a narrated lab, e.g. egresslab lab serviceentry (flags: -h)
+  egresslab lab -f FILE [flags]        your own lab file (README: "Writing a lab")
   egresslab check [flags] URL          would a call to URL from the client be allowed? (flags: -h)
   egresslab clean                      delete the lab's kind cluster, if there is one
 `
@@ -63,8 +68,8 @@ Usage:
 // Run runs the command with args (without the program name) and returns its exit code.
 func Run(ctx context.Context, args []string, s Streams) int {
 	switch {
-	case len(args) >= 2 && args[0] == "lab" && args[1] == "serviceentry":
-		return runLab(ctx, args[2:], s)
+	case len(args) >= 2 && args[0] == "lab":
+		return runLab(ctx, args[1:], s)
 	case len(args) >= 1 && args[0] == "check":
 		return runCheck(ctx, args[1:], s)
 	case len(args) == 1 && args[0] == "clean":
@@ -78,31 +83,59 @@ func Run(ctx context.Context, args []string, s Streams) int {
 }
 
 func runLab(ctx context.Context, args []string, s Streams) int {
-	fs := flag.NewFlagSet("egresslab lab serviceentry", flag.ContinueOnError)
+	if len(args) >= 1 && args[0] == "list" {
+		return listLabs(args[1:], s)
+	}
+	fs := flag.NewFlagSet("egresslab lab", flag.ContinueOnError)
 	fs.SetOutput(s.Err)
+	fs.Usage = func() {
+		fmt.Fprintf(s.Err, "Usage: egresslab lab NAME [flags]   a lab of labs/ (egresslab lab list names them)\n"+
+			"       egresslab lab -f FILE [flags]  your own lab file\n\n")
+		fs.PrintDefaults()
+	}
+	file := fs.String("f", "", "run this lab file (a lab.yaml with the manifests it applies beside it) instead of a lab of labs/")
 	backendName := fs.String("backend", "auto", "where to run: auto, "+strings.Join(backend.Names(), ", "))
 	instructor := fs.Bool("instructor", false, "pause before each step until Enter is pressed (for workshops)")
-	entryFile := fs.String("entry", "", "a ServiceEntry file to apply instead of the seed's (manifests/serviceentry/jsonplaceholder.yaml)")
-	url := fs.String("url", serviceentry.DefaultURL, "the plain-HTTP call the client makes")
-	showConfig := fs.Bool("show-config", false, "print the sidecar's config for the call before and after the entry, as a diff")
-	if err := fs.Parse(args); err != nil {
+	entryFile := fs.String("entry", "", "a ServiceEntry file to apply instead of the lab's entry (labs/serviceentry/jsonplaceholder.yaml in the ServiceEntry lab)")
+	url := fs.String("url", "", "the call to make instead of the lab's main call (the ServiceEntry lab: "+serviceEntryURL+")")
+	showConfig := fs.Bool("show-config", false, "print the sidecar's config for the calls the lab marks, before and after a change, as a diff")
+	markdown := fs.Bool("markdown", false, "write the lab's handout (Markdown) to standard output and run nothing")
+	positional, err := parseInterspersed(fs, args)
+	if err != nil {
 		return exitForFlagError(err)
 	}
-	opts := serviceentry.Options{URL: *url, ShowConfig: *showConfig}
-	if err := serviceentry.CheckOptions(opts); err != nil {
+	var l *labfile.Lab
+	switch {
+	case *file != "" && len(positional) == 0:
+		l, err = labs.LoadFile(*file)
+	case *file == "" && len(positional) == 1:
+		l, err = labs.Load(positional[0])
+	default:
+		fs.Usage()
+		return ExitBadInput
+	}
+	if err != nil {
 		return badInput(s, err)
 	}
+	if *markdown {
+		if err := handout.Write(s.Out, l); err != nil {
+			fmt.Fprintf(s.Err, "egresslab: write the handout of %s: %v\n", l.File, err)
+			return ExitUnexpected
+		}
+		return ExitOK
+	}
+	opts := lab.Options{URL: *url, ShowConfig: *showConfig}
 	if *entryFile != "" {
-		set, err := loadEntry(*entryFile)
-		if err != nil {
+		if opts.Entry, err = loadEntry(*entryFile); err != nil {
 			return badInput(s, err)
 		}
-		opts.Entry = set
+	}
+	run, _, err := lab.Override(l, opts)
+	if err != nil {
+		return badInput(s, err)
 	}
 
-	// The lab calls its URL, then the same host over HTTPS (step 7).
-	labCall := backend.MustCall(*url)
-	b, release, why, code := open(ctx, *backendName, s, labCall.HostPort(), net.JoinHostPort(labCall.Host(), "443"))
+	b, release, why, code := open(ctx, *backendName, s, callsTo(run)...)
 	if b == nil {
 		return code
 	}
@@ -114,13 +147,14 @@ func runLab(ctx context.Context, args []string, s Streams) int {
 		nopts = append(nopts, narrate.WithPause(s.In))
 	}
 	n := narrate.New(s.Out, nopts...)
-	n.Banner("egresslab · lab: ServiceEntry — letting one host out of a REGISTRY_ONLY mesh",
-		"Backend: "+b.Name()+" ("+why+").",
-		b.Describe(),
-		"On a real cluster (needs Docker and internet): egresslab lab serviceentry -backend=kind, or `make e2e` for the scenarios. "+
-			"With a real kube-apiserver and istiod as local processes, offline: -backend=local.",
-	)
-	res, err := serviceentry.Run(ctx, b, n, opts)
+	banner := []string{"Backend: " + b.Name() + " (" + why + ").", b.Describe(),
+		"On a real cluster (needs Docker and internet): -backend=kind, or `make e2e` for the scenarios. " +
+			"With a real kube-apiserver and istiod as local processes, offline: -backend=local."}
+	if note := lab.OverrideNote(l, opts); note != "" {
+		banner = append(banner, note)
+	}
+	n.Banner("egresslab · lab: "+l.Title, banner...)
+	res, err := lab.Run(ctx, b, l, n, opts)
 	switch {
 	case ctx.Err() != nil:
 		fmt.Fprintln(s.Err, "egresslab: interrupted; cleaned up")
@@ -130,6 +164,48 @@ func runLab(ctx context.Context, args []string, s Streams) int {
 		return ExitInfrastructure
 	case len(res.Failures) > 0:
 		return ExitUnexpected
+	}
+	return ExitOK
+}
+
+// serviceEntryURL is the ServiceEntry lab's main call, for -url's help.
+const serviceEntryURL = "http://jsonplaceholder.typicode.com/todos/1"
+
+// callsTo lists the host:ports a lab calls, for the backend's preflight.
+func callsTo(l *labfile.Lab) []string {
+	var out []string
+	for _, c := range l.Calls() {
+		if hp := c.URL.HostPort(); !slices.Contains(out, hp) {
+			out = append(out, hp)
+		}
+	}
+	return out
+}
+
+// listLabs prints the labs in workshop order, each with its summary; with -names,
+// only their names, one a line, for scripts.
+func listLabs(args []string, s Streams) int {
+	fs := flag.NewFlagSet("egresslab lab list", flag.ContinueOnError)
+	fs.SetOutput(s.Err)
+	names := fs.Bool("names", false, "print only the labs' names, one a line")
+	if err := fs.Parse(args); err != nil {
+		return exitForFlagError(err)
+	}
+	all, err := labs.All()
+	if err != nil {
+		fmt.Fprintf(s.Err, "egresslab: %v\n", err)
+		return ExitBadInput
+	}
+	if *names {
+		for _, l := range all {
+			fmt.Fprintln(s.Out, l.Name)
+		}
+		return ExitOK
+	}
+	fmt.Fprintf(s.Out, "The labs, in workshop order (egresslab lab NAME runs one; make lab LAB=NAME):\n\n")
+	for i, l := range all {
+		fmt.Fprintf(s.Out, "%2d. %-16s %s (%d steps)\n", i+1, l.Name, l.Title, len(l.Steps))
+		fmt.Fprintf(s.Out, "%s\n", narrate.Wrap(l.Summary, 78, strings.Repeat(" ", 21)))
 	}
 	return ExitOK
 }

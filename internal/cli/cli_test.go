@@ -68,12 +68,12 @@ func TestEntryFileWithANonIstioObjectIsRefused(t *testing.T) {
 }
 
 func TestCheckAnswersWithEvidence(t *testing.T) {
-	code, out, errs := run(t, "", "check", "http://jsonplaceholder.typicode.com/todos/1", "-entry", "../../manifests/serviceentry/jsonplaceholder.yaml", "-expect", "allowed")
+	code, out, errs := run(t, "", "check", "http://jsonplaceholder.typicode.com/todos/1", "-entry", "../../labs/serviceentry/jsonplaceholder.yaml", "-expect", "allowed")
 	assert.Equal(t, cli.ExitOK, code, errs)
 	assert.Contains(t, out, "ALLOWED (registered service)")
 	assert.Contains(t, out, "outbound|80||jsonplaceholder.typicode.com")
 
-	code, out, errs = run(t, "", "check", "-expect", "allowed", "https://jsonplaceholder.typicode.com/", "-entry", "../../manifests/serviceentry/jsonplaceholder.yaml")
+	code, out, errs = run(t, "", "check", "-expect", "allowed", "https://jsonplaceholder.typicode.com/", "-entry", "../../labs/serviceentry/jsonplaceholder.yaml")
 	assert.Equal(t, cli.ExitUnexpected, code)
 	assert.Contains(t, out, "BLOCKED (BlackHoleCluster)")
 	assert.Contains(t, errs, "expected ALLOWED")
@@ -135,7 +135,7 @@ func TestBadLabURLIsRefusedBeforeTheBackendOpens(t *testing.T) {
 // check names what it applied by kind: a Sidecar is not "1 ServiceEntry".
 func TestCheckNamesWhatItAppliedByKind(t *testing.T) {
 	sidecar := writeFile(t, "sidecar.yaml", "apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata:\n  name: default\nspec:\n  outboundTrafficPolicy:\n    mode: ALLOW_ANY\n")
-	code, out, errs := run(t, "", "check", "-entry", sidecar, "-entry", "../../manifests/serviceentry/jsonplaceholder.yaml",
+	code, out, errs := run(t, "", "check", "-entry", sidecar, "-entry", "../../labs/serviceentry/jsonplaceholder.yaml",
 		"http://jsonplaceholder.typicode.com/todos/1")
 	assert.Equal(t, cli.ExitOK, code, errs)
 	assert.Contains(t, out, "under REGISTRY_ONLY with 1 Sidecar and 1 ServiceEntry: ALLOWED")

@@ -27,8 +27,8 @@ import (
 	"github.com/egresslab/egresslab/harness/manifest"
 	"github.com/egresslab/egresslab/harness/narrate"
 	"github.com/egresslab/egresslab/harness/outcome"
+	"github.com/egresslab/egresslab/labs"
 	"github.com/egresslab/egresslab/labs/apps"
-	"github.com/egresslab/egresslab/manifests"
 )
 
 // fakeExec answers exec calls like the client container would, and records them.
@@ -311,7 +311,7 @@ func TestRolloutThatCannotEndStopsAtOnce(t *testing.T) {
 func TestApplyStampsTheImageDigestOnTheClientOnly(t *testing.T) {
 	b, k, _ := newTestBackend(&fakeExec{})
 	b.imageDigest = "sha256:abc"
-	app, err := manifest.LoadEmbedded(manifests.ClientApp, "egresslab")
+	app, err := labs.Manifest(labs.ClientApp, "egresslab")
 	require.NoError(t, err)
 	require.NoError(t, b.Apply(context.Background(), app))
 
@@ -427,12 +427,12 @@ func TestTheCallerImageIsBuiltAndLoadedWhenAnAppNeedsIt(t *testing.T) {
 	var loaded []string
 	b.loadImage = func(tarball string) error { loaded = append(loaded, tarball); return nil }
 
-	entry, err := manifest.LoadEmbedded(manifests.SeedServiceEntry, "egresslab")
+	entry, err := labs.Manifest(labs.SeedServiceEntry, "egresslab")
 	require.NoError(t, err)
 	require.NoError(t, b.Apply(context.Background(), entry))
 	assert.Empty(t, loaded, "no app, no image")
 
-	app, err := manifest.LoadEmbedded(manifests.ClientApp, "egresslab")
+	app, err := labs.Manifest(labs.ClientApp, "egresslab")
 	require.NoError(t, err)
 	require.NoError(t, b.Apply(context.Background(), app))
 	require.Len(t, loaded, 1)

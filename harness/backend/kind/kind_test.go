@@ -9,10 +9,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/egresslab/egresslab/harness/backend"
-	"github.com/egresslab/egresslab/harness/manifest"
 	"github.com/egresslab/egresslab/harness/outcome"
+	"github.com/egresslab/egresslab/labs"
 	"github.com/egresslab/egresslab/labs/apps"
-	"github.com/egresslab/egresslab/manifests"
 )
 
 // EnvE2E opts in to TestRealKindRun: it creates a cluster, pulls images and takes minutes.
@@ -44,7 +43,7 @@ func TestRealKindRun(t *testing.T) {
 	require.NoError(t, err)
 	defer release()
 
-	client, err := manifest.LoadEmbedded(apps.ClientManifest, apps.Client.Namespace)
+	client, err := labs.Manifest(labs.ClientApp, apps.Client.Namespace)
 	require.NoError(t, err)
 	require.NoError(t, b.Apply(ctx, client), "the labs apply their apps; Setup installs only Istio")
 	sc, err := b.Sidecar(ctx, apps.Client)
@@ -62,7 +61,7 @@ func TestRealKindRun(t *testing.T) {
 	v := await(outcome.Blocked)
 	require.Equal(t, outcome.ReasonBlockAll, v.Reason)
 
-	entry, err := manifest.LoadEmbedded(manifests.SeedServiceEntry, apps.Client.Namespace)
+	entry, err := labs.Manifest(labs.SeedServiceEntry, apps.Client.Namespace)
 	require.NoError(t, err)
 	require.NoError(t, b.Apply(ctx, entry))
 	v = await(outcome.Allowed)

@@ -23,6 +23,7 @@ import (
 	"github.com/egresslab/egresslab/harness/backend/kind/internal/rollout"
 	"github.com/egresslab/egresslab/harness/manifest"
 	"github.com/egresslab/egresslab/harness/outcome"
+	"github.com/egresslab/egresslab/labs"
 	"github.com/egresslab/egresslab/labs/apps"
 )
 
@@ -64,7 +65,7 @@ func TestOfflineKindCluster(t *testing.T) {
 	require.Equal(t, manifest.RegistryOnly, mode, "the mesh config istiod reads, from the cluster")
 	t.Logf("Istio's outboundTrafficPolicy.mode read back from the cluster: %s", mode)
 
-	client, err := manifest.LoadEmbedded(apps.ClientManifest, apps.Client.Namespace)
+	client, err := labs.Manifest(labs.ClientApp, apps.Client.Namespace)
 	require.NoError(t, err)
 	require.NoError(t, p.st.backend.Apply(ctx, client))
 	pod := waitForInjectedPod(ctx, t, k)

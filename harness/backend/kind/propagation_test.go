@@ -8,9 +8,8 @@ import (
 
 	"github.com/egresslab/egresslab/harness/backend"
 	"github.com/egresslab/egresslab/harness/manifest"
+	"github.com/egresslab/egresslab/labs"
 	"github.com/egresslab/egresslab/labs/apps"
-	"github.com/egresslab/egresslab/labs/serviceentry"
-	"github.com/egresslab/egresslab/manifests"
 )
 
 // BenchmarkOfflinePropagation measures, on the offline kind cluster (make e2e-offline
@@ -28,13 +27,13 @@ func BenchmarkOfflinePropagation(b *testing.B) {
 	b.Cleanup(func() { _, _ = p.Finish(context.Background()) })
 	be := p.st.backend
 	load := func(name string) *manifest.Set {
-		s, err := manifest.LoadEmbedded(name, apps.Client.Namespace)
+		s, err := labs.Manifest(name, apps.Client.Namespace)
 		if err != nil {
 			b.Fatal(err)
 		}
 		return s
 	}
-	client, entry := load(apps.ClientManifest), load(manifests.SeedServiceEntry)
+	client, entry := load(labs.ClientApp), load(labs.SeedServiceEntry)
 	if err := be.Apply(ctx, client); err != nil {
 		b.Fatal(err)
 	}
@@ -43,9 +42,9 @@ func BenchmarkOfflinePropagation(b *testing.B) {
 	}
 	call, _ := backend.ParseCall("http://jsonplaceholder.typicode.com/todos/1")
 	await := func(want string) time.Duration {
-		exp := serviceentry.BlockedByBlockAll
+		exp := labs.Expect("serviceentry", "blocked-by-block-all")
 		if want == "allowed" {
-			exp = serviceentry.AllowedThroughTheEntry
+			exp = labs.Expect("serviceentry", "allowed-through-the-entry")
 		}
 		_, waited, err := backend.AwaitExpected(ctx, be, apps.Client, call, exp, time.Minute)
 		if err != nil {

@@ -56,7 +56,7 @@ var errNeverReady = errors.New("it cannot become ready, so the wait stops now")
 func (b *Backend) rolledOutPod(ctx context.Context, w backend.Workload) (*corev1.Pod, string, error) {
 	d, err := b.kube.AppsV1().Deployments(w.Namespace).Get(ctx, w.Name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
-		return nil, "", fmt.Errorf("no Deployment %s: apply manifests/apps/ first", w)
+		return nil, "", fmt.Errorf("no Deployment %s: apply labs/apps/ first", w)
 	}
 	if err != nil {
 		return nil, "", fmt.Errorf("read Deployment %s: %w", w, err)

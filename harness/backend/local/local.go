@@ -304,7 +304,7 @@ func (e *env) sidecar(ctx context.Context, w backend.Workload) (*dataplane.Sidec
 	pod, err := e.cp.Kube.CoreV1().Pods(w.Namespace).Get(ctx, podName(w.Name), metav1.GetOptions{})
 	if err != nil {
 		if apierrors.IsNotFound(err) {
-			return nil, nil, fmt.Errorf("workload %s has no pod: apply its Deployment (manifests/apps/) first", w)
+			return nil, nil, fmt.Errorf("workload %s has no pod: apply its Deployment (labs/apps/) first", w)
 		}
 		return nil, nil, fmt.Errorf("workload %s: %w", w, err)
 	}

@@ -21,9 +21,8 @@ import (
 	"github.com/egresslab/egresslab/harness/backend/sim"
 	"github.com/egresslab/egresslab/harness/manifest"
 	"github.com/egresslab/egresslab/harness/outcome"
+	"github.com/egresslab/egresslab/labs"
 	"github.com/egresslab/egresslab/labs/apps"
-	"github.com/egresslab/egresslab/labs/serviceentry"
-	"github.com/egresslab/egresslab/manifests"
 )
 
 var (
@@ -52,7 +51,7 @@ func needBinaries(t *testing.T) {
 
 func load(t *testing.T, name string) *manifest.Set {
 	t.Helper()
-	set, err := manifest.LoadEmbedded(name, apps.Client.Namespace)
+	set, err := labs.Manifest(name, apps.Client.Namespace)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +129,7 @@ func TestVerdictsMatchSim(t *testing.T) {
 		t.Fatal(err)
 	}
 	both.do("install mesh", func(b backend.Backend) error { return b.InstallMesh(ctx, values) })
-	app := load(t, manifests.ClientApp)
+	app := load(t, labs.ClientApp)
 	both.do("apply client app", func(b backend.Backend) error { return b.Apply(ctx, app) })
 
 	t1 := time.Now()
@@ -141,13 +140,13 @@ func TestVerdictsMatchSim(t *testing.T) {
 	t.Logf("sidecar (first config after %s): %+v", time.Since(t1).Round(time.Millisecond), sc)
 	checkSynced(ctx, t, lb.(*local.Backend).ControlPlane(), "client-local.egresslab")
 
-	both.expect(ctx, httpCall, serviceentry.BlockedByBlockAll)
+	both.expect(ctx, httpCall, labs.Expect("serviceentry", "blocked-by-block-all"))
 
-	entry := load(t, manifests.SeedServiceEntry)
+	entry := load(t, labs.SeedServiceEntry)
 	both.do("apply the ServiceEntry", func(b backend.Backend) error { return b.Apply(ctx, entry) })
-	took := both.expect(ctx, httpCall, serviceentry.AllowedThroughTheEntry)
+	took := both.expect(ctx, httpCall, labs.Expect("serviceentry", "allowed-through-the-entry"))
 	t.Logf("MEASURED apply ServiceEntry -> first pushed config that allows the call: %s", took.Round(time.Millisecond))
-	both.expect(ctx, httpsCall, serviceentry.BlockedByBlackHole)
+	both.expect(ctx, httpsCall, labs.Expect("serviceentry", "blocked-by-black-hole"))
 
 	cfg, err := lb.SidecarConfig(ctx, apps.Client, httpCall)
 	if err != nil {
@@ -158,7 +157,7 @@ func TestVerdictsMatchSim(t *testing.T) {
 	}
 
 	both.do("delete the ServiceEntry", func(b backend.Backend) error { return b.Delete(ctx, entry) })
-	took = both.expect(ctx, httpCall, serviceentry.BlockedByBlockAll)
+	took = both.expect(ctx, httpCall, labs.Expect("serviceentry", "blocked-by-block-all"))
 	t.Logf("MEASURED delete ServiceEntry -> blocked again: %s", took.Round(time.Millisecond))
 
 	allowAny, err := values.WithOutboundMode(manifest.AllowAny)
@@ -166,9 +165,9 @@ func TestVerdictsMatchSim(t *testing.T) {
 		t.Fatal(err)
 	}
 	both.do("switch to ALLOW_ANY", func(b backend.Backend) error { return b.InstallMesh(ctx, allowAny) })
-	both.expect(ctx, httpCall, serviceentry.AllowedByPassthrough)
+	both.expect(ctx, httpCall, labs.Expect("modes", "allowed-by-passthrough"))
 	both.do("back to REGISTRY_ONLY", func(b backend.Backend) error { return b.InstallMesh(ctx, values) })
-	both.expect(ctx, httpCall, serviceentry.BlockedByBlockAll)
+	both.expect(ctx, httpCall, labs.Expect("serviceentry", "blocked-by-block-all"))
 }
 
 // checkSynced reads istiod's own view of the stand-in sidecar (/debug/syncz): it must
@@ -220,7 +219,7 @@ func TestNoSidecarWithoutInjection(t *testing.T) {
 	}
 	cp := b.(*local.Backend).ControlPlane()
 	pids, dir := cp.PIDs(), cp.Dir
-	app := load(t, manifests.ClientApp)
+	app := load(t, labs.ClientApp)
 	for _, o := range app.Objects {
 		if o.Kind == "Namespace" {
 			delete(o.Kube.(interface{ GetLabels() map[string]string }).GetLabels(), "istio-injection")
@@ -244,7 +243,7 @@ func TestNoSidecarWithoutInjection(t *testing.T) {
 	if _, err := cp.Kube.CoreV1().Namespaces().Get(ctx, apps.Client.Namespace, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("namespace %s still there after Delete: %v", apps.Client.Namespace, err)
 	}
-	if err := b.Apply(ctx, load(t, manifests.ClientApp)); err != nil {
+	if err := b.Apply(ctx, load(t, labs.ClientApp)); err != nil {
 		t.Fatal(err)
 	}
 	if sc, err := b.Sidecar(ctx, apps.Client); err != nil || !sc.Injected {
@@ -256,7 +255,7 @@ func TestNoSidecarWithoutInjection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, m := range serviceentry.BlockedByBlockAll.Check(v) {
+	for _, m := range labs.Expect("serviceentry", "blocked-by-block-all").Check(v) {
 		t.Errorf("after re-applying the app: %s", m)
 	}
 	release()

@@ -7,8 +7,8 @@ import (
 	"github.com/egresslab/egresslab/harness/backend"
 	"github.com/egresslab/egresslab/harness/manifest"
 	"github.com/egresslab/egresslab/harness/outcome"
+	"github.com/egresslab/egresslab/labs"
 	"github.com/egresslab/egresslab/labs/apps"
-	"github.com/egresslab/egresslab/manifests"
 )
 
 // BenchmarkVerdict is one verdict on sim.
@@ -19,7 +19,7 @@ import (
 func BenchmarkVerdict(b *testing.B) {
 	ctx := context.Background()
 	call := backend.MustCall(httpCall)
-	entry, err := manifest.LoadEmbedded(manifests.SeedServiceEntry, apps.Client.Namespace)
+	entry, err := labs.Manifest(labs.SeedServiceEntry, apps.Client.Namespace)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -36,7 +36,7 @@ func BenchmarkVerdict(b *testing.B) {
 		}
 	})
 	b.Run("SameState", func(b *testing.B) {
-		w := world(b, manifest.RegistryOnly, true, manifests.SeedServiceEntry)
+		w := world(b, manifest.RegistryOnly, true, labs.SeedServiceEntry)
 		for b.Loop() {
 			v, err := w.Call(ctx, apps.Client, call)
 			if err != nil || v.Kind != outcome.Allowed {

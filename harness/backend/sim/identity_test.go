@@ -7,8 +7,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/egresslab/egresslab/harness/manifest"
+	"github.com/egresslab/egresslab/labs"
 	"github.com/egresslab/egresslab/labs/apps"
-	"github.com/egresslab/egresslab/manifests"
 )
 
 // The simulated sidecar must be the client pod's own: istiod ties a proxy to its pod by
@@ -21,7 +21,7 @@ func TestSidecarIsTheClientPods(t *testing.T) {
 	}
 	b := New(WithMesh(values))
 	defer b.Close()
-	app, err := manifest.LoadEmbedded(manifests.ClientApp, apps.Client.Namespace)
+	app, err := labs.Manifest(labs.ClientApp, apps.Client.Namespace)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,9 +12,8 @@ import (
 	"github.com/egresslab/egresslab/harness/backend/sim"
 	"github.com/egresslab/egresslab/harness/manifest"
 	"github.com/egresslab/egresslab/harness/outcome"
+	"github.com/egresslab/egresslab/labs"
 	"github.com/egresslab/egresslab/labs/apps"
-	"github.com/egresslab/egresslab/labs/serviceentry"
-	"github.com/egresslab/egresslab/manifests"
 )
 
 const (
@@ -34,12 +33,12 @@ func world(t testing.TB, mode string, withApp bool, entries ...string) *sim.Back
 	b := sim.New(sim.WithMesh(values))
 	t.Cleanup(b.Close)
 	if withApp {
-		app, err := manifest.LoadEmbedded(manifests.ClientApp, apps.Client.Namespace)
+		app, err := labs.Manifest(labs.ClientApp, apps.Client.Namespace)
 		require.NoError(t, err)
 		require.NoError(t, b.Apply(ctx, app))
 	}
 	for _, e := range entries {
-		set, err := manifest.LoadEmbedded(e, apps.Client.Namespace)
+		set, err := labs.Manifest(e, apps.Client.Namespace)
 		require.NoError(t, err)
 		require.NoError(t, b.Apply(ctx, set))
 	}
@@ -57,27 +56,27 @@ func TestCallsFromTheClientSidecar(t *testing.T) {
 		{
 			name: "registry only, no entry: block_all 502 on the port-80 listener",
 			mode: manifest.RegistryOnly, call: httpCall,
-			want: serviceentry.BlockedByBlockAll,
+			want: labs.Expect("serviceentry", "blocked-by-block-all"),
 		},
 		{
 			name: "registry only, seed entry: routed to the entry's outbound cluster",
-			mode: manifest.RegistryOnly, entries: []string{manifests.SeedServiceEntry}, call: httpCall,
-			want: serviceentry.AllowedThroughTheEntry,
+			mode: manifest.RegistryOnly, entries: []string{labs.SeedServiceEntry}, call: httpCall,
+			want: labs.Expect("serviceentry", "allowed-through-the-entry"),
 		},
 		{
 			name: "registry only, seed entry, https: no listener on 443, black hole",
-			mode: manifest.RegistryOnly, entries: []string{manifests.SeedServiceEntry}, call: httpsCall,
-			want: serviceentry.BlockedByBlackHole,
+			mode: manifest.RegistryOnly, entries: []string{labs.SeedServiceEntry}, call: httpsCall,
+			want: labs.Expect("serviceentry", "blocked-by-black-hole"),
 		},
 		{
 			name: "registry only, misspelt entry: still block_all",
-			mode: manifest.RegistryOnly, entries: []string{manifests.MisspeltServiceEntry}, call: httpCall,
+			mode: manifest.RegistryOnly, entries: []string{labs.MisspeltServiceEntry}, call: httpCall,
 			want: outcome.Expect{Kind: outcome.Blocked, Reason: outcome.ReasonBlockAll, VirtualHost: "block_all"},
 		},
 		{
 			name: "allow any, no entry: passthrough",
 			mode: manifest.AllowAny, call: httpCall,
-			want: serviceentry.AllowedByPassthrough,
+			want: labs.Expect("modes", "allowed-by-passthrough"),
 		},
 	}
 	for _, tc := range cases {
@@ -93,7 +92,7 @@ func TestCallsFromTheClientSidecar(t *testing.T) {
 func TestWithoutAnyPort80ServiceTheCallIsBlackHoled(t *testing.T) {
 	// Only the client's Deployment and Namespace: no Service, so no port-80 listener.
 	b := world(t, manifest.RegistryOnly, false)
-	app, err := manifest.LoadEmbedded(manifests.ClientApp, apps.Client.Namespace)
+	app, err := labs.Manifest(labs.ClientApp, apps.Client.Namespace)
 	require.NoError(t, err)
 	var kept manifest.Set
 	for _, o := range app.Objects {
@@ -104,14 +103,14 @@ func TestWithoutAnyPort80ServiceTheCallIsBlackHoled(t *testing.T) {
 	require.NoError(t, b.Apply(context.Background(), &kept))
 	v, err := b.Call(context.Background(), apps.Client, backend.MustCall(httpCall))
 	require.NoError(t, err)
-	want := serviceentry.BlockedByBlackHole
+	want := labs.Expect("serviceentry", "blocked-by-black-hole")
 	require.Empty(t, want.Check(v), "verdict %s, evidence %s", v, v.Evidence)
 }
 
 func TestApplyDeleteAndReapply(t *testing.T) {
 	ctx := context.Background()
 	b := world(t, manifest.RegistryOnly, true)
-	entry, err := manifest.LoadEmbedded(manifests.SeedServiceEntry, apps.Client.Namespace)
+	entry, err := labs.Manifest(labs.SeedServiceEntry, apps.Client.Namespace)
 	require.NoError(t, err)
 	call := backend.MustCall(httpCall)
 	kinds := func() outcome.Kind {
@@ -136,7 +135,7 @@ func TestSidecarInjection(t *testing.T) {
 	require.Contains(t, sc.Rule, "istio-injection=enabled")
 
 	// The same app in a namespace without the label gets no sidecar, and calls say so.
-	app, err := manifest.LoadEmbedded(manifests.ClientApp, apps.Client.Namespace)
+	app, err := labs.Manifest(labs.ClientApp, apps.Client.Namespace)
 	require.NoError(t, err)
 	yaml := strings.Replace(app.YAML(), "istio-injection: enabled", "team: lab", 1)
 	unlabelled, err := manifest.Parse("unlabelled.yaml", []byte(yaml), apps.Client.Namespace)
@@ -158,7 +157,7 @@ func TestNoMeshNoCall(t *testing.T) {
 }
 
 func TestSidecarConfigShowsTheMatch(t *testing.T) {
-	b := world(t, manifest.RegistryOnly, true, manifests.SeedServiceEntry)
+	b := world(t, manifest.RegistryOnly, true, labs.SeedServiceEntry)
 	cfg, err := b.SidecarConfig(context.Background(), apps.Client, backend.MustCall(httpCall))
 	require.NoError(t, err)
 	for _, want := range []string{"listener: 0.0.0.0_80", "jsonplaceholder.typicode.com", "outbound|80||jsonplaceholder.typicode.com"} {
@@ -175,10 +174,10 @@ func TestAnEntryInANamespaceThatDoesNotExistIsRefused(t *testing.T) {
 	require.NoError(t, err)
 	b := sim.New(sim.WithMesh(values))
 	defer b.Close()
-	app, err := manifest.LoadEmbedded(manifests.ClientApp, apps.Client.Namespace)
+	app, err := labs.Manifest(labs.ClientApp, apps.Client.Namespace)
 	require.NoError(t, err)
 	require.NoError(t, b.Apply(ctx, app))
-	elsewhere, err := manifest.LoadEmbedded(manifests.SeedServiceEntry, "elsewhere")
+	elsewhere, err := labs.Manifest(labs.SeedServiceEntry, "elsewhere")
 	require.NoError(t, err)
 	err = b.Apply(ctx, elsewhere)
 	require.Error(t, err)
@@ -187,7 +186,7 @@ func TestAnEntryInANamespaceThatDoesNotExistIsRefused(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, outcome.Blocked, v.Kind, "nothing was applied")
 
-	inClientNS, err := manifest.LoadEmbedded(manifests.SeedServiceEntry, apps.Client.Namespace)
+	inClientNS, err := labs.Manifest(labs.SeedServiceEntry, apps.Client.Namespace)
 	require.NoError(t, err)
 	require.NoError(t, b.Apply(ctx, inClientNS))
 }

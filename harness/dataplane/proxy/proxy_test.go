@@ -30,9 +30,8 @@ import (
 	"github.com/egresslab/egresslab/harness/dataplane"
 	"github.com/egresslab/egresslab/harness/manifest"
 	"github.com/egresslab/egresslab/harness/outcome"
+	"github.com/egresslab/egresslab/labs"
 	"github.com/egresslab/egresslab/labs/apps"
-	"github.com/egresslab/egresslab/labs/serviceentry"
-	"github.com/egresslab/egresslab/manifests"
 )
 
 const (
@@ -52,8 +51,8 @@ func simConfig(t *testing.T, mode string, applied ...string) *simulation.Simulat
 	values, err = values.WithOutboundMode(mode)
 	require.NoError(t, err)
 	require.NoError(t, b.InstallMesh(ctx, values))
-	for _, name := range append([]string{apps.ClientManifest}, applied...) {
-		set, err := manifest.LoadEmbedded(name, apps.Client.Namespace)
+	for _, name := range append([]string{labs.ClientApp}, applied...) {
+		set, err := labs.Manifest(name, apps.Client.Namespace)
 		require.NoError(t, err)
 		require.NoError(t, b.Apply(ctx, set))
 	}
@@ -200,14 +199,14 @@ func TestTheStandInDecidesAsSimAndActsAsEnvoy(t *testing.T) {
 		// reaches is the request the test's internet must see, "" for none.
 		reaches string
 	}{
-		{"no entry: block_all", manifest.RegistryOnly, nil, todoHTTP, serviceentry.BlockedByBlockAll, ""},
-		{"the seed's entry", manifest.RegistryOnly, []string{manifests.SeedServiceEntry}, todoHTTP,
-			serviceentry.AllowedThroughTheEntry, "http jsonplaceholder.typicode.com /todos/1"},
-		{"the seed's entry, https", manifest.RegistryOnly, []string{manifests.SeedServiceEntry}, todoHTTPS,
-			serviceentry.BlockedByBlackHole, ""},
-		{"misspelt entry", manifest.RegistryOnly, []string{manifests.MisspeltServiceEntry}, todoHTTP,
-			serviceentry.BlockedByBlockAll, ""},
-		{"ALLOW_ANY", manifest.AllowAny, nil, todoHTTP, serviceentry.AllowedByPassthrough,
+		{"no entry: block_all", manifest.RegistryOnly, nil, todoHTTP, labs.Expect("serviceentry", "blocked-by-block-all"), ""},
+		{"the seed's entry", manifest.RegistryOnly, []string{labs.SeedServiceEntry}, todoHTTP,
+			labs.Expect("serviceentry", "allowed-through-the-entry"), "http jsonplaceholder.typicode.com /todos/1"},
+		{"the seed's entry, https", manifest.RegistryOnly, []string{labs.SeedServiceEntry}, todoHTTPS,
+			labs.Expect("serviceentry", "blocked-by-black-hole"), ""},
+		{"misspelt entry", manifest.RegistryOnly, []string{labs.MisspeltServiceEntry}, todoHTTP,
+			labs.Expect("serviceentry", "blocked-by-block-all"), ""},
+		{"ALLOW_ANY", manifest.AllowAny, nil, todoHTTP, labs.Expect("modes", "allowed-by-passthrough"),
 			"http jsonplaceholder.typicode.com /todos/1"},
 		{"ALLOW_ANY, https", manifest.AllowAny, nil, todoHTTPS,
 			outcome.Expect{Kind: outcome.Allowed, Reason: outcome.ReasonPassthrough, Listener: "virtualOutbound",

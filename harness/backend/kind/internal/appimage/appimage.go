@@ -35,7 +35,7 @@ type App struct {
 }
 
 var (
-	// Client is the client app every call is made from (manifests/apps/client.yaml). It
+	// Client is the client app every call is made from (labs/apps/client.yaml). It
 	// runs as neither root nor 1337, which is the sidecar's own UID and is exempt from
 	// traffic capture (a call made as 1337 would bypass the sidecar).
 	Client = App{Name: "client", Package: "github.com/egresslab/egresslab/apps/client", Tag: "egresslab/client:dev",

@@ -1,0 +1,45 @@
+package lab
+
+import (
+	"fmt"
+
+	"github.com/egresslab/egresslab/harness/backend"
+	"github.com/egresslab/egresslab/harness/outcome"
+)
+
+// Explain says in a sentence why the sidecar did what it did with call c, keyed by the
+// verdict's reason. It is the one place these explanations are written: every lab's
+// narration and every handout use it.
+func Explain(v outcome.Verdict, c backend.Call) string {
+	switch v.Reason {
+	case outcome.ReasonBlockAll:
+		return fmt.Sprintf("Port %d has an HTTP listener (a Service in the mesh uses that port), but no virtual host on it "+
+			"matches %s, so Envoy's catch-all virtual host block_all answers 502 itself: the call never leaves the pod.", c.Port(), c.Host())
+	case outcome.ReasonBlackHole:
+		return fmt.Sprintf("No listener knows port %d, so the catch-all listener sends the connection to BlackHoleCluster, "+
+			"which resets it: the client sees a reset (for HTTPS, during the TLS handshake).", c.Port())
+	case outcome.ReasonNoRoute:
+		return fmt.Sprintf("A virtual host matches %s, but none of its routes matches the request, so Envoy answers 404 itself (NR).", c.Host())
+	case outcome.ReasonRegistered:
+		if v.Evidence.VirtualHost == "" {
+			return fmt.Sprintf("The sidecar's listener for port %d matches %s (for HTTPS, by the TLS SNI, without decrypting) and "+
+				"sends the connection to the cluster %s, which leads out of the mesh.", c.Port(), c.Host(), v.Evidence.Cluster)
+		}
+		return fmt.Sprintf("The sidecar has a virtual host for %s and routes the call to the cluster %s, which leads out of the mesh.",
+			c.Host(), v.Evidence.Cluster)
+	case outcome.ReasonPassthrough:
+		return "The host is unknown, but the mesh allows any: PassthroughCluster sends the call on to its original destination."
+	case outcome.ReasonInMesh:
+		return fmt.Sprintf("The sidecar sends the call to %s, a workload of the mesh: whether it leaves the mesh is that "+
+			"workload's proxy's decision.", v.Evidence.Cluster)
+	case outcome.ReasonUpstream:
+		if v.Evidence.Status != 0 {
+			return fmt.Sprintf("%s answered %d through the sidecar.", c.Host(), v.Evidence.Status)
+		}
+		return fmt.Sprintf("%s answered through the sidecar.", c.Host())
+	}
+	if v.Kind == outcome.Unreachable {
+		return "The mesh let the call out, but it failed beyond the sidecar (" + v.Reason + "): check DNS and internet access."
+	}
+	return v.String()
+}

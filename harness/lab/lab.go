@@ -1,0 +1,383 @@
+// Package lab is the one engine every lab runs on: it carries out a lab file's steps
+// (harness/labfile) on any backend, tells them as a story on a narrator, and checks
+// each call against the verdict and evidence the lab states. The narrated walkthrough
+// (egresslab lab), the scenarios (go test ./scenarios/...) and the handouts are all
+// made from the same lab file through this package.
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/egresslab/egresslab/harness/backend"
+	"github.com/egresslab/egresslab/harness/labfile"
+	"github.com/egresslab/egresslab/harness/manifest"
+	"github.com/egresslab/egresslab/harness/narrate"
+	"github.com/egresslab/egresslab/harness/outcome"
+)
+
+// Options change what a lab applies and shows.
+type Options struct {
+	// Entry replaces the lab's entry (the manifest its `entry:` names).
+	Entry *manifest.Set
+	// URL replaces the lab's main call (its `url:`), and the same host and path over
+	// HTTPS, and the host wherever a step's title or prose names it.
+	URL string
+	// ShowConfig prints the sidecar's config for the calls the lab marks, before and
+	// after a change, as a diff.
+	ShowConfig bool
+	// Propagation bounds how long a call waits for a change to reach the sidecar
+	// (backend.DefaultTimeouts when 0).
+	Propagation time.Duration
+}
+
+// Result is what a run saw: each call's verdict, and every step that did not behave as
+// expected (none when all did).
+type Result struct {
+	Calls []CallResult
+	// Propagation is how long the first call marked `propagation: true` waited for the
+	// change before it to reach the sidecar.
+	Propagation time.Duration
+	Failures    []string
+}
+
+// CallResult is one call a step made and its verdict.
+type CallResult struct {
+	Step    int
+	URL     string
+	Verdict outcome.Verdict
+}
+
+// Verdict is the verdict of the call to url in step, and whether that call was made.
+func (r *Result) Verdict(step int, url string) (outcome.Verdict, bool) {
+	for _, c := range r.Calls {
+		if c.Step == step && c.URL == url {
+			return c.Verdict, true
+		}
+	}
+	return outcome.Verdict{}, false
+}
+
+// Run walks through the lab l on b, telling the story on n, and deletes what it applied
+// at the end. The error is for a lab that was stopped (ctx ended) or could not start;
+// a step that did not behave as expected is in Result.Failures, and a step that could
+// not be carried out stops the lab there and is counted as a failure.
+func Run(ctx context.Context, b backend.Backend, l *labfile.Lab, n *narrate.Narrator, opts Options) (*Result, error) {
+	r, err := Start(b, l, n, opts)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Cleanup(ctx)
+	for i := range r.lab.Steps {
+		if err := n.Pause(ctx); err != nil {
+			return r.Result(), fmt.Errorf("lab stopped: %w", err)
+		}
+		if err := r.Step(ctx, i); err != nil {
+			if ctx.Err() != nil || errors.Is(err, context.Canceled) {
+				return r.Result(), fmt.Errorf("lab stopped: %w", err)
+			}
+			// Each step builds on the one before: after a step that could not be
+			// carried out, the rest would only repeat its failure.
+			n.Fail(err)
+			break
+		}
+	}
+	if err := r.Cleanup(ctx); err != nil {
+		n.Fail(err)
+	}
+	n.Finish()
+	return r.Result(), nil
+}
+
+// A Runner is one run of a lab, step by step: Run drives it for the narrated lab, and
+// harness/steps drives it one e2e-framework assessment per step.
+type Runner struct {
+	b    backend.Backend
+	lab  *labfile.Lab
+	n    *narrate.Narrator
+	opts Options
+	// derived: the lab's expectations describe its own entry and url; with either
+	// replaced, each call is expected by the rule a user reasons with instead.
+	derived bool
+
+	mode    string
+	applied []*manifest.Set // in order, not yet deleted
+	res     Result
+
+	configBefore  string
+	changedBefore []string // kinds applied or deleted since the config marked before
+	cleaned       bool
+}
+
+// Start checks the options against the lab and prepares a run; nothing is applied.
+func Start(b backend.Backend, l *labfile.Lab, n *narrate.Narrator, opts Options) (*Runner, error) {
+	l, derived, err := Override(l, opts)
+	if err != nil {
+		return nil, err
+	}
+	if opts.Propagation == 0 {
+		opts.Propagation = backend.DefaultTimeouts().Propagation
+	}
+	return &Runner{b: b, lab: l, n: n, opts: opts, derived: derived}, nil
+}
+
+// Result is what the run has seen so far.
+func (r *Runner) Result() *Result {
+	r.res.Failures = r.n.Failures()
+	return &r.res
+}
+
+// Step carries out step i (from 0): its heading and prose, then each action. It
+// returns an error when an action could not be carried out; a call whose verdict was
+// not the expected one is a failure recorded on the narrator, not an error.
+func (r *Runner) Step(ctx context.Context, i int) error {
+	s := r.lab.Steps[i]
+	r.n.Step(s.Title, s.Prose)
+	for _, a := range s.Actions {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := r.act(ctx, i+1, a); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *Runner) act(ctx context.Context, step int, a labfile.Action) error {
+	switch a.Kind {
+	case labfile.Mesh:
+		return r.installMesh(ctx, a.Mode)
+	case labfile.Deploy:
+		return r.deploy(ctx, a.Set)
+	case labfile.Apply:
+		return r.apply(ctx, r.setOf(a))
+	case labfile.Delete:
+		return r.delete(ctx, r.setOf(a))
+	case labfile.MakeCall:
+		return r.call(ctx, step, a.Call)
+	}
+	return fmt.Errorf("%s: unknown action %q", r.lab.File, a.Kind)
+}
+
+func (r *Runner) installMesh(ctx context.Context, mode string) error {
+	values, err := manifest.LoadMeshValues()
+	if err != nil {
+		return err
+	}
+	cmd := "helm upgrade --install istiod istio/istiod -n istio-system -f " + values.Source
+	if mode != values.OutboundMode() {
+		cmd += " --set meshConfig.outboundTrafficPolicy.mode=" + mode
+	}
+	if values, err = values.WithOutboundMode(mode); err != nil {
+		return err
+	}
+	r.n.Block(values.Source, values.MeshConfigYAML())
+	r.n.Command(cmd)
+	if err := r.b.InstallMesh(ctx, values); err != nil {
+		return fmt.Errorf("install the mesh (%s): %w", mode, err)
+	}
+	r.mode = mode
+	r.n.Say("The mesh config's outboundTrafficPolicy.mode is %s.", values.OutboundMode())
+	return nil
+}
+
+// deploy applies an app and checks that each of its Deployments has a sidecar: a call
+// from a pod without one proves nothing about the mesh.
+func (r *Runner) deploy(ctx context.Context, set *manifest.Set) error {
+	var objects string
+	for _, o := range set.Objects {
+		objects += o.Ref() + "\n"
+	}
+	r.n.Block(set.Source, objects)
+	r.n.Command("kubectl apply -f " + set.Source)
+	if err := r.b.Apply(ctx, set); err != nil {
+		return fmt.Errorf("deploy %s: %w", set.Source, err)
+	}
+	for _, w := range workloads(set) {
+		sc, err := r.b.Sidecar(ctx, w)
+		if err != nil {
+			return fmt.Errorf("check the sidecar of %s: %w", w, err)
+		}
+		how, err := narrate.SidecarSentence(sc)
+		if err != nil {
+			return err
+		}
+		r.n.Say("Sidecar: %s.", how)
+	}
+	return nil
+}
+
+func workloads(set *manifest.Set) []backend.Workload {
+	var out []backend.Workload
+	for _, o := range set.Objects {
+		if o.Kind == "Deployment" {
+			out = append(out, backend.Workload{Namespace: o.Namespace, Name: o.Name})
+		}
+	}
+	return out
+}
+
+func (r *Runner) apply(ctx context.Context, set *manifest.Set) error {
+	r.n.Block(set.Source, set.YAML())
+	r.n.Command("kubectl apply " + namespaceFlag(set) + "-f " + set.Source)
+	if err := r.b.Apply(ctx, set); err != nil {
+		return fmt.Errorf("apply %s: %w", set.Source, err)
+	}
+	if !slices.Contains(r.applied, set) {
+		r.applied = append(r.applied, set)
+	}
+	r.changed(set)
+	return nil
+}
+
+func (r *Runner) delete(ctx context.Context, set *manifest.Set) error {
+	r.n.Command("kubectl delete " + namespaceFlag(set) + "-f " + set.Source)
+	if err := r.b.Delete(ctx, set); err != nil {
+		return fmt.Errorf("delete %s: %w", set.Source, err)
+	}
+	r.applied = slices.DeleteFunc(r.applied, func(s *manifest.Set) bool { return s == set })
+	r.changed(set)
+	return nil
+}
+
+// namespaceFlag is kubectl's -n for a set whose objects all go in one namespace, as
+// the lab applies a file whose objects name none.
+func namespaceFlag(set *manifest.Set) string {
+	ns := ""
+	for _, o := range set.Objects {
+		if o.Namespace == "" || (ns != "" && o.Namespace != ns) {
+			return ""
+		}
+		ns = o.Namespace
+	}
+	if ns == "" {
+		return ""
+	}
+	return "-n " + ns + " "
+}
+
+// setOf is what an apply or delete action applies: its file, or the user's -entry
+// where the file is the lab's entry.
+func (r *Runner) setOf(a labfile.Action) *manifest.Set {
+	if r.opts.Entry != nil && a.File == r.lab.Entry {
+		return r.opts.Entry
+	}
+	return a.Set
+}
+
+func (r *Runner) changed(set *manifest.Set) {
+	for _, o := range set.Objects {
+		if !slices.Contains(r.changedBefore, o.Kind) {
+			r.changedBefore = append(r.changedBefore, o.Kind)
+		}
+	}
+}
+
+// expected is what a call must get: what the lab states, or, with its entry or url
+// replaced, the verdict the mode and the applied entries call for.
+func (r *Runner) expected(c *labfile.Call) outcome.Expect {
+	if !r.derived {
+		return c.Expect
+	}
+	return outcome.Expect{Kind: backend.Expected(r.mode, r.applied, c.URL)}
+}
+
+func (r *Runner) call(ctx context.Context, step int, c *labfile.Call) error {
+	want := r.expected(c)
+	r.n.Command(c.URL.KubectlCommand(c.From))
+	since := time.Now()
+	v, waited, err := backend.AwaitExpected(ctx, r.b, c.From, c.URL, want, r.opts.Propagation)
+	if err != nil && v.Kind == "" {
+		return err
+	}
+	mismatches := want.Check(v)
+	logLine, logMismatch, err := r.accessLog(ctx, c, want, v, since)
+	if err != nil {
+		mismatches = append(mismatches, err.Error())
+	} else if logMismatch != "" {
+		mismatches = append(mismatches, logMismatch)
+	}
+	r.res.Calls = append(r.res.Calls, CallResult{Step: step, URL: c.URL.String(), Verdict: v})
+	r.n.Verdict(v, want.Kind, mismatches)
+	if logLine != "" {
+		r.n.Block("the sidecar's access log", logLine)
+	}
+	r.n.Say("%s", Explain(v, c.URL))
+	if c.Propagation {
+		r.sayPropagation(waited)
+	}
+	if r.opts.ShowConfig && c.Config != "" {
+		cfg, err := r.b.SidecarConfig(ctx, c.From, c.URL)
+		if err != nil {
+			return fmt.Errorf("read the sidecar's config: %w", err)
+		}
+		switch c.Config {
+		case labfile.ConfigBefore:
+			r.configBefore, r.changedBefore = cfg, nil
+		case labfile.ConfigDiff:
+			r.n.Diff("The sidecar's config for this call, before and after the "+strings.Join(r.changedBefore, " and "),
+				"before", r.configBefore, "after", cfg)
+		}
+	}
+	return nil
+}
+
+// accessLog reads, on a backend with a real sidecar, the access-log line of the call:
+// the cluster it names is read from the data plane rather than its config.
+func (r *Runner) accessLog(ctx context.Context, c *labfile.Call, want outcome.Expect, v outcome.Verdict, since time.Time) (line, mismatch string, err error) {
+	al, ok := r.b.(backend.AccessLogger)
+	if !ok || want.Cluster == "" || !v.Evidence.FromCall {
+		return "", "", nil
+	}
+	e, err := al.AccessLogEntry(ctx, c.From, c.URL, since)
+	if err != nil {
+		return "", "", err
+	}
+	if e.Cluster != want.Cluster {
+		return e.Line, fmt.Sprintf("the sidecar's access log names cluster %q, want %q", e.Cluster, want.Cluster), nil
+	}
+	return e.Line, "", nil
+}
+
+func (r *Runner) sayPropagation(waited backend.Waited) {
+	if r.res.Propagation == 0 {
+		r.res.Propagation = waited.Took
+	}
+	took := waited.Took.Round(time.Millisecond)
+	switch i, ok := r.b.(backend.Instant); {
+	case ok && i.Instant():
+		r.n.Say("%s computes the new config at once (%s to generate it); on a cluster this is how long istiod takes to push it to the sidecar.",
+			r.b.Name(), took)
+	case waited.Resolution == 0:
+		r.n.Say("The first call after the change already saw it: the sidecar had the new config within %s of the "+
+			"change (the time that one call took).", took)
+	default:
+		r.n.Say("The sidecar had the new config %s after the change (the call was repeated every %s by then, "+
+			"so the figure is good to within that).", took, waited.Resolution.Round(time.Millisecond))
+	}
+}
+
+// Cleanup deletes what the lab applied and did not delete, newest first, so that a
+// kept cluster is left as the lab found it (the mesh and the deployed apps stay). It
+// runs once; it goes on when ctx has ended, since it is how a stopped lab cleans up.
+func (r *Runner) Cleanup(ctx context.Context) error {
+	if r.cleaned {
+		return nil
+	}
+	r.cleaned = true
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), backend.DefaultTimeouts().Propagation)
+	defer cancel()
+	var errs []error
+	for i := len(r.applied) - 1; i >= 0; i-- {
+		if err := r.b.Delete(ctx, r.applied[i]); err != nil {
+			errs = append(errs, fmt.Errorf("delete %s, which the lab applied: %w", r.applied[i].Source, err))
+		}
+	}
+	r.applied = nil
+	return errors.Join(errs...)
+}

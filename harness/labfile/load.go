@@ -1,0 +1,561 @@
+package labfile
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	yaml "go.yaml.in/yaml/v3"
+
+	"github.com/egresslab/egresslab/harness/backend"
+	"github.com/egresslab/egresslab/harness/manifest"
+	"github.com/egresslab/egresslab/harness/outcome"
+)
+
+// Source is where a lab's files are read from.
+type Source struct {
+	// FS holds the lab's folder, Dir: its lab file and, beside it, the manifests it
+	// applies. A lab may name a file of another folder of FS ("../serviceentry/x.yaml").
+	FS  fs.FS
+	Dir string
+	// Shown is FS's root as messages name it: "labs", or the folder of a user's lab.
+	Shown string
+	// Apps holds the shared apps (labs/apps) that a deploy action names without ".yaml",
+	// and AppsShown names that folder.
+	Apps      fs.FS
+	AppsShown string
+	// Client is the workload a call is made from when it says no other; objects that
+	// name no namespace go in its namespace.
+	Client backend.Workload
+}
+
+// Load reads the lab file file (a name in src.FS) and everything it names, and checks
+// it all: a lab is either whole and valid, or refused with an Errors that names the
+// file, the line, the step and the fix of every problem found.
+func Load(src Source, file, name string) (*Lab, error) {
+	shown := path.Join(src.Shown, src.Dir, file)
+	data, err := fs.ReadFile(src.FS, path.Join(src.Dir, file))
+	if err != nil {
+		return nil, Errors{{File: shown, Reason: "cannot read it: " + unwrapAll(err).Error(),
+			Fix: "check the path: a lab is a " + FileName + " file in a folder with the manifests it applies"}}
+	}
+	p := &parser{src: src, lab: &Lab{Name: name, File: shown, Dir: path.Join(src.Shown, src.Dir)}, sets: map[string]*manifest.Set{}}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		p.fail(lineOf(err), "not valid YAML: "+err.Error(), "check indentation and quoting: a lab file is one YAML mapping")
+		return nil, p.errs
+	}
+	if len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
+		p.fail(1, "the file is empty or not a mapping", "start with `title:`, `summary:` and `steps:` (see README, \"Writing a lab\")")
+		return nil, p.errs
+	}
+	p.top(doc.Content[0])
+	if len(p.errs) > 0 {
+		return nil, p.errs
+	}
+	return p.lab, nil
+}
+
+// Error is one problem in a lab file: where it is, what is wrong, and how to fix it.
+type Error struct {
+	File string
+	Line int
+	// Step is the step's number (from 1) and title, when the problem is in a step.
+	Step      int
+	StepTitle string
+	Reason    string
+	Fix       string
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString(e.File)
+	if e.Line > 0 {
+		fmt.Fprintf(&b, ":%d", e.Line)
+	}
+	if e.Step > 0 {
+		fmt.Fprintf(&b, ": step %d", e.Step)
+		if e.StepTitle != "" {
+			fmt.Fprintf(&b, " (%q)", e.StepTitle)
+		}
+	}
+	fmt.Fprintf(&b, ": %s", e.Reason)
+	if e.Fix != "" {
+		fmt.Fprintf(&b, "\n  fix: %s", e.Fix)
+	}
+	return b.String()
+}
+
+// Errors is every problem found in one lab file; a file with any is refused whole.
+type Errors []*Error
+
+func (es Errors) Error() string {
+	msgs := make([]string, len(es))
+	for i, e := range es {
+		msgs[i] = e.Error()
+	}
+	return strings.Join(msgs, "\n")
+}
+
+type parser struct {
+	src  Source
+	lab  *Lab
+	errs Errors
+	// Where the parse is, for messages.
+	step      int
+	stepTitle string
+	// What the steps so far have done, to check each action against it.
+	mesh     bool
+	sets     map[string]*manifest.Set // by the name the lab wrote
+	applied  map[string]bool
+	deployed []backend.Workload
+	before   bool // a call marked config: before
+}
+
+func (p *parser) fail(line int, reason, fix string) {
+	p.errs = append(p.errs, &Error{File: p.lab.File, Line: line, Step: p.step, StepTitle: p.stepTitle, Reason: reason, Fix: fix})
+}
+
+// field is one key of a mapping, with the node of its value.
+type field struct {
+	key  string
+	line int
+	val  *yaml.Node
+}
+
+// fields lists a mapping's keys, refusing any not in known (with the closest known key
+// as the fix) and any repeated.
+func (p *parser) fields(n *yaml.Node, what string, known ...string) []field {
+	if n.Kind != yaml.MappingNode {
+		p.fail(n.Line, what+" must be a mapping (key: value lines)", "write "+what+" as `"+known[0]+": ...`, one key per line")
+		return nil
+	}
+	var out []field
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		switch {
+		case !slices.Contains(known, k.Value):
+			fix := "the fields of " + what + " are: " + strings.Join(known, ", ")
+			if near := closest(k.Value, known); near != "" {
+				fix = "did you mean `" + near + "`? " + fix
+			}
+			p.fail(k.Line, fmt.Sprintf("unknown field %q in %s", k.Value, what), fix)
+		case seen[k.Value]:
+			p.fail(k.Line, fmt.Sprintf("field %q given twice in %s", k.Value, what), "keep one of them")
+		default:
+			seen[k.Value] = true
+			out = append(out, field{key: k.Value, line: k.Line, val: v})
+		}
+	}
+	return out
+}
+
+func (p *parser) text(f field) string {
+	if f.val.Kind != yaml.ScalarNode {
+		p.fail(f.line, fmt.Sprintf("%s must be text", f.key), "write it on one line after `"+f.key+":`, or as a `>` block")
+		return ""
+	}
+	return strings.TrimSpace(f.val.Value)
+}
+
+func (p *parser) top(n *yaml.Node) {
+	var steps *yaml.Node
+	for _, f := range p.fields(n, "the lab", "title", "summary", "order", "url", "entry", "steps") {
+		switch f.key {
+		case "title":
+			p.lab.Title = p.text(f)
+		case "summary":
+			p.lab.Summary = p.text(f)
+		case "order":
+			o, err := strconv.Atoi(p.text(f))
+			if err != nil {
+				p.fail(f.line, fmt.Sprintf("order %q is not a whole number", f.val.Value), "give the lab's place in the workshop, e.g. `order: 3`")
+			}
+			p.lab.Order = o
+		case "url":
+			p.lab.URL = p.text(f)
+			if _, err := backend.ParseCall(p.lab.URL); err != nil {
+				p.fail(f.line, "url: "+err.Error(), "give the lab's main call as a full URL")
+			}
+		case "entry":
+			p.lab.Entry = p.text(f)
+		case "steps":
+			steps = f.val
+		}
+	}
+	if p.lab.Title == "" {
+		p.fail(n.Line, "the lab has no title", "add `title: ...` (one line: what the lab teaches)")
+	}
+	if p.lab.Summary == "" {
+		p.fail(n.Line, "the lab has no summary", "add `summary: ...` (a sentence or two, shown by `egresslab lab list`)")
+	}
+	if steps == nil || steps.Kind != yaml.SequenceNode || len(steps.Content) == 0 {
+		p.fail(n.Line, "the lab has no steps", "add `steps:` with a list of steps, each `- title: ...`")
+		return
+	}
+	p.applied = map[string]bool{}
+	for i, s := range steps.Content {
+		p.step, p.stepTitle = i+1, ""
+		p.stepOf(s)
+	}
+	p.step, p.stepTitle = 0, ""
+	p.checkOverrides(n.Line)
+}
+
+func (p *parser) stepOf(n *yaml.Node) {
+	st := Step{Line: n.Line}
+	var do *yaml.Node
+	fs := p.fields(n, "a step", "title", "prose", "do")
+	for _, f := range fs { // the title first, so that every message about the step names it
+		if f.key == "title" {
+			st.Title = p.text(f)
+			p.stepTitle = st.Title
+		}
+	}
+	for _, f := range fs {
+		switch f.key {
+		case "prose":
+			st.Prose = p.text(f)
+		case "do":
+			do = f.val
+		}
+	}
+	if n.Kind == yaml.MappingNode && st.Title == "" {
+		p.fail(n.Line, "the step has no title", "add `title: ...`: the step's heading")
+	}
+	if do == nil || do.Kind != yaml.SequenceNode || len(do.Content) == 0 {
+		if n.Kind == yaml.MappingNode {
+			p.fail(n.Line, "the step does nothing", "add `do:` with a list of actions: "+actionList())
+		}
+	} else {
+		for _, a := range do.Content {
+			if act, ok := p.action(a); ok {
+				st.Actions = append(st.Actions, act)
+			}
+		}
+	}
+	p.lab.Steps = append(p.lab.Steps, st)
+}
+
+func actionNames() []string {
+	names := make([]string, len(Actions))
+	for i, a := range Actions {
+		names[i] = string(a)
+	}
+	return names
+}
+
+func actionList() string { return strings.Join(actionNames(), ", ") }
+
+var callFields = []string{"from", "expect", "config", "propagation", "id"}
+
+func (p *parser) action(n *yaml.Node) (Action, bool) {
+	if n.Kind != yaml.MappingNode {
+		p.fail(n.Line, "an action must be a mapping such as `- apply: entry.yaml`", "start the action with one of: "+actionList())
+		return Action{}, false
+	}
+	known := actionNames()
+	var kinds []field
+	var mods []field
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k := n.Content[i]
+		switch {
+		case slices.Contains(known, k.Value):
+			kinds = append(kinds, field{key: k.Value, line: k.Line, val: n.Content[i+1]})
+		case slices.Contains(callFields, k.Value):
+			mods = append(mods, field{key: k.Value, line: k.Line, val: n.Content[i+1]})
+		default:
+			fix := "an action is one of: " + actionList() + "; a call may also have: " + strings.Join(callFields, ", ")
+			if near := closest(k.Value, append(known, callFields...)); near != "" {
+				fix = "did you mean `" + near + "`? " + fix
+			}
+			p.fail(k.Line, fmt.Sprintf("unknown action %q", k.Value), fix)
+			return Action{}, false
+		}
+	}
+	switch {
+	case len(kinds) == 0:
+		p.fail(n.Line, "the action names no action", "start it with one of: "+actionList())
+		return Action{}, false
+	case len(kinds) > 1:
+		p.fail(n.Line, fmt.Sprintf("one action holds two: %s and %s", kinds[0].key, kinds[1].key),
+			"give each its own list item (`- "+kinds[1].key+": ...`)")
+		return Action{}, false
+	}
+	f := kinds[0]
+	a := Action{Line: f.line, Kind: ActionKind(f.key)}
+	if a.Kind != MakeCall && len(mods) > 0 {
+		p.fail(mods[0].line, fmt.Sprintf("%q belongs to a call, not to %s", mods[0].key, f.key), "move it under the `- call:` it is about")
+		return Action{}, false
+	}
+	value := p.text(f)
+	switch a.Kind {
+	case Mesh:
+		a.Mode = strings.ToUpper(value)
+		if !slices.Contains(manifest.Modes, a.Mode) {
+			p.fail(f.line, fmt.Sprintf("mesh mode %q is not an outbound traffic policy mode", value), "use one of: "+strings.Join(manifest.Modes, ", "))
+		}
+		p.mesh = true
+	case Deploy, Apply, Delete:
+		a.File = value
+		p.needMesh(f)
+		a.Set = p.manifest(f, a.Kind == Deploy)
+		if a.Set == nil {
+			return a, false
+		}
+		switch a.Kind {
+		case Deploy:
+			for _, o := range a.Set.Objects {
+				if o.Kind == "Deployment" {
+					p.deployed = append(p.deployed, backend.Workload{Namespace: o.Namespace, Name: o.Name})
+				}
+			}
+		case Apply:
+			p.applied[a.File] = true
+		case Delete:
+			if !p.applied[a.File] {
+				p.fail(f.line, fmt.Sprintf("delete %s: no earlier step applies it", a.File),
+					"delete only what an earlier `apply:` applied (the lab deletes what it applied at its end anyway)")
+			}
+			delete(p.applied, a.File)
+		}
+	case MakeCall:
+		p.needMesh(f)
+		a.Call = p.call(f, mods)
+	}
+	return a, true
+}
+
+func (p *parser) needMesh(f field) {
+	if !p.mesh {
+		p.fail(f.line, f.key+" before the mesh is installed", "start the lab with a step whose first action is `- mesh: REGISTRY_ONLY` (or another mode)")
+		p.mesh = true // once is enough
+	}
+}
+
+// manifest reads and validates a file the lab names. A deploy may name an app of
+// the shared apps folder without ".yaml".
+func (p *parser) manifest(f field, deploy bool) *manifest.Set {
+	name := f.val.Value
+	if set, ok := p.sets[name]; ok {
+		return set
+	}
+	fsys, root, dir, file := p.src.FS, p.src.Shown, p.src.Dir, name
+	if deploy && !strings.HasSuffix(name, ".yaml") && p.src.Apps != nil {
+		fsys, root, dir, file = p.src.Apps, p.src.AppsShown, ".", name+".yaml"
+	}
+	at := path.Join(dir, file)
+	if !fs.ValidPath(at) {
+		p.fail(f.line, fmt.Sprintf("%s %s: outside the folders egresslab reads a lab's manifests from", f.key, name),
+			"put the file beside "+FileName+" and name it without a folder, e.g. `"+f.key+": entry.yaml`")
+		return nil
+	}
+	data, err := fs.ReadFile(fsys, at)
+	if err != nil {
+		dir := path.Join(root, path.Dir(at))
+		fix := "put " + path.Base(at) + " in " + dir
+		if names := yamlFiles(fsys, path.Dir(at)); len(names) > 0 {
+			fix += "; the files there are: " + strings.Join(names, ", ")
+			if near := closest(path.Base(at), names); near != "" {
+				fix = "did you mean " + near + "? " + fix
+			}
+		}
+		if deploy && p.src.Apps != nil {
+			fix += " (or name an app of " + p.src.AppsShown + " without .yaml, e.g. `deploy: client`)"
+		}
+		p.fail(f.line, fmt.Sprintf("%s %s: there is no such file in %s", f.key, name, dir), fix)
+		return nil
+	}
+	set, err := manifest.Parse(path.Join(root, at), data, p.src.Client.Namespace)
+	if err != nil {
+		// The manifest's own error names the document, the object and its fix.
+		p.fail(f.line, fmt.Sprintf("%s %s is refused, so nothing of the lab is applied:\n  %s", f.key, name,
+			strings.ReplaceAll(err.Error(), "\n", "\n  ")), "")
+		return nil
+	}
+	p.sets[name] = set
+	return set
+}
+
+func yamlFiles(fsys fs.FS, dir string) []string {
+	var names []string
+	entries, _ := fs.ReadDir(fsys, dir)
+	for _, e := range entries {
+		if !e.IsDir() && strings.HasSuffix(e.Name(), ".yaml") && e.Name() != FileName {
+			names = append(names, e.Name())
+		}
+	}
+	return names
+}
+
+func (p *parser) call(f field, mods []field) *Call {
+	c := &Call{From: p.src.Client}
+	var err error
+	if c.URL, err = backend.ParseCall(f.val.Value); err != nil {
+		p.fail(f.line, err.Error(), "give the full URL the client calls, e.g. `call: http://api.example.com/v1`")
+	}
+	var expect *field
+	for _, m := range mods {
+		switch m.key {
+		case "id":
+			c.ID = p.text(m)
+		case "from":
+			ns, name, ok := strings.Cut(p.text(m), "/")
+			if !ok || ns == "" || name == "" {
+				p.fail(m.line, fmt.Sprintf("from %q: name the workload as NAMESPACE/DEPLOYMENT", m.val.Value), "e.g. `from: egresslab/client`")
+				continue
+			}
+			c.From = backend.Workload{Namespace: ns, Name: name}
+		case "expect":
+			expect = &m
+			c.Expect = p.expect(m.val)
+		case "config":
+			c.Config = p.text(m)
+			switch c.Config {
+			case ConfigBefore:
+				p.before = true
+			case ConfigDiff:
+				if !p.before {
+					p.fail(m.line, "config: diff with no earlier call marked `config: before`", "mark the call to compare with `config: before`")
+				}
+			default:
+				p.fail(m.line, fmt.Sprintf("config %q", c.Config), "use `config: before` on the call before a change and `config: diff` on the call after it")
+			}
+		case "propagation":
+			c.Propagation, err = strconv.ParseBool(p.text(m))
+			if err != nil {
+				p.fail(m.line, fmt.Sprintf("propagation %q is not true or false", m.val.Value), "write `propagation: true` to report how long the change took to reach the sidecar")
+			}
+		}
+	}
+	if expect == nil {
+		p.fail(f.line, "the call expects nothing", "add `expect: {verdict: BLOCKED, reason: block_all}` (what Istio's simulator computes: run the lab on sim to see it)")
+	}
+	if !slices.Contains(p.deployed, c.From) {
+		p.fail(f.line, fmt.Sprintf("the call is made from %s, which no earlier step deploys", c.From),
+			"deploy it first (`- deploy: client`), or make the call `from:` a deployed workload")
+	}
+	return c
+}
+
+// Kinds, reasons and evidence fields an expectation may name.
+var (
+	verdicts = []outcome.Kind{outcome.Allowed, outcome.Blocked, outcome.Unreachable, outcome.InMesh}
+	reasons  = []string{outcome.ReasonBlockAll, outcome.ReasonBlackHole, outcome.ReasonNoRoute,
+		outcome.ReasonRegistered, outcome.ReasonPassthrough, outcome.ReasonInMesh}
+)
+
+func (p *parser) expect(n *yaml.Node) outcome.Expect {
+	var e outcome.Expect
+	for _, f := range p.fields(n, "an expectation", "verdict", "reason", "listener", "routeConfig", "virtualHost", "cluster", "status") {
+		v := p.text(f)
+		switch f.key {
+		case "verdict":
+			e.Kind = outcome.Kind(strings.ToUpper(v))
+			if !slices.Contains(verdicts, e.Kind) {
+				p.fail(f.line, fmt.Sprintf("verdict %q is not a verdict", v), fmt.Sprintf("use one of: %v", verdicts))
+			}
+		case "reason":
+			e.Reason = v
+			if !slices.Contains(reasons, v) {
+				fix := "use one of: " + strings.Join(reasons, ", ")
+				if near := closest(v, reasons); near != "" {
+					fix = "did you mean `" + near + "`? " + fix
+				}
+				p.fail(f.line, fmt.Sprintf("reason %q is not a reason egresslab reports", v), fix)
+			}
+		case "listener":
+			e.Listener = v
+		case "routeConfig":
+			e.RouteConfig = v
+		case "virtualHost":
+			e.VirtualHost = v
+		case "cluster":
+			e.Cluster = v
+		case "status":
+			s, err := strconv.Atoi(v)
+			if err != nil || s < 100 || s > 599 {
+				p.fail(f.line, fmt.Sprintf("status %q is not an HTTP status code", v), "give the code the client sees on a cluster, e.g. `status: 502`")
+			}
+			e.Status = s
+		}
+	}
+	if n.Kind == yaml.MappingNode && e.Kind == "" {
+		p.fail(n.Line, "the expectation has no verdict", fmt.Sprintf("add `verdict:`, one of %v", verdicts))
+	}
+	return e
+}
+
+// checkOverrides checks that what -url and -entry would replace is in the lab.
+func (p *parser) checkOverrides(line int) {
+	if e := p.lab.Entry; e != "" {
+		if _, ok := p.sets[e]; !ok {
+			p.fail(line, fmt.Sprintf("entry %s: no step applies it", e), "name the manifest `-entry` replaces, as an `apply:` names it")
+		}
+	}
+	if u := p.lab.URL; u != "" {
+		used := false
+		for _, c := range p.lab.Calls() {
+			used = used || c.URL.String() == u
+		}
+		if !used {
+			p.fail(line, fmt.Sprintf("url %s: no call makes it", u), "give as url the URL of the lab's main call, as a `call:` writes it")
+		}
+	}
+}
+
+var yamlLine = regexp.MustCompile(`line (\d+)`)
+
+// lineOf reads the line number out of a YAML syntax error.
+func lineOf(err error) int {
+	if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
+		n, _ := strconv.Atoi(m[1])
+		return n
+	}
+	return 0
+}
+
+func unwrapAll(err error) error {
+	for errors.Unwrap(err) != nil {
+		err = errors.Unwrap(err)
+	}
+	return err
+}
+
+// closest is the known word nearest to w, when it is near enough to be a typo.
+func closest(w string, known []string) string {
+	best, bestD := "", len(w)/3+2
+	for _, k := range known {
+		if d := distance(strings.ToLower(w), strings.ToLower(k)); d < bestD {
+			best, bestD = k, d
+		}
+	}
+	return best
+}
+
+// distance is the Levenshtein distance between a and b.
+func distance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
+}

@@ -1,0 +1,116 @@
+// Package labs holds egresslab's labs, one folder each: its lab.yaml (the steps, their
+// prose, what each applies and calls, and the verdict each call must get), the
+// manifests it applies, and its handout (README.md, made from lab.yaml). The apps the
+// labs deploy are in apps/. A lab is data: writing one needs no Go (see README,
+// "Writing a lab"); harness/lab runs it.
+package labs
+
+import (
+	"cmp"
+	"embed"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/egresslab/egresslab/harness/labfile"
+	"github.com/egresslab/egresslab/harness/manifest"
+	"github.com/egresslab/egresslab/harness/outcome"
+	"github.com/egresslab/egresslab/labs/apps"
+)
+
+// FS holds every lab's files and the shared apps, by "NAME/FILE".
+//
+//go:embed */*.yaml
+var FS embed.FS
+
+// Folder is where the labs are, relative to the module root, as messages name them.
+const Folder = "labs"
+
+// Manifests the Go tests of the backends share with the labs (paths in FS).
+const (
+	ClientApp            = "apps/client.yaml"
+	SeedServiceEntry     = "serviceentry/jsonplaceholder.yaml"
+	MisspeltServiceEntry = "wildcards/misspelt.yaml"
+)
+
+// Names lists the labs (the folders with a lab file), by name.
+func Names() []string {
+	var names []string
+	entries, _ := fs.ReadDir(FS, ".")
+	for _, e := range entries {
+		if _, err := fs.Stat(FS, path.Join(e.Name(), labfile.FileName)); err == nil {
+			names = append(names, e.Name())
+		}
+	}
+	return names
+}
+
+// Load reads the lab called name.
+func Load(name string) (*labfile.Lab, error) {
+	if !slices.Contains(Names(), name) {
+		return nil, fmt.Errorf("no lab called %q: the labs are %s (or run a lab file with -f FILE)", name, strings.Join(Names(), ", "))
+	}
+	return labfile.Load(source(FS, name, Folder), labfile.FileName, name)
+}
+
+// LoadFile reads a user's lab file, with the manifests beside it; a deploy may name
+// the shared apps (deploy: client).
+func LoadFile(file string) (*labfile.Lab, error) {
+	dir, base := filepath.Split(file)
+	if dir == "" {
+		dir = "."
+	}
+	name := strings.TrimSuffix(base, filepath.Ext(base))
+	if name == "lab" {
+		name = filepath.Base(filepath.Clean(dir))
+	}
+	return labfile.Load(source(os.DirFS(dir), ".", filepath.Clean(dir)), base, name)
+}
+
+func source(fsys fs.FS, dir, shown string) labfile.Source {
+	appsFS, _ := fs.Sub(FS, "apps")
+	return labfile.Source{FS: fsys, Dir: dir, Shown: shown, Apps: appsFS, AppsShown: path.Join(Folder, "apps"), Client: apps.Client}
+}
+
+// All reads every lab, in workshop order.
+func All() ([]*labfile.Lab, error) {
+	var all []*labfile.Lab
+	for _, name := range Names() {
+		l, err := Load(name)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, l)
+	}
+	slices.SortStableFunc(all, func(a, b *labfile.Lab) int { return cmp.Compare(a.Order, b.Order) })
+	return all, nil
+}
+
+// Manifest reads one of the labs' manifests (a path in FS) for a Go test; objects that
+// name no namespace go in namespace.
+func Manifest(name, namespace string) (*manifest.Set, error) {
+	data, err := fs.ReadFile(FS, name)
+	if err != nil {
+		return nil, fmt.Errorf("read manifest %s: %w", name, err)
+	}
+	return manifest.Parse(path.Join(Folder, name), data, namespace)
+}
+
+// Expect is the expectation a lab's call with this id states, for the Go tests that
+// hold a backend to the same expectations as the lab. It panics when there is none:
+// a test that names a missing expectation is a bug in the test.
+func Expect(lab, id string) outcome.Expect {
+	l, err := Load(lab)
+	if err != nil {
+		panic(err)
+	}
+	e, ok := l.Expectation(id)
+	if !ok {
+		panic(fmt.Sprintf("lab %s has no call with id %q", lab, id))
+	}
+	return e
+}
