@@ -54,7 +54,7 @@ test: controlplane-binaries
 	$(GO) test ./scenarios/... -count=1 -args -backend=local -require-backend
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchtime 20x ./harness/backend/sim/ ./labs/serviceentry/
+	$(GO) test -run '^$$' -bench . -benchtime 20x ./harness/backend/sim/ ./labs/
 
 # Opt-in: a real kind cluster, real Istio, the real jsonplaceholder. Asking for kind and
 # not getting it is a failure, with the preflight's reason and fix (not a run of skips).

@@ -502,7 +502,7 @@ func (p *parser) checkOverrides(line int) {
 	if u := p.lab.URL; u != "" {
 		used := false
 		for _, c := range p.lab.Calls() {
-			used = used || c.URL.String() == u
+			used = used || (c.URL.URL != nil && c.URL.String() == u)
 		}
 		if !used {
 			p.fail(line, fmt.Sprintf("url %s: no call makes it", u), "give as url the URL of the lab's main call, as a `call:` writes it")
@@ -528,10 +528,14 @@ func unwrapAll(err error) error {
 	return err
 }
 
-// closest is the known word nearest to w, when it is near enough to be a typo.
+// closest is the known word nearest to w, when it is near enough to be a typo, or the
+// one w begins.
 func closest(w string, known []string) string {
 	best, bestD := "", len(w)/3+2
 	for _, k := range known {
+		if len(w) >= 3 && strings.HasPrefix(strings.ToLower(k), strings.ToLower(w)) {
+			return k
+		}
 		if d := distance(strings.ToLower(w), strings.ToLower(k)); d < bestD {
 			best, bestD = k, d
 		}

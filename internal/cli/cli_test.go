@@ -143,3 +143,96 @@ func TestCheckNamesWhatItAppliedByKind(t *testing.T) {
 	assert.Equal(t, cli.ExitOK, code)
 	assert.Contains(t, out, "under REGISTRY_ONLY with no objects: BLOCKED")
 }
+
+func TestLabListShowsTheLabsInWorkshopOrder(t *testing.T) {
+	code, out, _ := run(t, "", "lab", "list")
+	assert.Equal(t, cli.ExitOK, code)
+	assert.Contains(t, out, " 1. serviceentry")
+	assert.Less(t, strings.Index(out, "serviceentry"), strings.Index(out, "modes"), "workshop order, not alphabetical")
+	code, out, _ = run(t, "", "lab", "list", "-names")
+	assert.Equal(t, cli.ExitOK, code)
+	assert.Equal(t, "serviceentry", strings.SplitN(out, "\n", 2)[0])
+}
+
+func TestUnknownLabNamesTheLabs(t *testing.T) {
+	code, _, errs := run(t, "", "lab", "serviceentri", "-backend=sim")
+	assert.Equal(t, cli.ExitBadInput, code)
+	assert.Contains(t, errs, `no lab called "serviceentri": the labs are`)
+	assert.Contains(t, errs, "serviceentry")
+}
+
+// userLab writes a lab folder, as a user would, and returns its lab file.
+func userLab(t *testing.T, lab string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, body := range map[string]string{"lab.yaml": lab, "entry.yaml": "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\n" +
+		"metadata:\n  name: example\nspec:\n  hosts: [api.example.org]\n  ports:\n  - {number: 80, name: http, protocol: HTTP}\n  resolution: DNS\n"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return filepath.Join(dir, "lab.yaml")
+}
+
+const usersLab = `title: My own lab
+summary: api.example.org, blocked then let out.
+steps:
+- title: Set up
+  do:
+  - mesh: REGISTRY_ONLY
+  - deploy: client
+- title: Let api.example.org out
+  do:
+  - apply: entry.yaml
+  - call: http://api.example.org/v1
+    expect: {verdict: ALLOWED, cluster: "outbound|80||api.example.org"}
+`
+
+func TestUsersLabFileRunsWithF(t *testing.T) {
+	file := userLab(t, usersLab)
+	code, out, errs := run(t, "", "lab", "-f", file, "-backend=sim")
+	assert.Equal(t, cli.ExitOK, code, errs+out)
+	assert.Contains(t, out, "egresslab · lab: My own lab")
+	assert.Contains(t, out, "kind: ServiceEntry")
+	assert.Contains(t, out, "All 2 steps behaved as expected")
+
+	// The same lab expecting the wrong cluster: the lab says so, and exits 1.
+	file = userLab(t, strings.Replace(usersLab, "outbound|80||api.example.org", "PassthroughCluster", 1))
+	code, out, _ = run(t, "", "lab", "-f", file, "-backend=sim")
+	assert.Equal(t, cli.ExitUnexpected, code)
+	assert.Contains(t, out, `mismatch: cluster: want "PassthroughCluster", got "outbound|80||api.example.org"`)
+}
+
+func TestBadLabFileIsRefusedBeforeAnythingRuns(t *testing.T) {
+	t.Setenv("PATH", t.TempDir()) // were a backend opened first, kind would fail as infrastructure
+	file := userLab(t, strings.Replace(usersLab, "  - apply: entry.yaml", "  - aply: entry.yaml", 1))
+	code, out, errs := run(t, "", "lab", "-f", file, "-backend=kind")
+	assert.Equal(t, cli.ExitBadInput, code)
+	assert.Empty(t, out)
+	assert.Contains(t, errs, file+`:10: step 2 ("Let api.example.org out"): unknown action "aply"`)
+	assert.Contains(t, errs, "fix: did you mean `apply`?")
+	assert.Contains(t, errs, "Nothing was applied.")
+}
+
+// -markdown writes the handout and opens no backend (here kind, which cannot run).
+func TestMarkdownWritesTheHandoutWithoutABackend(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	code, out, errs := run(t, "", "lab", "serviceentry", "-markdown", "-backend=kind")
+	assert.Equal(t, cli.ExitOK, code, errs)
+	want, err := os.ReadFile("../../labs/serviceentry/README.md")
+	assert.NoError(t, err)
+	assert.Equal(t, string(want), out)
+}
+
+func TestTheBannerSaysWhatTheUsersEntryChanges(t *testing.T) {
+	code, out, errs := run(t, "", "lab", "serviceentry", "-backend=sim", "-entry", "../../labs/wildcards/misspelt.yaml")
+	assert.Equal(t, cli.ExitOK, code, errs)
+	assert.Contains(t, out, "your -entry (../../labs/wildcards/misspelt.yaml) replaces")
+	assert.Contains(t, out, "jsonplaceholder.yaml: the lab's expectations describe its own")
+}
+
+func TestEntryAndURLOnALabThatHasNoneAreRefused(t *testing.T) {
+	code, _, errs := run(t, "", "lab", "modes", "-backend=sim", "-url", "http://example.com/")
+	assert.Equal(t, cli.ExitBadInput, code)
+	assert.Contains(t, errs, "-url: lab modes has no main call to replace")
+}
