@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -35,7 +36,7 @@ func run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("internet", flag.ContinueOnError)
 	httpAddr := fs.String("http", ":80", "where to answer plain HTTP")
 	httpsAddr := fs.String("https", ":443", "where to answer HTTPS")
-	certFile := fs.String("cert", "", "the certificate for "+site.Host+" (PEM)")
+	certFile := fs.String("cert", "", "the certificate for "+strings.Join(site.Hosts, ", ")+" (PEM)")
 	keyFile := fs.String("key", "", "its key (PEM)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -45,7 +46,7 @@ func run(ctx context.Context, args []string) error {
 	if *certFile != "" {
 		cert, err = tls.LoadX509KeyPair(*certFile, *keyFile)
 	} else {
-		cert, _, _, err = site.Certificate(site.Host)
+		cert, _, _, err = site.Certificate(site.Hosts...)
 	}
 	if err != nil {
 		return fmt.Errorf("certificate: %w", err)
@@ -62,7 +63,7 @@ func run(ctx context.Context, args []string) error {
 	errc := make(chan error, 2)
 	go func() { errc <- servers[0].ListenAndServe() }()
 	go func() { errc <- servers[1].ListenAndServeTLS("", "") }()
-	fmt.Printf("the stand-in internet answers for %s on %s (http) and %s (https)\n", site.Host, *httpAddr, *httpsAddr)
+	fmt.Printf("the stand-in internet answers for %s on %s (http) and %s (https)\n", strings.Join(site.Hosts, ", "), *httpAddr, *httpsAddr)
 	select {
 	case err := <-errc:
 		return err

@@ -24,6 +24,12 @@ import (
 // Host is the external host the site answers for.
 const Host = "jsonplaceholder.typicode.com"
 
+// Hosts are every name the site answers for: Host, and a second public host of the same
+// owner for the labs that call "another host" (the https lab's SNI and TCP lessons). Any
+// name that is not in the mesh's registry would do; this one is real, so the labs read
+// as they would on the internet.
+var Hosts = []string{Host, "my-json-server.typicode.com"}
+
 // Todo is jsonplaceholder's /todos/1, as it answers it.
 var Todo = map[string]any{"userId": 1, "id": 1, "title": "delectus aut autem", "completed": false}
 

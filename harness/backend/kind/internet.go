@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -43,7 +45,7 @@ type internet struct {
 // startInternet deploys the stand-in internet (or finds it, on a kept cluster), and
 // points the cluster's DNS at it.
 func (b *Backend) startInternet(ctx context.Context) (_ *internet, err error) {
-	done := step(b.progress, "stand-in internet: "+site.Host+" answered in namespace "+InternetNamespace+", CoreDNS forwards nothing")
+	done := step(b.progress, "stand-in internet: "+strings.Join(site.Hosts, " and ")+" answered in namespace "+InternetNamespace+", CoreDNS forwards nothing")
 	defer func() { done(err) }()
 	if b.loadImage == nil {
 		return nil, errors.New("the stand-in internet needs a cluster egresslab created: it loads its image into the nodes")
@@ -97,9 +99,13 @@ func (b *Backend) startInternet(ctx context.Context) (_ *internet, err error) {
 func internetCertificate(ctx context.Context, k kubernetes.Interface) ([]byte, error) {
 	s, err := k.CoreV1().Secrets(InternetNamespace).Get(ctx, internetSecret, metav1.GetOptions{})
 	if err == nil && len(s.Data["ca.crt"]) > 0 {
+		if missing := uncovered(s.Data[corev1.TLSCertKey], site.Hosts); len(missing) > 0 {
+			return nil, fmt.Errorf("the kept cluster's stand-in internet has no certificate for %s (it predates that host): "+
+				"delete the cluster (egresslab clean) and run again", strings.Join(missing, ", "))
+		}
 		return s.Data["ca.crt"], nil
 	}
-	cert, _, caDER, err := site.Certificate(site.Host)
+	cert, _, caDER, err := site.Certificate(site.Hosts...)
 	if err != nil {
 		return nil, err
 	}
@@ -121,6 +127,23 @@ func internetCertificate(ctx context.Context, k kubernetes.Interface) ([]byte, e
 		return nil, fmt.Errorf("store the stand-in internet's certificate: %w", err)
 	}
 	return caPEM, nil
+}
+
+// uncovered lists the hosts the PEM certificate is not for.
+func uncovered(certPEM []byte, hosts []string) []string {
+	var names []string
+	if block, _ := pem.Decode(certPEM); block != nil {
+		if c, err := x509.ParseCertificate(block.Bytes); err == nil {
+			names = c.DNSNames
+		}
+	}
+	var missing []string
+	for _, h := range hosts {
+		if !slices.Contains(names, h) {
+			missing = append(missing, h)
+		}
+	}
+	return missing
 }
 
 func internetDeployment(digest string) *appsv1.Deployment {
@@ -171,7 +194,7 @@ func Corefile(internetIP string) string {
        ttl 30
     }
     hosts {
-       ` + internetIP + ` ` + site.Host + `
+       ` + internetIP + ` ` + strings.Join(site.Hosts, " ") + `
        ttl 5
        fallthrough
     }
