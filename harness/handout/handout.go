@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"path"
 	"strings"
 
 	"github.com/egresslab/egresslab/harness/backend"
@@ -26,7 +27,7 @@ func Write(w io.Writer, l *labfile.Lab) error {
 		return err
 	}
 	var b bytes.Buffer
-	h := &writer{b: &b, values: values}
+	h := &writer{b: &b, values: values, dir: l.Dir}
 	h.p("<!-- Made from %s by `egresslab lab %s -markdown` (make handouts): edit the lab file, not this page. -->", l.File, l.Name)
 	h.p("# %s", l.Title)
 	h.p("%s", l.Summary)
@@ -49,6 +50,7 @@ func Write(w io.Writer, l *labfile.Lab) error {
 type writer struct {
 	b      *bytes.Buffer
 	values manifest.MeshValues
+	dir    string // the lab's folder, as commands name it
 }
 
 // p writes a paragraph.
@@ -91,20 +93,20 @@ func (h *writer) action(a labfile.Action) {
 	case labfile.Apply:
 		h.p("Apply `%s`:", a.Set.Source)
 		h.code("yaml", a.Set.YAML())
-		h.code("sh", "kubectl apply "+namespaceOf(a.Set)+"-f "+a.Set.Source)
+		h.code("sh", "kubectl apply "+a.Set.NamespaceFlag()+"-f "+a.Set.Source)
 	case labfile.Delete:
 		h.p("Delete `%s`:", a.Set.Source)
-		h.code("sh", "kubectl delete "+namespaceOf(a.Set)+"-f "+a.Set.Source)
+		h.code("sh", "kubectl delete "+a.Set.NamespaceFlag()+"-f "+a.Set.Source)
 	case labfile.MakeCall:
 		h.call(a.Call)
+	case labfile.Refuse:
+		file := path.Join(h.dir, a.File)
+		h.p("Try to apply `%s`:", file)
+		h.code("yaml", a.Text)
+		h.code("sh", a.Command)
+		h.p("Istio's validation refuses it (istiod's validating webhook on a cluster; egresslab checks the same before it applies anything), and nothing is applied:")
+		h.code("text", a.Refusal)
 	}
-}
-
-func namespaceOf(set *manifest.Set) string {
-	if len(set.Objects) > 0 && set.Objects[0].Namespace != "" {
-		return "-n " + set.Objects[0].Namespace + " "
-	}
-	return ""
 }
 
 func (h *writer) call(c *labfile.Call) {

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path"
 	"slices"
 	"strings"
 	"time"
@@ -160,6 +161,13 @@ func (r *Runner) act(ctx context.Context, step int, a labfile.Action) error {
 		return r.delete(ctx, r.setOf(a))
 	case labfile.MakeCall:
 		return r.call(ctx, step, a.Call)
+	case labfile.Refuse:
+		r.n.Block(path.Join(r.lab.Dir, a.File), a.Text)
+		r.n.Command(a.Command)
+		r.n.Say("Istio's validation refuses it, so nothing is applied: egresslab checks every manifest with Istio's own " +
+			"validation before it applies any, and on a cluster istiod's validating webhook runs the same checks.")
+		r.n.Block("refused", a.Refusal)
+		return nil
 	}
 	return fmt.Errorf("%s: unknown action %q", r.lab.File, a.Kind)
 }
@@ -224,7 +232,7 @@ func workloads(set *manifest.Set) []backend.Workload {
 
 func (r *Runner) apply(ctx context.Context, set *manifest.Set) error {
 	r.n.Block(set.Source, set.YAML())
-	r.n.Command("kubectl apply " + namespaceFlag(set) + "-f " + set.Source)
+	r.n.Command("kubectl apply " + set.NamespaceFlag() + "-f " + set.Source)
 	if err := r.b.Apply(ctx, set); err != nil {
 		return fmt.Errorf("apply %s: %w", set.Source, err)
 	}
@@ -236,29 +244,13 @@ func (r *Runner) apply(ctx context.Context, set *manifest.Set) error {
 }
 
 func (r *Runner) delete(ctx context.Context, set *manifest.Set) error {
-	r.n.Command("kubectl delete " + namespaceFlag(set) + "-f " + set.Source)
+	r.n.Command("kubectl delete " + set.NamespaceFlag() + "-f " + set.Source)
 	if err := r.b.Delete(ctx, set); err != nil {
 		return fmt.Errorf("delete %s: %w", set.Source, err)
 	}
 	r.applied = slices.DeleteFunc(r.applied, func(s *manifest.Set) bool { return s == set })
 	r.changed(set)
 	return nil
-}
-
-// namespaceFlag is kubectl's -n for a set whose objects all go in one namespace, as
-// the lab applies a file whose objects name none.
-func namespaceFlag(set *manifest.Set) string {
-	ns := ""
-	for _, o := range set.Objects {
-		if o.Namespace == "" || (ns != "" && o.Namespace != ns) {
-			return ""
-		}
-		ns = o.Namespace
-	}
-	if ns == "" {
-		return ""
-	}
-	return "-n " + ns + " "
 }
 
 // setOf is what an apply or delete action applies: its file, or the user's -entry

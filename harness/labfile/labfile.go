@@ -56,6 +56,9 @@ type Action struct {
 	Set  *manifest.Set
 	// Call is set on a Call action.
 	Call *Call
+	// Refusal is what Istio's validation says of a Refuse action's file, Text that file
+	// as written, and Command the kubectl command a learner would try it with.
+	Refusal, Text, Command string
 }
 
 // ActionKind names an action by its key in the lab file.
@@ -74,10 +77,13 @@ const (
 	Delete ActionKind = "delete"
 	// Call makes a call from a workload and expects a verdict.
 	MakeCall ActionKind = "call"
+	// Refuse shows a manifest Istio's validation refuses, and its message; nothing is
+	// applied. A lab whose refused file Istio accepts is itself refused.
+	Refuse ActionKind = "refuse"
 )
 
 // Actions lists the action keys, in the order the docs give them.
-var Actions = []ActionKind{Mesh, Deploy, Apply, Delete, MakeCall}
+var Actions = []ActionKind{Mesh, Deploy, Apply, Delete, MakeCall, Refuse}
 
 // Call is a call a step makes, and what it expects.
 type Call struct {

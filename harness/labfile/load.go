@@ -328,6 +328,20 @@ func (p *parser) action(n *yaml.Node) (Action, bool) {
 	case MakeCall:
 		p.needMesh(f)
 		a.Call = p.call(f, mods)
+	case Refuse:
+		a.File = value
+		shown, data, ok := p.read(f, false)
+		if !ok {
+			return a, false
+		}
+		a.Text = string(data)
+		a.Command = "kubectl apply -n " + p.src.Client.Namespace + " -f " + shown
+		if _, err := manifest.Parse(shown, data, p.src.Client.Namespace); err != nil {
+			a.Refusal = err.Error()
+		} else {
+			p.fail(f.line, fmt.Sprintf("refuse %s: Istio's validation accepts it", value),
+				"give `refuse:` a manifest Istio refuses (the lesson), or `apply:` it")
+		}
 	}
 	return a, true
 }
@@ -346,6 +360,24 @@ func (p *parser) manifest(f field, deploy bool) *manifest.Set {
 	if set, ok := p.sets[name]; ok {
 		return set
 	}
+	shown, data, ok := p.read(f, deploy)
+	if !ok {
+		return nil
+	}
+	set, err := manifest.Parse(shown, data, p.src.Client.Namespace)
+	if err != nil {
+		// The manifest's own error names the document, the object and its fix.
+		p.fail(f.line, fmt.Sprintf("%s %s is refused, so nothing of the lab is applied:\n  %s", f.key, name,
+			strings.ReplaceAll(err.Error(), "\n", "\n  ")), "")
+		return nil
+	}
+	p.sets[name] = set
+	return set
+}
+
+// read reads a file the lab names, and says how messages name it.
+func (p *parser) read(f field, deploy bool) (shown string, data []byte, ok bool) {
+	name := f.val.Value
 	fsys, root, dir, file := p.src.FS, p.src.Shown, p.src.Dir, name
 	if deploy && !strings.HasSuffix(name, ".yaml") && p.src.Apps != nil {
 		fsys, root, dir, file = p.src.Apps, p.src.AppsShown, ".", name+".yaml"
@@ -354,7 +386,7 @@ func (p *parser) manifest(f field, deploy bool) *manifest.Set {
 	if !fs.ValidPath(at) {
 		p.fail(f.line, fmt.Sprintf("%s %s: outside the folders egresslab reads a lab's manifests from", f.key, name),
 			"put the file beside "+FileName+" and name it without a folder, e.g. `"+f.key+": entry.yaml`")
-		return nil
+		return "", nil, false
 	}
 	data, err := fs.ReadFile(fsys, at)
 	if err != nil {
@@ -370,17 +402,9 @@ func (p *parser) manifest(f field, deploy bool) *manifest.Set {
 			fix += " (or name an app of " + p.src.AppsShown + " without .yaml, e.g. `deploy: client`)"
 		}
 		p.fail(f.line, fmt.Sprintf("%s %s: there is no such file in %s", f.key, name, dir), fix)
-		return nil
+		return "", nil, false
 	}
-	set, err := manifest.Parse(path.Join(root, at), data, p.src.Client.Namespace)
-	if err != nil {
-		// The manifest's own error names the document, the object and its fix.
-		p.fail(f.line, fmt.Sprintf("%s %s is refused, so nothing of the lab is applied:\n  %s", f.key, name,
-			strings.ReplaceAll(err.Error(), "\n", "\n  ")), "")
-		return nil
-	}
-	p.sets[name] = set
-	return set
+	return path.Join(root, at), data, true
 }
 
 func yamlFiles(fsys fs.FS, dir string) []string {

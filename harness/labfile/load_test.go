@@ -130,6 +130,8 @@ func TestBadLabFilesNameTheFileLineStepAndFix(t *testing.T) {
 			[]string{"labs/mylab/lab.yaml:1: not valid YAML"}},
 		{"unknown top-level field", "order: 2", "oder: 2", nil,
 			[]string{`lab.yaml:3: unknown field "oder" in the lab`, "did you mean `order`?"}},
+		{"refuse of a manifest Istio accepts", "  - delete: entry.yaml", "  - delete: entry.yaml\n  - refuse: entry.yaml", nil,
+			[]string{`lab.yaml:20: step 2 ("The entry"): refuse entry.yaml: Istio's validation accepts it`, "fix: give `refuse:` a manifest Istio refuses"}},
 		{"diff without before", "    config: before", "    config: diff", nil,
 			[]string{`lab.yaml:18: step 2 ("The entry"): config: diff with no earlier call marked`}},
 	} {
@@ -147,6 +149,22 @@ func TestBadLabFilesNameTheFileLineStepAndFix(t *testing.T) {
 			require.ErrorAs(t, err, &errs)
 		})
 	}
+}
+
+// A refuse step carries Istio's own message for its file, and applies nothing: the
+// lab's sets hold only what is applied.
+func TestARefuseStepCarriesIstiosMessage(t *testing.T) {
+	bad := strings.Replace(entry, "hosts: [api.example.org]", "hosts: [\"*.example.org\"]", 1)
+	l, err := load(t, good+"  - refuse: wildcard.yaml\n", "entry.yaml", entry, "wildcard.yaml", bad)
+	require.NoError(t, err)
+	steps := l.Steps[1].Actions
+	a := steps[len(steps)-1]
+	assert.Equal(t, labfile.Refuse, a.Kind)
+	assert.Nil(t, a.Set, "a refused file has no objects to apply")
+	assert.Equal(t, bad, a.Text)
+	assert.Equal(t, "kubectl apply -n egresslab -f labs/mylab/wildcard.yaml", a.Command)
+	assert.Contains(t, a.Refusal, "labs/mylab/wildcard.yaml, document 1 (ServiceEntry example): Istio rejects it")
+	assert.Contains(t, a.Refusal, `domain name "*.example.org" invalid`)
 }
 
 func TestALabWithoutStepsOrTitleSaysWhatToAdd(t *testing.T) {

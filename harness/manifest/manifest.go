@@ -119,6 +119,23 @@ func (e *Error) Error() string {
 	return b.String()
 }
 
+// NamespaceFlag is kubectl's "-n NS " for a set whose objects all go in one namespace
+// (the one they were given when the file named none), and "" otherwise, so a command
+// shown to a learner applies the file where egresslab applied it.
+func (s *Set) NamespaceFlag() string {
+	ns := ""
+	for _, o := range s.Objects {
+		if o.Namespace == "" || (ns != "" && o.Namespace != ns) {
+			return ""
+		}
+		ns = o.Namespace
+	}
+	if ns == "" {
+		return ""
+	}
+	return "-n " + ns + " "
+}
+
 // CheckNamespaces refuses a set with an object in a namespace that neither exists (as
 // exists says) nor is created by the set itself, before anything is applied. Every
 // backend asks it, so that each refuses the same input with the same words: the API
