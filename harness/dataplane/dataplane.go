@@ -140,6 +140,8 @@ func Judge(r simulation.Result) outcome.Verdict {
 		return blocked(outcome.ReasonBlackHole)
 	case r.ClusterMatched == outcome.PassthroughCluster:
 		return outcome.Verdict{Kind: outcome.Allowed, Reason: outcome.ReasonPassthrough, Evidence: ev}
+	case r.ClusterMatched == outcome.AllowAnyDynamicDNSCluster:
+		return outcome.Verdict{Kind: outcome.Allowed, Reason: outcome.ReasonDynamicDNS, Evidence: ev}
 	}
 	if host, ok := outboundHost(r.ClusterMatched); ok {
 		if InMesh(host) {

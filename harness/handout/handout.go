@@ -194,6 +194,8 @@ func ending(e outcome.Expect, c backend.Call) (string, string) {
 		return "another workload of the mesh, whose proxy decides next", "stop"
 	case e.Reason == outcome.ReasonPassthrough:
 		return "out to the original destination, " + c.Host(), "out"
+	case e.Reason == outcome.ReasonDynamicDNS:
+		return "out to what the sidecar resolves " + c.Host() + " to", "out"
 	case e.Kind == outcome.Allowed:
 		return "out of the mesh to " + c.Host(), "out"
 	case e.Kind == outcome.Unreachable:

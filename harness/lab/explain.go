@@ -29,6 +29,10 @@ func Explain(v outcome.Verdict, c backend.Call) string {
 			c.Host(), v.Evidence.Cluster)
 	case outcome.ReasonPassthrough:
 		return "The host is unknown, but the mesh allows any: PassthroughCluster sends the call on to its original destination."
+	case outcome.ReasonDynamicDNS:
+		return fmt.Sprintf("The host is unknown; under ALLOW_ANY_DYNAMIC_DNS the HTTP catch-all sends the call to "+
+			"AllowAnyDynamicDNSCluster, a dynamic forward proxy: the sidecar resolves %s from the Host header itself and "+
+			"connects to the address it gets, not to the one the app dialed.", c.Host())
 	case outcome.ReasonInMesh:
 		return fmt.Sprintf("The sidecar sends the call to %s, a workload of the mesh: whether it leaves the mesh is that "+
 			"workload's proxy's decision.", v.Evidence.Cluster)

@@ -472,7 +472,7 @@ func (p *parser) call(f field, mods []field) *Call {
 var (
 	verdicts = []outcome.Kind{outcome.Allowed, outcome.Blocked, outcome.Unreachable, outcome.InMesh}
 	reasons  = []string{outcome.ReasonBlockAll, outcome.ReasonBlackHole, outcome.ReasonNoRoute,
-		outcome.ReasonRegistered, outcome.ReasonPassthrough, outcome.ReasonInMesh}
+		outcome.ReasonRegistered, outcome.ReasonPassthrough, outcome.ReasonDynamicDNS, outcome.ReasonInMesh}
 )
 
 func (p *parser) expect(n *yaml.Node) outcome.Expect {

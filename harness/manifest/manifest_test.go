@@ -15,7 +15,6 @@ import (
 
 	"github.com/egresslab/egresslab/harness/manifest"
 	"github.com/egresslab/egresslab/labs"
-	"github.com/egresslab/egresslab/manifests"
 )
 
 func TestBadEntriesAreRefusedWithFileObjectAndIstioMessage(t *testing.T) {
@@ -79,7 +78,7 @@ func TestSeedEntryIsTheSharedOneUnchanged(t *testing.T) {
 		t.Skip("../shared/ is not beside this checkout, so there is nothing to compare the seed with")
 	}
 	require.NoError(t, err)
-	ours, err := manifests.FS.ReadFile(labs.SeedServiceEntry)
+	ours, err := labs.FS.ReadFile(labs.SeedServiceEntry)
 	require.NoError(t, err)
 	assert.Equal(t, string(shared), string(ours))
 }
@@ -124,7 +123,7 @@ func TestMeshValuesComeFromTheHelmValuesFile(t *testing.T) {
 		allow.Values["meshConfig"].(map[string]any)["outboundTrafficPolicy"], "Helm gets the new mode too")
 
 	_, err = mv.WithOutboundMode("OPEN")
-	require.ErrorContains(t, err, "use one of REGISTRY_ONLY, ALLOW_ANY")
+	require.ErrorContains(t, err, "use one of REGISTRY_ONLY, ALLOW_ANY, ALLOW_ANY_DYNAMIC_DNS")
 }
 
 func TestMeshValuesWithAnUnknownMeshFieldAreRefused(t *testing.T) {

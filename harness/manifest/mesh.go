@@ -20,10 +20,13 @@ import (
 const (
 	RegistryOnly = "REGISTRY_ONLY"
 	AllowAny     = "ALLOW_ANY"
+	// AllowAnyDynamicDNS is ALLOW_ANY whose unknown plain-HTTP calls go to a dynamic
+	// forward proxy cluster that resolves the request's Host itself.
+	AllowAnyDynamicDNS = "ALLOW_ANY_DYNAMIC_DNS"
 )
 
 // Modes are the outbound traffic policy modes a lab can install.
-var Modes = []string{RegistryOnly, AllowAny}
+var Modes = []string{RegistryOnly, AllowAny, AllowAnyDynamicDNS}
 
 // MeshValues are the Helm values for Istio's istiod chart, and the mesh config they
 // produce. The kind backend hands Values to Helm; sim hands Mesh to Istio's config
@@ -87,7 +90,7 @@ func (mv *MeshValues) rebuild() error {
 	return nil
 }
 
-// OutboundMode is meshConfig.outboundTrafficPolicy.mode: REGISTRY_ONLY or ALLOW_ANY.
+// OutboundMode is meshConfig.outboundTrafficPolicy.mode: REGISTRY_ONLY, ALLOW_ANY or ALLOW_ANY_DYNAMIC_DNS.
 func (mv MeshValues) OutboundMode() string {
 	return mv.Mesh.GetOutboundTrafficPolicy().GetMode().String()
 }

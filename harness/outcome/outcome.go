@@ -41,6 +41,10 @@ const (
 	ReasonRegistered = "registered service"
 	// ReasonPassthrough: routed to PassthroughCluster, which ALLOW_ANY uses for unknown hosts.
 	ReasonPassthrough = "PassthroughCluster"
+	// ReasonDynamicDNS: routed to AllowAnyDynamicDNSCluster, the dynamic forward proxy
+	// ALLOW_ANY_DYNAMIC_DNS uses for unknown plain-HTTP hosts: the sidecar resolves the
+	// Host header itself and connects to what it resolves to.
+	ReasonDynamicDNS = "AllowAnyDynamicDNSCluster"
 	// ReasonUpstream: the call reached an upstream, which answered.
 	ReasonUpstream = "upstream answered"
 	// ReasonInMesh: routed to the outbound cluster of a workload in the mesh, followed by its host.
@@ -51,6 +55,8 @@ const (
 const (
 	BlackHoleCluster   = "BlackHoleCluster"
 	PassthroughCluster = "PassthroughCluster"
+	// AllowAnyDynamicDNSCluster is ALLOW_ANY_DYNAMIC_DNS's dynamic forward proxy cluster.
+	AllowAnyDynamicDNSCluster = "AllowAnyDynamicDNSCluster"
 	BlockAllHost       = "block_all"
 	AllowAnyHost       = "allow_any"
 )

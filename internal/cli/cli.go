@@ -11,9 +11,11 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/egresslab/egresslab/harness/backend"
 	_ "github.com/egresslab/egresslab/harness/backend/all" // registers every backend
+	"github.com/egresslab/egresslab/harness/backend/sim"
 	"github.com/egresslab/egresslab/harness/handout"
 	"github.com/egresslab/egresslab/harness/lab"
 	"github.com/egresslab/egresslab/harness/labfile"
@@ -84,7 +86,7 @@ func Run(ctx context.Context, args []string, s Streams) int {
 
 func runLab(ctx context.Context, args []string, s Streams) int {
 	if len(args) >= 1 && args[0] == "list" {
-		return listLabs(args[1:], s)
+		return listLabs(ctx, args[1:], s)
 	}
 	fs := flag.NewFlagSet("egresslab lab", flag.ContinueOnError)
 	fs.SetOutput(s.Err)
@@ -182,9 +184,11 @@ func callsTo(l *labfile.Lab) []string {
 	return out
 }
 
-// listLabs prints the labs in workshop order, each with its summary; with -names,
-// only their names, one a line, for scripts.
-func listLabs(args []string, s Streams) int {
+// listLabs prints the labs in workshop order, each with its summary and the time it
+// takes on sim, measured now by running it there (a second or so for all: an instructor
+// plans with a figure that cannot be stale); with -names, only their names, one a line,
+// for scripts.
+func listLabs(ctx context.Context, args []string, s Streams) int {
 	fs := flag.NewFlagSet("egresslab lab list", flag.ContinueOnError)
 	fs.SetOutput(s.Err)
 	names := fs.Bool("names", false, "print only the labs' names, one a line")
@@ -202,12 +206,36 @@ func listLabs(args []string, s Streams) int {
 		}
 		return ExitOK
 	}
-	fmt.Fprintf(s.Out, "The labs, in workshop order (egresslab lab NAME runs one; make lab LAB=NAME):\n\n")
+	fmt.Fprintf(s.Out, "The labs, in workshop order (egresslab lab NAME runs one; make lab LAB=NAME),\n"+
+		"each with the time it takes on sim, run just now:\n\n")
+	code := ExitOK
 	for i, l := range all {
-		fmt.Fprintf(s.Out, "%2d. %-16s %s (%d steps)\n", i+1, l.Name, l.Title, len(l.Steps))
+		took, err := timeOnSim(ctx, l)
+		onSim := fmt.Sprintf("%.2fs on sim", took.Seconds())
+		if err != nil {
+			if ctx.Err() != nil {
+				return ExitInterrupted
+			}
+			onSim, code = "FAILS on sim: egresslab lab "+l.Name+" -backend=sim says why", ExitUnexpected
+		}
+		fmt.Fprintf(s.Out, "%2d. %-16s %s (%d steps, %s)\n", i+1, l.Name, l.Title, len(l.Steps), onSim)
 		fmt.Fprintf(s.Out, "%s\n", narrate.Wrap(l.Summary, 78, strings.Repeat(" ", 21)))
 	}
-	return ExitOK
+	return code
+}
+
+// timeOnSim runs l on a sim backend of its own, untold, and says how long it took; the
+// error is for a lab that did not behave as its file expects.
+func timeOnSim(ctx context.Context, l *labfile.Lab) (time.Duration, error) {
+	b := sim.New()
+	defer b.Close()
+	start := time.Now()
+	res, err := lab.Run(ctx, b, l, narrate.New(io.Discard), lab.Options{})
+	took := time.Since(start)
+	if err == nil && len(res.Failures) > 0 {
+		err = errors.New(strings.Join(res.Failures, "; "))
+	}
+	return took, err
 }
 
 func runCheck(ctx context.Context, args []string, s Streams) int {
@@ -219,7 +247,7 @@ func runCheck(ctx context.Context, args []string, s Streams) int {
 		fs.PrintDefaults()
 	}
 	backendName := fs.String("backend", "sim", "where to ask: "+strings.Join(backend.Names(), ", ")+" or auto")
-	mode := fs.String("mode", manifest.RegistryOnly, "outboundTrafficPolicy mode: REGISTRY_ONLY or ALLOW_ANY")
+	mode := fs.String("mode", manifest.RegistryOnly, "outboundTrafficPolicy mode: "+strings.Join(manifest.Modes, ", "))
 	var entryFiles listFlag
 	fs.Var(&entryFiles, "entry", "a ServiceEntry file to apply (repeat for more)")
 	showConfig := fs.Bool("show-config", false, "also print the sidecar's config that decided the call")
@@ -236,8 +264,8 @@ func runCheck(ctx context.Context, args []string, s Streams) int {
 	if _, err := backend.ParseCall(q.URL); err != nil {
 		return badInput(s, err)
 	}
-	if q.Mode != manifest.RegistryOnly && q.Mode != manifest.AllowAny {
-		return badInput(s, fmt.Errorf("-mode %q: use %s or %s", *mode, manifest.RegistryOnly, manifest.AllowAny))
+	if !slices.Contains(manifest.Modes, q.Mode) {
+		return badInput(s, fmt.Errorf("-mode %q: use one of %s", *mode, strings.Join(manifest.Modes, ", ")))
 	}
 	var want outcome.Kind
 	if *expect != "" {

@@ -148,6 +148,7 @@ func TestLabListShowsTheLabsInWorkshopOrder(t *testing.T) {
 	code, out, _ := run(t, "", "lab", "list")
 	assert.Equal(t, cli.ExitOK, code)
 	assert.Contains(t, out, " 1. serviceentry")
+	assert.Regexp(t, `serviceentry +ServiceEntry .* \(7 steps, \d+\.\d\ds on sim\)`, out, "each lab's time on sim, measured")
 	assert.Less(t, strings.Index(out, "serviceentry"), strings.Index(out, "modes"), "workshop order, not alphabetical")
 	code, out, _ = run(t, "", "lab", "list", "-names")
 	assert.Equal(t, cli.ExitOK, code)

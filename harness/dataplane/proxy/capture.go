@@ -231,7 +231,7 @@ func (p *Process) respond(req *http.Request, dst netip.AddrPort, h *hcm.HttpConn
 	}
 	ctx, cancel := context.WithTimeout(req.Context(), connectTimeout(cl))
 	defer cancel()
-	addr, err := p.endpoint(ctx, cl, dst)
+	addr, err := p.endpoint(ctx, cl, dst, req.Host)
 	if err != nil {
 		p.logf("debug", "cluster %s: %v", cl.GetName(), err)
 		e.flags, e.details = "UH", "no_healthy_upstream"
@@ -348,13 +348,32 @@ func connectTimeout(c *cluster.Cluster) time.Duration {
 
 var errNoHealthyUpstream = errors.New("no healthy upstream")
 
-// endpoint is where a cluster sends a connection whose original destination was dst:
-// dst itself for ORIGINAL_DST (PassthroughCluster); the first endpoint of the
-// cluster's load assignment for STATIC and DNS clusters, its name resolved in the pod
-// as Envoy's DNS cluster would; none for a cluster without endpoints
-// (BlackHoleCluster). EDS clusters (Kubernetes services) are not asked for: the
-// stand-in sends those to the original destination, which kube-proxy balances.
-func (p *Process) endpoint(ctx context.Context, c *cluster.Cluster, dst netip.AddrPort) (string, error) {
+// dynamicForwardProxy is the custom cluster type of Envoy's dynamic forward proxy.
+const dynamicForwardProxy = "envoy.clusters.dynamic_forward_proxy"
+
+// endpoint is where a cluster sends a connection whose original destination was dst
+// (and, for HTTP, whose request named authority): dst itself for ORIGINAL_DST
+// (PassthroughCluster); the authority resolved in the pod for a dynamic forward proxy
+// (ALLOW_ANY_DYNAMIC_DNS's AllowAnyDynamicDNSCluster), whatever dst was; the first
+// endpoint of the cluster's load assignment for STATIC and DNS clusters, its name
+// resolved in the pod as Envoy's DNS cluster would; none for a cluster without
+// endpoints (BlackHoleCluster). EDS clusters (Kubernetes services) are not asked for:
+// the stand-in sends those to the original destination, which kube-proxy balances.
+func (p *Process) endpoint(ctx context.Context, c *cluster.Cluster, dst netip.AddrPort, authority string) (string, error) {
+	if c.GetClusterType().GetName() == dynamicForwardProxy {
+		if authority == "" {
+			return "", fmt.Errorf("%w: a dynamic forward proxy needs the request's Host", errNoHealthyUpstream)
+		}
+		host, port, err := net.SplitHostPort(authority)
+		if err != nil {
+			host, port = authority, "80" // no port in the Host header: HTTP's own
+		}
+		addrs, err := p.Resolve(ctx, host)
+		if err != nil || len(addrs) == 0 {
+			return "", fmt.Errorf("%w: DNS for %s: %v", errNoHealthyUpstream, host, err)
+		}
+		return net.JoinHostPort(addrs[0], port), nil
+	}
 	switch c.GetType() {
 	case cluster.Cluster_ORIGINAL_DST:
 		return dst.String(), nil
@@ -395,7 +414,7 @@ func (p *Process) serveTCP(c net.Conn, br *bufio.Reader, dst netip.AddrPort, sim
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), connectTimeout(cl))
-	addr, err := p.endpoint(ctx, cl, dst)
+	addr, err := p.endpoint(ctx, cl, dst, "")
 	if err != nil {
 		cancel()
 		e.flags = "UH"

@@ -114,6 +114,13 @@ type testProxy struct {
 
 func standIn(t *testing.T, held *simulation.Simulation, in *internet) *testProxy {
 	t.Helper()
+	return standInDialedAt(t, held, in, netip.MustParseAddr(dataplane.ExternalAddress))
+}
+
+// standInDialedAt is standIn with every connection's original destination at dialed:
+// where the app sent it, whatever DNS says of the host.
+func standInDialedAt(t *testing.T, held *simulation.Simulation, in *internet, dialed netip.Addr) *testProxy {
+	t.Helper()
 	tp := &testProxy{accessLog: &bytes.Buffer{}}
 	p := New(&Bootstrap{}, lockedWriter{&tp.mu, tp.accessLog}, io.Discard)
 	p.held = func() (*simulation.Simulation, error) { return held, nil }
@@ -123,7 +130,7 @@ func standIn(t *testing.T, held *simulation.Simulation, in *internet) *testProxy
 		tp.decisions = append(tp.decisions, d)
 	}
 	p.OriginalDst = func(net.Conn) (netip.AddrPort, error) {
-		return netip.AddrPortFrom(netip.MustParseAddr(dataplane.ExternalAddress), uint16(tp.port.Load())), nil
+		return netip.AddrPortFrom(dialed, uint16(tp.port.Load())), nil
 	}
 	p.Resolve = func(_ context.Context, host string) ([]string, error) {
 		if host == "jsonplaceholder.typicode.com" {
@@ -208,6 +215,8 @@ func TestTheStandInDecidesAsSimAndActsAsEnvoy(t *testing.T) {
 			labs.Expect("serviceentry", "blocked-by-block-all"), ""},
 		{"ALLOW_ANY", manifest.AllowAny, nil, todoHTTP, labs.Expect("modes", "allowed-by-passthrough"),
 			"http jsonplaceholder.typicode.com /todos/1"},
+		{"ALLOW_ANY_DYNAMIC_DNS", manifest.AllowAnyDynamicDNS, nil, todoHTTP, labs.Expect("modes", "allowed-by-dynamic-dns"),
+			"http jsonplaceholder.typicode.com /todos/1"},
 		{"ALLOW_ANY, https", manifest.AllowAny, nil, todoHTTPS,
 			outcome.Expect{Kind: outcome.Allowed, Reason: outcome.ReasonPassthrough, Listener: "virtualOutbound",
 				Cluster: outcome.PassthroughCluster, Status: 200},
@@ -250,6 +259,30 @@ func TestTheStandInDecidesAsSimAndActsAsEnvoy(t *testing.T) {
 				assert.Eventually(t, func() bool { return strings.Contains(tp.log(), " "+cl+" ") },
 					2*time.Second, 20*time.Millisecond, "the access log names the upstream cluster %s: %q", cl, tp.log())
 			}
+		})
+	}
+}
+
+// Under ALLOW_ANY_DYNAMIC_DNS the sidecar connects to what the Host header resolves to,
+// not to where the app dialed; under ALLOW_ANY, to where the app dialed. The app here
+// dials a TEST-NET address the test's dialer refuses, while the host resolves to the
+// test's internet: only the dynamic forward proxy reaches it.
+func TestTheDynamicForwardProxyResolvesTheHostNotTheDialedAddress(t *testing.T) {
+	dialed := netip.MustParseAddr("203.0.113.9")
+	for _, tc := range []struct {
+		mode    string
+		status  int
+		reaches []string
+	}{
+		{manifest.AllowAnyDynamicDNS, 200, []string{"http jsonplaceholder.typicode.com /todos/1"}},
+		{manifest.AllowAny, 503, []string{}},
+	} {
+		t.Run(tc.mode, func(t *testing.T) {
+			in := newInternet(t)
+			tp := standInDialedAt(t, simConfig(t, tc.mode), in, dialed)
+			obs := tp.call(t, todoHTTP, in.roots)
+			assert.Equal(t, tc.status, obs.Status, "%+v", obs)
+			assert.Equal(t, tc.reaches, in.requests())
 		})
 	}
 }
