@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/egresslab/egresslab/harness/backend"
 	"github.com/egresslab/egresslab/harness/backend/sim"
 	"github.com/egresslab/egresslab/harness/handout"
 	"github.com/egresslab/egresslab/harness/lab"
@@ -282,5 +283,50 @@ func TestHandoutsAreCurrent(t *testing.T) {
 		if err != nil || !bytes.Equal(got, want.Bytes()) {
 			t.Errorf("labs/%s/README.md is not what labs/%s/lab.yaml makes: run `make handouts` and commit it", l.Name, l.Name)
 		}
+	}
+}
+
+// withoutTLSOrigination is sim whose sidecars, like the offline cluster's stand-in,
+// cannot originate TLS.
+type withoutTLSOrigination struct{ *sim.Backend }
+
+func (withoutTLSOrigination) Cannot(need backend.Need) string {
+	if need == backend.TLSOrigination {
+		return "this backend's sidecars do not originate TLS"
+	}
+	return ""
+}
+
+// A call whose verdict needs what a backend's data plane cannot do is skipped there,
+// with the reason, and is neither made nor counted as a failure; the lab's other calls
+// are made as usual. On a backend that can, the same call is made and judged.
+func TestACallABackendCannotCarryIsSkippedWithTheReason(t *testing.T) {
+	l, err := labs.Load("tls-origination")
+	require.NoError(t, err)
+	for _, tc := range []struct {
+		name    string
+		limited bool
+	}{{"limited", true}, {"able", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := sim.New()
+			t.Cleanup(s.Close)
+			var b backend.Backend = s
+			if tc.limited {
+				b = withoutTLSOrigination{s}
+			}
+			var out bytes.Buffer
+			res, err := lab.Run(context.Background(), b, l, narrate.New(&out), lab.Options{})
+			require.NoError(t, err)
+			assert.Empty(t, res.Failures, out.String())
+			if !tc.limited {
+				assert.Len(t, res.Calls, len(l.Calls()))
+				assert.Empty(t, res.Skipped)
+				return
+			}
+			assert.Len(t, res.Calls, len(l.Calls())-1, "the TLS-originating call is not made")
+			require.Len(t, res.Skipped, 1)
+			assert.Contains(t, res.Skipped[0], "step 3: "+todoHTTP+" (it needs TLS origination): this backend's sidecars do not originate TLS")
+			assert.Contains(t, out.String(), "Skipped on this backend (1):")
+		})
 	}
 }

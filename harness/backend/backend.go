@@ -67,6 +67,30 @@ type AccessLogger interface {
 	AccessLogEntry(ctx context.Context, w Workload, c Call, since time.Time) (AccessLogEntry, error)
 }
 
+// Limited is a backend whose data plane cannot do all that Envoy does: a call whose
+// verdict depends on what it cannot do is skipped there, with the reason, rather than
+// judged on behaviour that is not Envoy's.
+type Limited interface {
+	// Cannot says why the backend's sidecars cannot do what Envoy does for need, ""
+	// when they can.
+	Cannot(need Need) string
+}
+
+// Need is an Envoy behaviour a call's verdict depends on.
+type Need string
+
+// TLSOrigination: the sidecar opens a TLS session to the upstream on the app's behalf
+// (a cluster with a TLS transport socket), checking the upstream's certificate.
+const TLSOrigination Need = "TLS origination"
+
+// CannotDo is why b cannot do need, "" when it can (or does not say it cannot).
+func CannotDo(b Backend, need Need) string {
+	if l, ok := b.(Limited); ok {
+		return l.Cannot(need)
+	}
+	return ""
+}
+
 // AccessLogEntry is one line of a sidecar's access log and the upstream cluster it names
 // ("-" when the sidecar answered itself).
 type AccessLogEntry struct {

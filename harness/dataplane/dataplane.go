@@ -14,7 +14,11 @@ import (
 	"fmt"
 	"strings"
 
+	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+
 	"istio.io/istio/pilot/pkg/simulation"
+	"istio.io/istio/pkg/wellknown"
 
 	"github.com/egresslab/egresslab/harness/backend"
 	"github.com/egresslab/egresslab/harness/outcome"
@@ -111,6 +115,35 @@ func SimulateCall(s *simulation.Simulation, call simulation.Call, what string) (
 // entries, which stand for in-mesh VMs, are not told apart).
 func InMesh(host string) bool {
 	return strings.HasSuffix(host, ".svc.cluster.local")
+}
+
+// JudgeIn is Judge with what the matched cluster of the config in s does with the
+// connection added to the evidence: the TLS it originates.
+func JudgeIn(s *simulation.Simulation, r simulation.Result) outcome.Verdict {
+	v := Judge(r)
+	for _, c := range s.Clusters {
+		if c.GetName() == r.ClusterMatched {
+			v.Evidence.UpstreamSNI = originatedSNI(c)
+		}
+	}
+	return v
+}
+
+// originatedSNI is the SNI of the TLS a cluster opens to its upstream, "" when it has
+// no TLS transport socket (or one Istio did not write).
+func originatedSNI(c *cluster.Cluster) string {
+	ts := c.GetTransportSocket()
+	if ts.GetName() != wellknown.TransportSocketTLS {
+		return ""
+	}
+	var u tlsv3.UpstreamTlsContext
+	if err := ts.GetTypedConfig().UnmarshalTo(&u); err != nil {
+		return ""
+	}
+	if u.GetSni() == "" {
+		return "(none)"
+	}
+	return u.GetSni()
 }
 
 // Judge turns the simulator's match into a verdict, with the match as evidence.

@@ -121,6 +121,7 @@ func (h *writer) call(c *labfile.Call) {
 	var rows []string
 	for _, f := range []struct{ name, value string }{
 		{"listener", e.Listener}, {"route config", e.RouteConfig}, {"virtual host", e.VirtualHost}, {"cluster", e.Cluster},
+		{"originates TLS, SNI", e.UpstreamSNI},
 	} {
 		if f.value != "" {
 			// A pipe splits a table's cell even inside a code span, unless escaped.
@@ -173,6 +174,7 @@ func Diagram(e outcome.Expect, c backend.Call) string {
 	add("r", "route config", e.RouteConfig)
 	add("v", "virtual host", e.VirtualHost)
 	add("c", "cluster", e.Cluster)
+	add("t", "TLS originated, SNI", e.UpstreamSNI)
 	end, class := ending(e, c)
 	path = append(path, node("fate", end)) // not "end": a Mermaid keyword
 	lines = append(lines, "flowchart LR")

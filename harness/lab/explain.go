@@ -25,6 +25,11 @@ func Explain(v outcome.Verdict, c backend.Call) string {
 			return fmt.Sprintf("The sidecar's listener for port %d matches %s (for HTTPS, by the TLS SNI, without decrypting) and "+
 				"sends the connection to the cluster %s, which leads out of the mesh.", c.Port(), c.Host(), v.Evidence.Cluster)
 		}
+		if v.Evidence.UpstreamSNI != "" {
+			return fmt.Sprintf("The sidecar has a virtual host for %s and routes the call to the cluster %s, which opens "+
+				"a TLS session to the host itself (SNI %s): the app spoke plain HTTP, what leaves the pod is HTTPS.",
+				c.Host(), v.Evidence.Cluster, v.Evidence.UpstreamSNI)
+		}
 		return fmt.Sprintf("The sidecar has a virtual host for %s and routes the call to the cluster %s, which leads out of the mesh.",
 			c.Host(), v.Evidence.Cluster)
 	case outcome.ReasonPassthrough:

@@ -44,6 +44,8 @@ type Result struct {
 	// change before it to reach the sidecar.
 	Propagation time.Duration
 	Failures    []string
+	// Skipped lists the calls this backend could not make as Envoy would, and why.
+	Skipped []string
 }
 
 // CallResult is one call a step made and its verdict.
@@ -129,6 +131,7 @@ func Start(b backend.Backend, l *labfile.Lab, n *narrate.Narrator, opts Options)
 // Result is what the run has seen so far.
 func (r *Runner) Result() *Result {
 	r.res.Failures = r.n.Failures()
+	r.res.Skipped = r.n.Skipped()
 	return &r.res
 }
 
@@ -282,6 +285,12 @@ func (r *Runner) expected(c *labfile.Call) outcome.Expect {
 func (r *Runner) call(ctx context.Context, step int, c *labfile.Call) error {
 	want := r.expected(c)
 	r.n.Command(c.URL.KubectlCommand(c.From))
+	if want.UpstreamSNI != "" {
+		if why := backend.CannotDo(r.b, backend.TLSOrigination); why != "" {
+			r.n.Skip(c.URL.String()+" (it needs "+string(backend.TLSOrigination)+")", why)
+			return nil
+		}
+	}
 	since := time.Now()
 	v, waited, err := backend.AwaitExpected(ctx, r.b, c.From, c.URL, want, r.opts.Propagation)
 	if err != nil && v.Kind == "" {

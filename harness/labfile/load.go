@@ -477,7 +477,7 @@ var (
 
 func (p *parser) expect(n *yaml.Node) outcome.Expect {
 	var e outcome.Expect
-	for _, f := range p.fields(n, "an expectation", "verdict", "reason", "listener", "routeConfig", "virtualHost", "cluster", "status") {
+	for _, f := range p.fields(n, "an expectation", "verdict", "reason", "listener", "routeConfig", "virtualHost", "cluster", "sni", "status") {
 		v := p.text(f)
 		switch f.key {
 		case "verdict":
@@ -502,6 +502,8 @@ func (p *parser) expect(n *yaml.Node) outcome.Expect {
 			e.VirtualHost = v
 		case "cluster":
 			e.Cluster = v
+		case "sni":
+			e.UpstreamSNI = v
 		case "status":
 			s, err := strconv.Atoi(v)
 			if err != nil || s < 100 || s > 599 {

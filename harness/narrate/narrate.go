@@ -29,6 +29,7 @@ type Narrator struct {
 	stepStart time.Time
 	step      int
 	failures  []string
+	skipped   []string
 }
 
 // Option configures a Narrator.
@@ -184,6 +185,16 @@ func (n *Narrator) Verdict(v outcome.Verdict, want outcome.Kind, mismatches []st
 	}
 }
 
+// Skip says that a call was not made on this backend, and why; it is remembered and
+// counted in Finish, never as a failure.
+func (n *Narrator) Skip(what, why string) {
+	n.printf("  %s\n%s\n", n.paint(dim, "– skipped: "+what), Wrap(why, 76, "    "))
+	n.skipped = append(n.skipped, fmt.Sprintf("step %d: %s: %s", n.step, what, why))
+}
+
+// Skipped lists every call skipped so far.
+func (n *Narrator) Skipped() []string { return n.skipped }
+
 // Fail records a step that could not be carried out.
 func (n *Narrator) Fail(err error) {
 	n.printf("  %s %v\n", n.paint(red, "✘ failed:"), err)
@@ -223,6 +234,12 @@ func (n *Narrator) Finish() {
 	n.printf("\n")
 	if len(n.failures) == 0 {
 		n.printf("%s\n", n.paint(bold+";"+green, fmt.Sprintf("All %d steps behaved as expected (%s in all).", n.step, since(n.start))))
+		if len(n.skipped) > 0 {
+			n.printf("Skipped on this backend (%d):\n", len(n.skipped))
+			for _, s := range n.skipped {
+				n.printf("  - %s\n", s)
+			}
+		}
 		return
 	}
 	n.printf("%s\n", n.paint(bold+";"+red, fmt.Sprintf("%d of %d steps did not behave as expected (%s in all):", len(n.failures), n.step, since(n.start))))

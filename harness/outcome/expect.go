@@ -14,6 +14,8 @@ type Expect struct {
 	RouteConfig string
 	VirtualHost string
 	Cluster     string
+	// UpstreamSNI: the cluster originates TLS with this SNI.
+	UpstreamSNI string
 	Status      int
 }
 
@@ -41,6 +43,7 @@ func (e Expect) Check(v Verdict) []string {
 			{"route config", e.RouteConfig, v.Evidence.RouteConfig},
 			{"virtual host", e.VirtualHost, v.Evidence.VirtualHost},
 			{"cluster", e.Cluster, v.Evidence.Cluster},
+			{"originated TLS's SNI", e.UpstreamSNI, v.Evidence.UpstreamSNI},
 		} {
 			if f.want != "" && f.want != f.got {
 				diff(f.name, fmt.Sprintf("%q", f.want), fmt.Sprintf("%q", f.got))

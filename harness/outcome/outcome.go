@@ -84,6 +84,9 @@ type Evidence struct {
 	VirtualHost string
 	Route       string
 	Cluster     string
+	// UpstreamSNI is the SNI of the TLS the cluster originates to its upstream (its TLS
+	// transport socket), "" when it sends what the app sent as it is.
+	UpstreamSNI string
 
 	Status int
 	// Server is the response's `server` header: "envoy" when the sidecar answered itself.
@@ -119,6 +122,7 @@ func (e Evidence) Fields() [][2]string {
 	add("virtual host", e.VirtualHost)
 	add("route", e.Route)
 	add("cluster", e.Cluster)
+	add("originates TLS, SNI", e.UpstreamSNI)
 	if e.Status != 0 {
 		add("status", fmt.Sprint(e.Status))
 	}

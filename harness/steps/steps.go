@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 
 	"sigs.k8s.io/e2e-framework/pkg/envconf"
@@ -116,7 +117,7 @@ func Lab(l *labfile.Lab) *features.FeatureBuilder {
 			if run.stopped != "" {
 				t.Skipf("not run: %s, and each step builds on the one before", run.stopped)
 			}
-			failed := len(run.Result().Failures)
+			failed, skipped := len(run.Result().Failures), len(run.Result().Skipped)
 			err := run.Step(ctx, i)
 			t.Logf("the lab's narration:\n%s", run.out.String())
 			run.out.Reset()
@@ -126,6 +127,9 @@ func Lab(l *labfile.Lab) *features.FeatureBuilder {
 			}
 			for _, m := range run.Result().Failures[failed:] {
 				t.Error(m)
+			}
+			if s := run.Result().Skipped[skipped:]; len(s) > 0 && !t.Failed() {
+				t.Skipf("skipped on %s: %s", mustBackend(ctx, t).Name(), strings.Join(s, "; "))
 			}
 			return ctx
 		})

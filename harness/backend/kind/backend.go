@@ -81,6 +81,16 @@ func newBackend(k kubernetes.Interface, i istioclient.Interface, mesh MeshInstal
 
 func (b *Backend) Name() string { return "kind" }
 
+// Cannot says what the offline cluster's stand-in for Envoy does not do; a cluster
+// with Envoy does all of it.
+func (b *Backend) Cannot(need backend.Need) string {
+	if b.offline && need == backend.TLSOrigination {
+		return "the offline cluster's istio-proxy runs egresslab's stand-in for Envoy, which does not originate TLS " +
+			"(and its image trusts no root of the stand-in internet); a kind cluster with Envoy (online) makes this call"
+	}
+	return ""
+}
+
 func (b *Backend) Describe() string {
 	if b.offline {
 		return "an offline kind cluster: Istio " + b.version + "'s istiod configures the client's istio-proxy, where the real " +

@@ -253,11 +253,11 @@ func (b *Backend) Sidecar(ctx context.Context, w backend.Workload) (backend.Side
 }
 
 func (b *Backend) Call(ctx context.Context, w backend.Workload, c backend.Call) (outcome.Verdict, error) {
-	_, r, err := b.simulate(ctx, w, c)
+	s, r, err := b.simulate(ctx, w, c)
 	if err != nil {
 		return outcome.Verdict{}, err
 	}
-	return dataplane.Judge(r), nil
+	return dataplane.JudgeIn(s, r), nil
 }
 
 func (b *Backend) SidecarConfig(ctx context.Context, w backend.Workload, c backend.Call) (string, error) {

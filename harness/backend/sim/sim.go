@@ -202,7 +202,7 @@ func (b *Backend) Call(_ context.Context, w backend.Workload, c backend.Call) (o
 	if err != nil {
 		return outcome.Verdict{}, err
 	}
-	return dataplane.Judge(r), nil
+	return dataplane.JudgeIn(sim, r), nil
 }
 
 // SidecarConfig is the part of the sidecar's configuration that decided the call.
