@@ -57,8 +57,8 @@ const (
 	PassthroughCluster = "PassthroughCluster"
 	// AllowAnyDynamicDNSCluster is ALLOW_ANY_DYNAMIC_DNS's dynamic forward proxy cluster.
 	AllowAnyDynamicDNSCluster = "AllowAnyDynamicDNSCluster"
-	BlockAllHost       = "block_all"
-	AllowAnyHost       = "allow_any"
+	BlockAllHost              = "block_all"
+	AllowAnyHost              = "allow_any"
 )
 
 // Verdict is what happened to one call, with the evidence for it.
