@@ -15,8 +15,11 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"istio.io/istio/pilot/pkg/simulation"
+
 	"github.com/egresslab/egresslab/harness/backend"
 	"github.com/egresslab/egresslab/harness/backend/sim"
+	"github.com/egresslab/egresslab/harness/dataplane"
 	"github.com/egresslab/egresslab/harness/handout"
 	"github.com/egresslab/egresslab/harness/lab"
 	"github.com/egresslab/egresslab/harness/labfile"
@@ -329,4 +332,16 @@ func TestACallABackendCannotCarryIsSkippedWithTheReason(t *testing.T) {
 			assert.Contains(t, out.String(), "Skipped on this backend (1):")
 		})
 	}
+}
+
+// The explanation of a call routed to an egress gateway is the in-mesh one: the
+// verdict's reason is the bare reason explanations are keyed by. (It carried the host
+// as a suffix, and fell through to the verdict's bare string.)
+func TestACallToAnInMeshServiceIsExplainedAsSuch(t *testing.T) {
+	v := dataplane.Judge(simulation.Result{ListenerMatched: "0.0.0.0_80",
+		ClusterMatched: "outbound|80||istio-egressgateway.istio-system.svc.cluster.local"})
+	c, err := backend.ParseCall(todoHTTP)
+	require.NoError(t, err)
+	assert.Equal(t, "The sidecar sends the call to outbound|80||istio-egressgateway.istio-system.svc.cluster.local, "+
+		"a workload of the mesh: whether it leaves the mesh is that workload's proxy's decision.", lab.Explain(v, c))
 }

@@ -178,7 +178,7 @@ func Judge(r simulation.Result) outcome.Verdict {
 	}
 	if host, ok := outboundHost(r.ClusterMatched); ok {
 		if InMesh(host) {
-			return outcome.Verdict{Kind: outcome.InMesh, Reason: outcome.ReasonInMesh + " " + host, Evidence: ev}
+			return outcome.Verdict{Kind: outcome.InMesh, Reason: outcome.ReasonInMesh, Evidence: ev}
 		}
 		return outcome.Verdict{Kind: outcome.Allowed, Reason: outcome.ReasonRegistered, Evidence: ev}
 	}

@@ -113,6 +113,9 @@ type parser struct {
 	mesh     bool
 	sets     map[string]*manifest.Set // by the name the lab wrote
 	applied  map[string]bool
+	// unread are the values of actions already refused as unknown: a misspelt `aply:`
+	// may have been meant to apply a file a later step deletes, and one error is enough.
+	unread map[string]bool
 	deployed []backend.Workload
 	before   bool // a call marked config: before
 }
@@ -199,7 +202,7 @@ func (p *parser) top(n *yaml.Node) {
 		p.fail(n.Line, "the lab has no steps", "add `steps:` with a list of steps, each `- title: ...`")
 		return
 	}
-	p.applied = map[string]bool{}
+	p.applied, p.unread = map[string]bool{}, map[string]bool{}
 	for i, s := range steps.Content {
 		p.step, p.stepTitle = i+1, ""
 		p.stepOf(s)
@@ -276,6 +279,7 @@ func (p *parser) action(n *yaml.Node) (Action, bool) {
 				fix = "did you mean `" + near + "`? " + fix
 			}
 			p.fail(k.Line, fmt.Sprintf("unknown action %q", k.Value), fix)
+			p.unread[n.Content[i+1].Value] = true
 			return Action{}, false
 		}
 	}
@@ -319,7 +323,7 @@ func (p *parser) action(n *yaml.Node) (Action, bool) {
 		case Apply:
 			p.applied[a.File] = true
 		case Delete:
-			if !p.applied[a.File] {
+			if !p.applied[a.File] && !p.unread[a.File] {
 				p.fail(f.line, fmt.Sprintf("delete %s: no earlier step applies it", a.File),
 					"delete only what an earlier `apply:` applied (the lab deletes what it applied at its end anyway)")
 			}
@@ -461,7 +465,7 @@ func (p *parser) call(f field, mods []field) *Call {
 	if expect == nil {
 		p.fail(f.line, "the call expects nothing", "add `expect: {verdict: BLOCKED, reason: block_all}` (what Istio's simulator computes: run the lab on sim to see it)")
 	}
-	if !slices.Contains(p.deployed, c.From) {
+	if !slices.Contains(p.deployed, c.From) && len(p.unread) == 0 { // a misspelt `deploy:` is error enough
 		p.fail(f.line, fmt.Sprintf("the call is made from %s, which no earlier step deploys", c.From),
 			"deploy it first (`- deploy: client`), or make the call `from:` a deployed workload")
 	}

@@ -167,6 +167,21 @@ func TestARefuseStepCarriesIstiosMessage(t *testing.T) {
 	assert.Contains(t, a.Refusal, `domain name "*.example.org" invalid`)
 }
 
+// A misspelt action is one error, not also the errors of the steps that build on what
+// it was meant to do.
+func TestAMisspeltActionIsOneError(t *testing.T) {
+	for _, tc := range []struct{ from, to, not string }{
+		{"  - apply: entry.yaml", "  - aply: entry.yaml", "no earlier step applies it"},
+		{"  - deploy: client", "  - deploi: client", "which no earlier step deploys"},
+	} {
+		_, err := load(t, strings.Replace(good, tc.from, tc.to, 1), "entry.yaml", entry)
+		var errs labfile.Errors
+		require.ErrorAs(t, err, &errs)
+		assert.Len(t, errs, 1, "%v", err)
+		assert.NotContains(t, err.Error(), tc.not)
+	}
+}
+
 func TestALabWithoutStepsOrTitleSaysWhatToAdd(t *testing.T) {
 	_, err := load(t, "summary: nothing\n")
 	require.Error(t, err)

@@ -47,7 +47,8 @@ const (
 	ReasonDynamicDNS = "AllowAnyDynamicDNSCluster"
 	// ReasonUpstream: the call reached an upstream, which answered.
 	ReasonUpstream = "upstream answered"
-	// ReasonInMesh: routed to the outbound cluster of a workload in the mesh, followed by its host.
+	// ReasonInMesh: routed to the outbound cluster of a workload in the mesh (the
+	// evidence's cluster names it).
 	ReasonInMesh = "routed to in-mesh service"
 )
 
