@@ -155,6 +155,8 @@ func CurlSees(e outcome.Expect, c backend.Call) string {
 		return fmt.Sprintf("With curl from a pod in the mesh, %s prints %d.", code, e.Status)
 	case e.Kind == outcome.Allowed && e.Reason == outcome.ReasonPassthrough && c.HTTPS():
 		return "With curl from a pod in the mesh, " + code + " prints the host's own status: the TLS session is the client's, end to end."
+	case e.Kind == outcome.Allowed:
+		return "With curl from a pod in the mesh, " + code + " prints the status of whatever server the call reaches: it leaves the mesh."
 	}
 	return ""
 }
