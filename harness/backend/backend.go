@@ -83,6 +83,10 @@ type Need string
 // (a cluster with a TLS transport socket), checking the upstream's certificate.
 const TLSOrigination Need = "TLS origination"
 
+// EgressGateway: the call is followed through an egress gateway's proxy, and judged
+// by what that proxy matched.
+const EgressGateway Need = "an egress gateway followed hop by hop"
+
 // CannotDo is why b cannot do need, "" when it can (or does not say it cannot).
 func CannotDo(b Backend, need Need) string {
 	if l, ok := b.(Limited); ok {

@@ -117,16 +117,21 @@ func InMesh(host string) bool {
 	return strings.HasSuffix(host, ".svc.cluster.local")
 }
 
-// JudgeIn is Judge with what the matched cluster of the config in s does with the
-// connection added to the evidence: the TLS it originates.
+// JudgeIn is Judge with the matched cluster looked up in the config s holds: a route to
+// a cluster the proxy does not have is Envoy's own 503 (NC), and what a cluster it has
+// does with the connection (the TLS it originates) is added to the evidence.
 func JudgeIn(s *simulation.Simulation, r simulation.Result) outcome.Verdict {
 	v := Judge(r)
+	if r.ClusterMatched == "" || v.Kind == outcome.Blocked {
+		return v
+	}
 	for _, c := range s.Clusters {
 		if c.GetName() == r.ClusterMatched {
 			v.Evidence.UpstreamSNI = originatedSNI(c)
+			return v
 		}
 	}
-	return v
+	return outcome.Verdict{Kind: outcome.Blocked, Reason: outcome.ReasonNoCluster, Evidence: v.Evidence}
 }
 
 // originatedSNI is the SNI of the TLS a cluster opens to its upstream, "" when it has
@@ -176,20 +181,11 @@ func Judge(r simulation.Result) outcome.Verdict {
 	case r.ClusterMatched == outcome.AllowAnyDynamicDNSCluster:
 		return outcome.Verdict{Kind: outcome.Allowed, Reason: outcome.ReasonDynamicDNS, Evidence: ev}
 	}
-	if host, ok := outboundHost(r.ClusterMatched); ok {
+	if host, _, ok := OutboundService(r.ClusterMatched); ok {
 		if InMesh(host) {
 			return outcome.Verdict{Kind: outcome.InMesh, Reason: outcome.ReasonInMesh, Evidence: ev}
 		}
 		return outcome.Verdict{Kind: outcome.Allowed, Reason: outcome.ReasonRegistered, Evidence: ev}
 	}
 	return blocked("matched no cluster that leaves the mesh")
-}
-
-// outboundHost is the service host of an outbound cluster, "outbound|PORT|SUBSET|HOST".
-func outboundHost(cluster string) (string, bool) {
-	parts := strings.Split(cluster, "|")
-	if len(parts) != 4 || parts[0] != "outbound" || parts[3] == "" {
-		return "", false
-	}
-	return parts[3], true
 }

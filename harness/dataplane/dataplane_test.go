@@ -95,3 +95,14 @@ func TestInjectionRules(t *testing.T) {
 		})
 	}
 }
+
+// A route to a cluster the proxy does not have is Envoy's own 503 (NC): the call does
+// not leave. It used to be judged ALLOWED, as a registered service.
+func TestARouteToAClusterTheProxyLacksIsBlocked(t *testing.T) {
+	r := simulation.Result{ListenerMatched: "0.0.0.0_80", VirtualHostMatched: "jsonplaceholder.typicode.com:80",
+		ClusterMatched: "outbound|80||jsonplaceholder.typicode.com"}
+	v := dataplane.JudgeIn(&simulation.Simulation{}, r)
+	assert.Equal(t, outcome.Blocked, v.Kind)
+	assert.Equal(t, outcome.ReasonNoCluster, v.Reason)
+	assert.Equal(t, "outbound|80||jsonplaceholder.typicode.com", v.Evidence.Cluster)
+}

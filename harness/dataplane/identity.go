@@ -33,6 +33,7 @@ func workloadName(pod *corev1.Pod) string {
 // generator takes it in process (sim).
 func ProxyFor(pod *corev1.Pod) *pilotmodel.Proxy {
 	return &pilotmodel.Proxy{
+		Type:            proxyType(pod),
 		ID:              pod.Name + "." + pod.Namespace,
 		IPAddresses:     []string{pod.Status.PodIP},
 		ConfigNamespace: pod.Namespace,
@@ -64,8 +65,23 @@ func NodeFor(pod *corev1.Pod) *core.Node {
 		MeshID:           "cluster.local",
 	}
 	return &core.Node{
-		Id:       fmt.Sprintf("sidecar~%s~%s.%s~%s.svc.cluster.local", pod.Status.PodIP, pod.Name, pod.Namespace, pod.Namespace),
+		Id:       fmt.Sprintf("%s~%s~%s.%s~%s.svc.cluster.local", proxyType(pod), pod.Status.PodIP, pod.Name, pod.Namespace, pod.Namespace),
 		Cluster:  workloadName(pod) + "." + pod.Namespace,
 		Metadata: meta.ToStruct(),
 	}
+}
+
+// IsGateway reports whether the pod's istio-proxy is a gateway (Istio's gateway chart
+// asks the injector for its gateway template): a proxy that serves the listeners of
+// the Gateways selecting it, not a sidecar that captures its pod's traffic.
+func IsGateway(pod *corev1.Pod) bool {
+	return pod.Annotations["inject.istio.io/templates"] == "gateway"
+}
+
+// proxyType is the proxy type istio-agent reports for the pod: "router" for a gateway.
+func proxyType(pod *corev1.Pod) pilotmodel.NodeType {
+	if IsGateway(pod) {
+		return pilotmodel.Router
+	}
+	return pilotmodel.SidecarProxy
 }

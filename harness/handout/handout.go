@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/egresslab/egresslab/harness/backend"
+	"github.com/egresslab/egresslab/harness/dataplane"
 	"github.com/egresslab/egresslab/harness/lab"
 	"github.com/egresslab/egresslab/harness/labfile"
 	"github.com/egresslab/egresslab/harness/manifest"
@@ -128,14 +129,34 @@ func (h *writer) call(c *labfile.Call) {
 			rows = append(rows, fmt.Sprintf("| %s | `%s` |", f.name, strings.ReplaceAll(f.value, "|", `\|`)))
 		}
 	}
+	if g := e.Gateway; g != nil {
+		for _, f := range []struct{ name, value string }{
+			{"the gateway's listener", g.Listener}, {"the gateway's route config", g.RouteConfig},
+			{"the gateway's virtual host", g.VirtualHost}, {"the gateway's cluster", g.Cluster},
+		} {
+			if f.value != "" {
+				rows = append(rows, fmt.Sprintf("| %s | `%s` |", f.name, strings.ReplaceAll(f.value, "|", `\|`)))
+			}
+		}
+	}
 	if len(rows) > 0 {
 		h.p("The evidence, in the sidecar's config:\n\n| what the call matches | name |\n| --- | --- |\n%s", strings.Join(rows, "\n"))
 	}
 	v := outcome.Verdict{Kind: e.Kind, Reason: e.Reason, Evidence: outcome.Evidence{VirtualHost: e.VirtualHost, Cluster: e.Cluster, Status: e.Status}}
+	if g := e.Gateway; g != nil {
+		host, _, _ := dataplane.OutboundService(e.Cluster)
+		v.Evidence.GatewayName = host
+		v.Evidence.Gateway = &outcome.Evidence{VirtualHost: g.VirtualHost, Cluster: g.Cluster}
+	}
 	h.p("%s", lab.Explain(v, c.URL))
 	h.code("mermaid", Diagram(e, c.URL))
 	h.p("See it on the cluster: the sidecar's access log names the cluster (`kubectl -n %s logs deploy/%s -c istio-proxy --tail 1`), "+
 		"and `istioctl proxy-config listeners deploy/%s -n %s --port %d` the listener.", c.From.Namespace, c.From.Name, c.From.Name, c.From.Namespace, c.URL.Port())
+	if e.Gateway != nil {
+		host, _, _ := dataplane.OutboundService(e.Cluster)
+		name, namespace, _ := strings.Cut(strings.TrimSuffix(host, ".svc.cluster.local"), ".")
+		h.p("The gateway's own access log names the cluster it chose: `kubectl -n %s logs deploy/%s --tail 1`.", namespace, name)
+	}
 	if c.Config == labfile.ConfigDiff {
 		h.p("To see what changed in the sidecar's config, compare `istioctl proxy-config all deploy/%s -n %s -o yaml` before the change and now "+
 			"(egresslab shows it as a diff with `-show-config`).", c.From.Name, c.From.Namespace)
@@ -177,6 +198,12 @@ func Diagram(e outcome.Expect, c backend.Call) string {
 	add("v", "virtual host", e.VirtualHost)
 	add("c", "cluster", e.Cluster)
 	add("t", "TLS originated, SNI", e.UpstreamSNI)
+	if g := e.Gateway; g != nil {
+		add("gl", "egress gateway: listener", g.Listener)
+		add("gr", "route config", g.RouteConfig)
+		add("gv", "virtual host", g.VirtualHost)
+		add("gc", "cluster", g.Cluster)
+	}
 	end, class := ending(e, c)
 	path = append(path, node("fate", end)) // not "end": a Mermaid keyword
 	lines = append(lines, "flowchart LR")
@@ -192,6 +219,8 @@ func ending(e outcome.Expect, c backend.Call) (string, string) {
 		return "502 from the sidecar itself: the call never leaves the pod", "stop"
 	case e.Reason == outcome.ReasonBlackHole:
 		return "connection reset: nothing leaves the pod", "stop"
+	case e.Reason == outcome.ReasonNoCluster:
+		return "503 from the proxy itself (NC): no such cluster, nothing leaves", "stop"
 	case e.Reason == outcome.ReasonNoRoute:
 		return "404 from the sidecar itself (NR)", "stop"
 	case e.Kind == outcome.InMesh:

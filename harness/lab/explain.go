@@ -2,6 +2,7 @@ package lab
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/egresslab/egresslab/harness/backend"
 	"github.com/egresslab/egresslab/harness/outcome"
@@ -11,7 +12,18 @@ import (
 // verdict's reason. It is the one place these explanations are written: every lab's
 // narration and every handout use it.
 func Explain(v outcome.Verdict, c backend.Call) string {
+	if g := v.Evidence.Gateway; g != nil {
+		// The gateway's proxy decided: say where the sidecar sent the call, then what
+		// the gateway did, in the same words as for a sidecar.
+		there := Explain(outcome.Verdict{Kind: v.Kind, Reason: v.Reason, Evidence: *g}, c)
+		there = strings.Replace(there, "The sidecar", "The gateway's proxy", 1)
+		return fmt.Sprintf("The sidecar sends the call to the egress gateway %s (cluster %s). There, %s%s", v.Evidence.GatewayName,
+			v.Evidence.Cluster, strings.ToLower(there[:1]), there[1:])
+	}
 	switch v.Reason {
+	case outcome.ReasonNoCluster:
+		return fmt.Sprintf("The route sends the call to the cluster %s, which the proxy does not have (no entry registers "+
+			"the host), so Envoy answers 503 itself (NC, cluster not found): the call never leaves.", v.Evidence.Cluster)
 	case outcome.ReasonBlockAll:
 		return fmt.Sprintf("Port %d has an HTTP listener (a Service in the mesh uses that port), but no virtual host on it "+
 			"matches %s, so Envoy's catch-all virtual host block_all answers 502 itself: the call never leaves the pod.", c.Port(), c.Host())

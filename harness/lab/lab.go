@@ -282,12 +282,25 @@ func (r *Runner) expected(c *labfile.Call) outcome.Expect {
 	return outcome.Expect{Kind: backend.Expected(r.mode, r.applied, c.URL)}
 }
 
+// needs are the data-plane behaviours an expectation's verdict depends on, beyond a
+// sidecar's routing.
+func needs(want outcome.Expect) []backend.Need {
+	var out []backend.Need
+	if want.UpstreamSNI != "" {
+		out = append(out, backend.TLSOrigination)
+	}
+	if want.Gateway != nil {
+		out = append(out, backend.EgressGateway)
+	}
+	return out
+}
+
 func (r *Runner) call(ctx context.Context, step int, c *labfile.Call) error {
 	want := r.expected(c)
 	r.n.Command(c.URL.KubectlCommand(c.From))
-	if want.UpstreamSNI != "" {
-		if why := backend.CannotDo(r.b, backend.TLSOrigination); why != "" {
-			r.n.Skip(c.URL.String()+" (it needs "+string(backend.TLSOrigination)+")", why)
+	for _, need := range needs(want) {
+		if why := backend.CannotDo(r.b, need); why != "" {
+			r.n.Skip(c.URL.String()+" (it needs "+string(need)+")", why)
 			return nil
 		}
 	}

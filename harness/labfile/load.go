@@ -110,12 +110,12 @@ type parser struct {
 	step      int
 	stepTitle string
 	// What the steps so far have done, to check each action against it.
-	mesh     bool
-	sets     map[string]*manifest.Set // by the name the lab wrote
-	applied  map[string]bool
+	mesh    bool
+	sets    map[string]*manifest.Set // by the name the lab wrote
+	applied map[string]bool
 	// unread are the values of actions already refused as unknown: a misspelt `aply:`
 	// may have been meant to apply a file a later step deletes, and one error is enough.
-	unread map[string]bool
+	unread   map[string]bool
 	deployed []backend.Workload
 	before   bool // a call marked config: before
 }
@@ -476,12 +476,17 @@ func (p *parser) call(f field, mods []field) *Call {
 var (
 	verdicts = []outcome.Kind{outcome.Allowed, outcome.Blocked, outcome.Unreachable, outcome.InMesh}
 	reasons  = []string{outcome.ReasonBlockAll, outcome.ReasonBlackHole, outcome.ReasonNoRoute,
-		outcome.ReasonRegistered, outcome.ReasonPassthrough, outcome.ReasonDynamicDNS, outcome.ReasonInMesh}
+		outcome.ReasonRegistered, outcome.ReasonPassthrough, outcome.ReasonDynamicDNS, outcome.ReasonInMesh,
+		outcome.ReasonNoCluster}
 )
 
 func (p *parser) expect(n *yaml.Node) outcome.Expect {
 	var e outcome.Expect
-	for _, f := range p.fields(n, "an expectation", "verdict", "reason", "listener", "routeConfig", "virtualHost", "cluster", "sni", "status") {
+	for _, f := range p.fields(n, "an expectation", "verdict", "reason", "listener", "routeConfig", "virtualHost", "cluster", "sni", "gateway", "status") {
+		if f.key == "gateway" {
+			e.Gateway = p.hop(f.val)
+			continue
+		}
 		v := p.text(f)
 		switch f.key {
 		case "verdict":
@@ -520,6 +525,25 @@ func (p *parser) expect(n *yaml.Node) outcome.Expect {
 		p.fail(n.Line, "the expectation has no verdict", fmt.Sprintf("add `verdict:`, one of %v", verdicts))
 	}
 	return e
+}
+
+// hop is what an expectation's `gateway:` says the egress gateway's proxy matches.
+func (p *parser) hop(n *yaml.Node) *outcome.Hop {
+	h := &outcome.Hop{}
+	for _, f := range p.fields(n, "a gateway expectation", "listener", "routeConfig", "virtualHost", "cluster") {
+		v := p.text(f)
+		switch f.key {
+		case "listener":
+			h.Listener = v
+		case "routeConfig":
+			h.RouteConfig = v
+		case "virtualHost":
+			h.VirtualHost = v
+		case "cluster":
+			h.Cluster = v
+		}
+	}
+	return h
 }
 
 // checkOverrides checks that what -url and -entry would replace is in the lab.

@@ -16,7 +16,9 @@ type Expect struct {
 	Cluster     string
 	// UpstreamSNI: the cluster originates TLS with this SNI.
 	UpstreamSNI string
-	Status      int
+	// Gateway is what the egress gateway's proxy must match, when the call goes through one.
+	Gateway *Hop
+	Status  int
 }
 
 // Check lists every way v differs from the expectation; none means it matched.
@@ -50,8 +52,33 @@ func (e Expect) Check(v Verdict) []string {
 			}
 		}
 	}
+	if v.Evidence.FromConfig && e.Gateway != nil {
+		g := v.Evidence.Gateway
+		if g == nil {
+			out = append(out, "gateway: the call did not reach an egress gateway")
+		} else {
+			for _, f := range []struct{ name, want, got string }{
+				{"gateway listener", e.Gateway.Listener, g.Listener},
+				{"gateway route config", e.Gateway.RouteConfig, g.RouteConfig},
+				{"gateway virtual host", e.Gateway.VirtualHost, g.VirtualHost},
+				{"gateway cluster", e.Gateway.Cluster, g.Cluster},
+			} {
+				if f.want != "" && f.want != f.got {
+					diff(f.name, fmt.Sprintf("%q", f.want), fmt.Sprintf("%q", f.got))
+				}
+			}
+		}
+	}
 	if v.Evidence.FromCall && e.Status != 0 && v.Evidence.Status != e.Status {
 		diff("status", e.Status, v.Evidence.Status)
 	}
 	return out
+}
+
+// Hop is what a second proxy on the call's way (an egress gateway) must match.
+type Hop struct {
+	Listener    string
+	RouteConfig string
+	VirtualHost string
+	Cluster     string
 }

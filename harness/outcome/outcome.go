@@ -41,6 +41,9 @@ const (
 	ReasonRegistered = "registered service"
 	// ReasonPassthrough: routed to PassthroughCluster, which ALLOW_ANY uses for unknown hosts.
 	ReasonPassthrough = "PassthroughCluster"
+	// ReasonNoCluster: the route names a cluster the proxy does not have (nothing
+	// registers its host), so Envoy answers 503 itself (response flag NC).
+	ReasonNoCluster = "cluster_not_found"
 	// ReasonDynamicDNS: routed to AllowAnyDynamicDNSCluster, the dynamic forward proxy
 	// ALLOW_ANY_DYNAMIC_DNS uses for unknown plain-HTTP hosts: the sidecar resolves the
 	// Host header itself and connects to what it resolves to.
@@ -88,6 +91,10 @@ type Evidence struct {
 	// UpstreamSNI is the SNI of the TLS the cluster originates to its upstream (its TLS
 	// transport socket), "" when it sends what the app sent as it is.
 	UpstreamSNI string
+	// GatewayName and Gateway are the egress gateway the sidecar sent the call to, and
+	// what that gateway's proxy matched: the call's second hop, which decided it.
+	GatewayName string
+	Gateway     *Evidence
 
 	Status int
 	// Server is the response's `server` header: "envoy" when the sidecar answered itself.
@@ -124,6 +131,12 @@ func (e Evidence) Fields() [][2]string {
 	add("route", e.Route)
 	add("cluster", e.Cluster)
 	add("originates TLS, SNI", e.UpstreamSNI)
+	if g := e.Gateway; g != nil {
+		add("then the egress gateway", e.GatewayName)
+		for _, f := range g.Fields() {
+			out = append(out, [2]string{"  its " + f[0], f[1]})
+		}
+	}
 	if e.Status != 0 {
 		add("status", fmt.Sprint(e.Status))
 	}

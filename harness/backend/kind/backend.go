@@ -84,9 +84,13 @@ func (b *Backend) Name() string { return "kind" }
 // Cannot says what the offline cluster's stand-in for Envoy does not do; a cluster
 // with Envoy does all of it.
 func (b *Backend) Cannot(need backend.Need) string {
-	if b.offline && need == backend.TLSOrigination {
+	switch {
+	case b.offline && need == backend.TLSOrigination:
 		return "the offline cluster's istio-proxy runs egresslab's stand-in for Envoy, which does not originate TLS " +
 			"(and its image trusts no root of the stand-in internet); a kind cluster with Envoy (online) makes this call"
+	case need == backend.EgressGateway:
+		return "the kind backend reads only the client's side of a call (what it saw, its sidecar's access log), not " +
+			"the egress gateway's proxy the verdict depends on; sim and local follow the call through the gateway"
 	}
 	return ""
 }

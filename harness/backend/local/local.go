@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"time"
 
@@ -257,7 +258,44 @@ func (b *Backend) Call(ctx context.Context, w backend.Workload, c backend.Call) 
 	if err != nil {
 		return outcome.Verdict{}, err
 	}
-	return dataplane.JudgeIn(s, r), nil
+	return dataplane.FollowToGateway(dataplane.JudgeIn(s, r), c,
+		func(host string, port int) (dataplane.Gateway, bool, error) {
+			return b.env.gatewayBehind(ctx, host, port)
+		},
+		func(gw backend.Workload) (*simulation.Simulation, error) {
+			sc, _, err := b.env.sidecar(ctx, gw)
+			if err != nil {
+				return nil, err
+			}
+			s, _, err := sc.Simulation()
+			return s, err
+		})
+}
+
+// gatewayBehind finds the egress gateway pod behind an in-mesh Service, as the API
+// server holds them.
+func (e *env) gatewayBehind(ctx context.Context, host string, port int) (dataplane.Gateway, bool, error) {
+	svcs, err := e.cp.Kube.CoreV1().Services(metav1.NamespaceAll).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return dataplane.Gateway{}, false, fmt.Errorf("list services: %w", err)
+	}
+	pods, err := e.cp.Kube.CoreV1().Pods(metav1.NamespaceAll).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return dataplane.Gateway{}, false, fmt.Errorf("list pods: %w", err)
+	}
+	var services []*corev1.Service
+	for i := range svcs.Items {
+		services = append(services, &svcs.Items[i])
+	}
+	byWorkload := map[backend.Workload]*corev1.Pod{}
+	for i := range pods.Items {
+		p := &pods.Items[i]
+		if deployment, ok := strings.CutSuffix(p.Name, podName("")); ok {
+			byWorkload[backend.Workload{Namespace: p.Namespace, Name: deployment}] = p
+		}
+	}
+	gw, ok := dataplane.GatewayBehind(host, port, services, byWorkload)
+	return gw, ok, nil
 }
 
 func (b *Backend) SidecarConfig(ctx context.Context, w backend.Workload, c backend.Call) (string, error) {

@@ -17,6 +17,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 
 	meshconfig "istio.io/api/mesh/v1alpha1"
@@ -202,7 +203,22 @@ func (b *Backend) Call(_ context.Context, w backend.Workload, c backend.Call) (o
 	if err != nil {
 		return outcome.Verdict{}, err
 	}
-	return dataplane.JudgeIn(sim, r), nil
+	return dataplane.FollowToGateway(dataplane.JudgeIn(sim, r), c, b.gatewayBehind, b.Simulation)
+}
+
+// gatewayBehind finds the egress gateway pod behind an in-mesh Service, among what is
+// applied.
+func (b *Backend) gatewayBehind(host string, port int) (dataplane.Gateway, bool, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var services []*corev1.Service
+	for _, o := range b.objects {
+		if s, ok := o.Kube.(*corev1.Service); ok {
+			services = append(services, s)
+		}
+	}
+	gw, ok := dataplane.GatewayBehind(host, port, services, b.pods())
+	return gw, ok, nil
 }
 
 // SidecarConfig is the part of the sidecar's configuration that decided the call.
@@ -309,6 +325,9 @@ func (b *Backend) workloadPod(w backend.Workload) (*corev1.Pod, *corev1.Namespac
 	}
 	if deploy == nil {
 		return nil, nil, fmt.Errorf("workload %s: no Deployment %s in namespace %s has been applied", w, w.Name, w.Namespace)
+	}
+	if ns == nil && slices.Contains(systemNamespaces, w.Namespace) {
+		ns = &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: w.Namespace}} // unlabelled, as installed
 	}
 	if ns == nil {
 		return nil, nil, fmt.Errorf("workload %s: namespace %s has not been applied", w, w.Namespace)

@@ -11,6 +11,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+
 	"istio.io/istio/pilot/cmd/pilot-agent/status/ready"
 	"istio.io/istio/pilot/pkg/simulation"
 
@@ -61,4 +63,18 @@ func TestPilotAgentsReadinessProbeReadsTheStandIn(t *testing.T) {
 	require.NoError(t, err)
 	assert.Contains(t, string(dump), `"dynamic_listeners"`)
 	assert.Contains(t, string(dump), `"virtualOutbound"`)
+}
+
+// A gateway's proxy (an egress gateway's pod) captures nothing: once its config is held
+// the stand-in is ready, so the gateway's pod becomes Ready, though it serves none of
+// the gateway's listeners (calls through it are skipped on kind, saying so). Before,
+// it waited for capture listeners a gateway never gets, and the pod never became Ready.
+func TestAGatewaysStandInIsReadyWithoutCaptureListeners(t *testing.T) {
+	p := New(&Bootstrap{Node: &core.Node{Id: "router~10.244.0.9~istio-egressgateway-abc.istio-system~istio-system.svc.cluster.local"}},
+		io.Discard, io.Discard)
+	port := adminOn(t, p)
+	held := simConfig(t, manifest.RegistryOnly)
+	p.held = func() (*simulation.Simulation, error) { return held, nil }
+	require.NoError(t, p.bindCapture(nil), "a gateway binds no capture listener")
+	assert.NoError(t, (&ready.Probe{LocalHostAddr: "127.0.0.1", AdminPort: port}).Check())
 }

@@ -1,0 +1,99 @@
+package dataplane
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+
+	"istio.io/istio/pilot/pkg/simulation"
+
+	"github.com/egresslab/egresslab/harness/backend"
+	"github.com/egresslab/egresslab/harness/outcome"
+)
+
+// Gateway is an egress gateway a call routed to a Service reaches: the gateway's
+// workload, its pod's address, and the port its proxy listens on for that Service port.
+type Gateway struct {
+	Workload backend.Workload
+	Address  string
+	Port     int
+}
+
+// GatewayBehind finds the gateway pod behind the Service host:port of an in-mesh
+// cluster ("name.namespace.svc.cluster.local"), among the services and pods a backend
+// holds; ok is false when no gateway serves it (a sidecar's workload, or nothing).
+func GatewayBehind(host string, port int, services []*corev1.Service, pods map[backend.Workload]*corev1.Pod) (Gateway, bool) {
+	name, namespace, ok := strings.Cut(strings.TrimSuffix(host, ".svc.cluster.local"), ".")
+	if !ok {
+		return Gateway{}, false
+	}
+	for _, svc := range services {
+		if svc.Name != name || svc.Namespace != namespace || len(svc.Spec.Selector) == 0 {
+			continue
+		}
+		for _, sp := range svc.Spec.Ports {
+			if int(sp.Port) != port {
+				continue
+			}
+			target := sp.TargetPort.IntValue()
+			if target == 0 {
+				target = port
+			}
+			for w, pod := range pods {
+				if pod.Namespace == namespace && IsGateway(pod) && labels.SelectorFromSet(svc.Spec.Selector).Matches(labels.Set(pod.Labels)) {
+					return Gateway{Workload: w, Address: pod.Status.PodIP, Port: target}, true
+				}
+			}
+		}
+	}
+	return Gateway{}, false
+}
+
+// FollowToGateway takes a call the client's sidecar sent to an egress gateway (v is
+// IN_MESH, its cluster the gateway's Service) one hop further, as the gateway's proxy
+// receives it: its listener for the port, matched as a gateway matches (Host header or
+// SNI, no capture), judged on the gateway's own config. The verdict is the gateway's;
+// the evidence is the sidecar's, with the gateway's hop in Evidence.Gateway. A call
+// that reaches no gateway is returned as it was.
+func FollowToGateway(v outcome.Verdict, c backend.Call, find func(host string, port int) (Gateway, bool, error),
+	config func(backend.Workload) (*simulation.Simulation, error)) (outcome.Verdict, error) {
+	if v.Kind != outcome.InMesh {
+		return v, nil
+	}
+	host, port, ok := OutboundService(v.Evidence.Cluster)
+	if !ok {
+		return v, nil
+	}
+	gw, ok, err := find(host, port)
+	if err != nil || !ok {
+		return v, err
+	}
+	s, err := config(gw.Workload)
+	if err != nil {
+		return v, fmt.Errorf("the egress gateway %s's config: %w", gw.Workload, err)
+	}
+	call := SimCall(c)
+	call.Address, call.Port, call.CallMode = gw.Address, gw.Port, simulation.CallModeGateway
+	r, err := SimulateCall(s, call, c.String()+" at the egress gateway "+gw.Workload.String())
+	if err != nil {
+		return v, err
+	}
+	at := JudgeIn(s, r)
+	ev := v.Evidence
+	ev.GatewayName, ev.Gateway = gw.Workload.String(), &at.Evidence
+	return outcome.Verdict{Kind: at.Kind, Reason: at.Reason, Evidence: ev}, nil
+}
+
+// OutboundService is the service host and port of an outbound cluster,
+// "outbound|PORT|SUBSET|HOST".
+func OutboundService(cluster string) (string, int, bool) {
+	parts := strings.Split(cluster, "|")
+	if len(parts) != 4 || parts[0] != "outbound" || parts[3] == "" {
+		return "", 0, false
+	}
+	port, err := strconv.Atoi(parts[1])
+	return parts[3], port, err == nil
+}
