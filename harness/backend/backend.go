@@ -249,23 +249,36 @@ type Waited struct {
 // within tens of milliseconds, not to the second. It returns the last verdict and how
 // long the wait took.
 func Await(ctx context.Context, b Backend, w Workload, c Call, want outcome.Kind, timeout time.Duration) (outcome.Verdict, Waited, error) {
-	return awaitUntil(ctx, b, w, c, string(want), func(v outcome.Verdict) bool { return v.Kind == want }, timeout)
+	return awaitUntil(ctx, b, w, c, string(want), func(v outcome.Verdict, _ time.Time) bool { return v.Kind == want }, timeout)
 }
 
 // AwaitExpected is Await until the verdict meets want in full: its kind, and its reason
 // and evidence where want names them. A change that keeps the kind but moves the matched
 // cluster (an entry deleted under ALLOW_ANY: still allowed, now through
 // PassthroughCluster) reaches a real sidecar later too, and an earlier call would judge
-// the config from before it.
+// the config from before it. A real call's verdict does not name the cluster (allowed
+// through PassthroughCluster looks like allowed through an entry), so on a backend whose
+// sidecars write an access log the call's line must name want's cluster as well.
 func AwaitExpected(ctx context.Context, b Backend, w Workload, c Call, want outcome.Expect, timeout time.Duration) (outcome.Verdict, Waited, error) {
-	return awaitUntil(ctx, b, w, c, fmt.Sprintf("%+v", want), func(v outcome.Verdict) bool { return len(want.Check(v)) == 0 }, timeout)
+	return awaitUntil(ctx, b, w, c, fmt.Sprintf("%+v", want), func(v outcome.Verdict, sent time.Time) bool {
+		if len(want.Check(v)) > 0 {
+			return false
+		}
+		al, logs := b.(AccessLogger)
+		if !logs || want.Cluster == "" || !v.Evidence.FromCall {
+			return true
+		}
+		e, err := al.AccessLogEntry(ctx, w, c, sent)
+		return err == nil && e.Cluster == want.Cluster
+	}, timeout)
 }
 
-func awaitUntil(ctx context.Context, b Backend, w Workload, c Call, want string, ok func(outcome.Verdict) bool, timeout time.Duration) (outcome.Verdict, Waited, error) {
+// awaitUntil calls until ok says the verdict of a call sent at a time is the one wanted.
+func awaitUntil(ctx context.Context, b Backend, w Workload, c Call, want string, ok func(v outcome.Verdict, sent time.Time) bool, timeout time.Duration) (outcome.Verdict, Waited, error) {
 	start := time.Now()
 	if i, isInstant := b.(Instant); isInstant && i.Instant() {
 		v, err := b.Call(ctx, w, c)
-		if err == nil && !ok(v) {
+		if err == nil && !ok(v, start) {
 			err = fmt.Errorf("call %s: %s, want %s", c, v, want)
 		}
 		return v, Waited{Took: time.Since(start)}, err
@@ -274,8 +287,9 @@ func awaitUntil(ctx context.Context, b Backend, w Workload, c Call, want string,
 	defer cancel()
 	var interval time.Duration
 	for {
+		sent := time.Now()
 		v, err := b.Call(ctx, w, c)
-		if err == nil && ok(v) {
+		if err == nil && ok(v, sent) {
 			return v, Waited{Took: time.Since(start), Resolution: interval}, nil
 		}
 		interval = nextPoll(interval)

@@ -2,6 +2,8 @@ package backend_test
 
 import (
 	"context"
+	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -89,6 +91,57 @@ func TestAwaitExpectedWaitsForTheClusterNotOnlyTheKind(t *testing.T) {
 	_, _, err = backend.AwaitExpected(context.Background(), b, w, call, want, 200*time.Millisecond)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "still ALLOWED")
+}
+
+// loggingSidecar is a real sidecar as the kind backend sees it: each call's verdict
+// comes from what the client saw (ALLOWED, no cluster), and its access-log line names
+// the cluster, which is PassthroughCluster until an entry reaches it.
+type loggingSidecar struct {
+	backend.Backend
+	enteredAt time.Time
+	mu        sync.Mutex
+	lines     []backend.AccessLogEntry // one a call, with the call's time in Line
+	sentAt    []time.Time
+}
+
+func (s *loggingSidecar) Call(context.Context, backend.Workload, backend.Call) (outcome.Verdict, error) {
+	cluster := "PassthroughCluster"
+	if time.Now().After(s.enteredAt) {
+		cluster = "outbound|80||jsonplaceholder.typicode.com"
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lines = append(s.lines, backend.AccessLogEntry{Cluster: cluster})
+	s.sentAt = append(s.sentAt, time.Now())
+	return outcome.Verdict{Kind: outcome.Allowed, Reason: outcome.ReasonUpstream,
+		Evidence: outcome.Evidence{FromCall: true, Status: 200}}, nil
+}
+
+func (s *loggingSidecar) AccessLogEntry(_ context.Context, _ backend.Workload, _ backend.Call, since time.Time) (backend.AccessLogEntry, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := len(s.lines) - 1; i >= 0; i-- {
+		if !s.sentAt[i].Before(since) {
+			return s.lines[i], nil
+		}
+	}
+	return backend.AccessLogEntry{}, errors.New("no line since then")
+}
+
+// On kind, an entry applied under ALLOW_ANY keeps the call ALLOWED and moves it from
+// PassthroughCluster to the entry's cluster, which only the access log shows. Waiting
+// for the verdict alone took the first call, made before the entry reached the sidecar
+// (the offline run's modes lab failed so); AwaitExpected waits for the log's cluster.
+func TestAwaitExpectedWaitsForTheAccessLogsCluster(t *testing.T) {
+	w, call := backend.Workload{Namespace: "ns", Name: "w"}, backend.MustCall("http://jsonplaceholder.typicode.com/")
+	want := outcome.Expect{Kind: outcome.Allowed, Reason: outcome.ReasonRegistered, Cluster: "outbound|80||jsonplaceholder.typicode.com", Status: 200}
+	b := &loggingSidecar{enteredAt: time.Now().Add(150 * time.Millisecond)}
+	_, waited, err := backend.AwaitExpected(context.Background(), b, w, call, want, 5*time.Second)
+	require.NoError(t, err)
+	assert.GreaterOrEqual(t, waited.Took, 150*time.Millisecond)
+	last, err := b.AccessLogEntry(context.Background(), w, call, time.Time{})
+	require.NoError(t, err)
+	assert.Equal(t, want.Cluster, last.Cluster)
 }
 
 // A wildcard entry on two ports, resolution NONE (as Istio requires for a wildcard).

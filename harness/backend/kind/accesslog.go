@@ -58,21 +58,26 @@ const (
 	accessLogFields = 22
 )
 
-// LastAccessLogEntry is the last line of log that records c: an HTTP request for its
-// host and path, or (HTTPS, seen as TLS by the sidecar) a connection to its port with
-// its host as SNI.
+// LastAccessLogEntry is the last line of log that records c, a connection to its port:
+// an HTTP request for its host and path; for HTTPS (seen as TLS by the sidecar) one with
+// its host as SNI; for plain HTTP on a port where the sidecar has no HTTP listener (it
+// takes the connection as TCP and reads no request), a TCP line without SNI.
 func LastAccessLogEntry(log string, c backend.Call) (backend.AccessLogEntry, bool) {
 	lines := strings.Split(strings.TrimSpace(log), "\n")
+	port := ":" + strconv.Itoa(c.Port())
 	for i := len(lines) - 1; i >= 0; i-- {
 		f := logFields(lines[i])
-		if len(f) < accessLogFields || !strings.HasPrefix(f[0], "[") {
+		if len(f) < accessLogFields || !strings.HasPrefix(f[0], "[") || !strings.HasSuffix(f[fieldDownstream], port) {
 			continue
 		}
 		var match bool
-		if c.HTTPS() {
-			match = f[fieldSNI] == c.Host() && strings.HasSuffix(f[fieldDownstream], ":"+strconv.Itoa(c.Port()))
-		} else {
-			authority := strings.TrimSuffix(f[fieldAuthority], ":"+strconv.Itoa(c.Port()))
+		switch tcp := f[fieldRequest] == "- - -"; {
+		case c.HTTPS():
+			match = f[fieldSNI] == c.Host()
+		case tcp:
+			match = f[fieldSNI] == "-"
+		default:
+			authority := strings.TrimSuffix(f[fieldAuthority], port)
 			match = authority == c.Host() && strings.Contains(f[fieldRequest], " "+c.Path()+" ")
 		}
 		if match {

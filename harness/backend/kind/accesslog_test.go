@@ -17,6 +17,29 @@ const proxyLog = `2026-11-25T09:43:15.173450Z	info	Envoy proxy is ready
 [2026-11-25T09:43:16.905Z] "- - -" 0 UH - - "-" 0 0 0 - "-" "-" "-" "-" "-" BlackHoleCluster - 10.244.0.4:443 10.244.0.8:35336 jsonplaceholder.typicode.com -
 2026-11-25T09:43:17.000000Z	info	xdsproxy	connected to upstream XDS server`
 
+// The blocked-how lab on the offline run: a 502 on port 80, then plain HTTP on port 81,
+// where the sidecar has no HTTP listener and logs a TCP connection to BlackHoleCluster.
+// The port-81 call once matched the port-80 line (same host and path).
+const port81Log = `[2026-11-25T23:04:25.498Z] "GET /todos/1 HTTP/1.1" 502 - direct_response - "-" 0 118 0 - "-" "egresslab-client" "793416b8-aa9b-19eb-6a86-d5f284f24580" "jsonplaceholder.typicode.com" "-" - - 10.244.0.4:80 10.244.0.8:47362 - block_all
+[2026-11-25T23:04:25.900Z] "- - -" 0 UH - - "-" 0 0 0 - "-" "-" "-" "-" "-" BlackHoleCluster - 10.244.0.4:81 10.244.0.8:46468 - -`
+
+func TestPlainHTTPOnAPortWithoutAnHTTPListenerMatchesItsTCPLine(t *testing.T) {
+	for _, tc := range []struct{ url, cluster string }{
+		{"http://jsonplaceholder.typicode.com:81/todos/1", "BlackHoleCluster"},
+		{"http://jsonplaceholder.typicode.com/todos/1", "-"},
+	} {
+		c, err := backend.ParseCall(tc.url)
+		require.NoError(t, err)
+		e, ok := LastAccessLogEntry(port81Log, c)
+		require.True(t, ok, tc.url)
+		assert.Equal(t, tc.cluster, e.Cluster, tc.url)
+	}
+	c, err := backend.ParseCall("http://jsonplaceholder.typicode.com:82/todos/1")
+	require.NoError(t, err)
+	_, ok := LastAccessLogEntry(port81Log, c)
+	assert.False(t, ok, "no line records a call to port 82")
+}
+
 func TestTheCallsLastAccessLogLineNamesItsCluster(t *testing.T) {
 	for _, tc := range []struct {
 		url, cluster string
