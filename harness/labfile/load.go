@@ -482,6 +482,7 @@ var (
 
 func (p *parser) expect(n *yaml.Node) outcome.Expect {
 	var e outcome.Expect
+	var own outcome.Hop // what the sidecar matches
 	for _, f := range p.fields(n, "an expectation", "verdict", "reason", "listener", "routeConfig", "virtualHost", "cluster", "sni", "gateway", "status") {
 		if f.key == "gateway" {
 			e.Gateway = p.hop(f.val)
@@ -503,14 +504,8 @@ func (p *parser) expect(n *yaml.Node) outcome.Expect {
 				}
 				p.fail(f.line, fmt.Sprintf("reason %q is not a reason egresslab reports", v), fix)
 			}
-		case "listener":
-			e.Listener = v
-		case "routeConfig":
-			e.RouteConfig = v
-		case "virtualHost":
-			e.VirtualHost = v
-		case "cluster":
-			e.Cluster = v
+		case "listener", "routeConfig", "virtualHost", "cluster":
+			setMatched(&own, f.key, v)
 		case "sni":
 			e.UpstreamSNI = v
 		case "status":
@@ -521,6 +516,7 @@ func (p *parser) expect(n *yaml.Node) outcome.Expect {
 			e.Status = s
 		}
 	}
+	e.Listener, e.RouteConfig, e.VirtualHost, e.Cluster = own.Listener, own.RouteConfig, own.VirtualHost, own.Cluster
 	if n.Kind == yaml.MappingNode && e.Kind == "" {
 		p.fail(n.Line, "the expectation has no verdict", fmt.Sprintf("add `verdict:`, one of %v", verdicts))
 	}
@@ -531,19 +527,24 @@ func (p *parser) expect(n *yaml.Node) outcome.Expect {
 func (p *parser) hop(n *yaml.Node) *outcome.Hop {
 	h := &outcome.Hop{}
 	for _, f := range p.fields(n, "a gateway expectation", "listener", "routeConfig", "virtualHost", "cluster") {
-		v := p.text(f)
-		switch f.key {
-		case "listener":
-			h.Listener = v
-		case "routeConfig":
-			h.RouteConfig = v
-		case "virtualHost":
-			h.VirtualHost = v
-		case "cluster":
-			h.Cluster = v
-		}
+		setMatched(h, f.key, p.text(f))
 	}
 	return h
+}
+
+// setMatched sets the field of h a lab file names by key: what a proxy matched, the
+// same four names for the sidecar (at the top of an expectation) and for a gateway.
+func setMatched(h *outcome.Hop, key, v string) {
+	switch key {
+	case "listener":
+		h.Listener = v
+	case "routeConfig":
+		h.RouteConfig = v
+	case "virtualHost":
+		h.VirtualHost = v
+	case "cluster":
+		h.Cluster = v
+	}
 }
 
 // checkOverrides checks that what -url and -entry would replace is in the lab.
