@@ -119,35 +119,27 @@ func (h *writer) call(c *labfile.Call) {
 		verdict += " (" + e.Reason + ")"
 	}
 	h.p("Expected: %s. %s", verdict, CurlSees(e, c.URL))
-	var rows []string
-	for _, f := range []struct{ name, value string }{
-		{"listener", e.Listener}, {"route config", e.RouteConfig}, {"virtual host", e.VirtualHost}, {"cluster", e.Cluster},
-		{"originates TLS, SNI", e.UpstreamSNI},
-	} {
-		if f.value != "" {
-			// A pipe splits a table's cell even inside a code span, unless escaped.
-			rows = append(rows, fmt.Sprintf("| %s | `%s` |", f.name, strings.ReplaceAll(f.value, "|", `\|`)))
-		}
-	}
+	// The evidence the lab expects, listed as the narration lists a verdict's.
+	ev := outcome.Evidence{Listener: e.Listener, RouteConfig: e.RouteConfig, VirtualHost: e.VirtualHost, Cluster: e.Cluster,
+		UpstreamSNI: e.UpstreamSNI}
 	if g := e.Gateway; g != nil {
-		for _, f := range []struct{ name, value string }{
-			{"the gateway's listener", g.Listener}, {"the gateway's route config", g.RouteConfig},
-			{"the gateway's virtual host", g.VirtualHost}, {"the gateway's cluster", g.Cluster},
-		} {
-			if f.value != "" {
-				rows = append(rows, fmt.Sprintf("| %s | `%s` |", f.name, strings.ReplaceAll(f.value, "|", `\|`)))
-			}
-		}
+		ev.GatewayName, _, _ = dataplane.OutboundService(e.Cluster)
+		ev.Gateway = &outcome.Evidence{Listener: g.Listener, RouteConfig: g.RouteConfig, VirtualHost: g.VirtualHost, Cluster: g.Cluster}
+	}
+	var rows []string
+	for _, f := range ev.Fields() {
+		// A pipe splits a table's cell even inside a code span, unless escaped.
+		rows = append(rows, fmt.Sprintf("| %s | `%s` |", strings.TrimSpace(f[0]), strings.ReplaceAll(f[1], "|", `\|`)))
 	}
 	if len(rows) > 0 {
-		h.p("The evidence, in the sidecar's config:\n\n| what the call matches | name |\n| --- | --- |\n%s", strings.Join(rows, "\n"))
+		where := "the sidecar's config"
+		if ev.Gateway != nil {
+			where = "the sidecar's and the gateway's config"
+		}
+		h.p("The evidence, in %s:\n\n| what the call matches | name |\n| --- | --- |\n%s", where, strings.Join(rows, "\n"))
 	}
-	v := outcome.Verdict{Kind: e.Kind, Reason: e.Reason, Evidence: outcome.Evidence{VirtualHost: e.VirtualHost, Cluster: e.Cluster, Status: e.Status}}
-	if g := e.Gateway; g != nil {
-		host, _, _ := dataplane.OutboundService(e.Cluster)
-		v.Evidence.GatewayName = host
-		v.Evidence.Gateway = &outcome.Evidence{VirtualHost: g.VirtualHost, Cluster: g.Cluster}
-	}
+	ev.Status = e.Status
+	v := outcome.Verdict{Kind: e.Kind, Reason: e.Reason, Evidence: ev}
 	h.p("%s", lab.Explain(v, c.URL))
 	h.code("mermaid", Diagram(e, c.URL))
 	h.p("See it on the cluster: the sidecar's access log names the cluster (`kubectl -n %s logs deploy/%s -c istio-proxy --tail 1`), "+
