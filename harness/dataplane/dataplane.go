@@ -114,8 +114,11 @@ func SimulateCall(s *simulation.Simulation, call simulation.Call, what string) (
 // workload's proxy. ServiceEntry hosts are taken to leave the mesh (MESH_INTERNAL
 // entries, which stand for in-mesh VMs, are not told apart).
 func InMesh(host string) bool {
-	return strings.HasSuffix(host, ".svc.cluster.local")
+	return strings.HasSuffix(host, serviceDomain)
 }
+
+// serviceDomain ends the host of every Kubernetes Service in the mesh's cluster.
+const serviceDomain = ".svc.cluster.local"
 
 // JudgeIn is Judge with the matched cluster looked up in the config s holds: a route to
 // a cluster the proxy does not have is Envoy's own 503 (NC), and what a cluster it has

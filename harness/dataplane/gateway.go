@@ -26,7 +26,7 @@ type Gateway struct {
 // cluster ("name.namespace.svc.cluster.local"), among the services and pods a backend
 // holds; ok is false when no gateway serves it (a sidecar's workload, or nothing).
 func GatewayBehind(host string, port int, services []*corev1.Service, pods map[backend.Workload]*corev1.Pod) (Gateway, bool) {
-	name, namespace, ok := strings.Cut(strings.TrimSuffix(host, ".svc.cluster.local"), ".")
+	name, namespace, ok := ServiceOf(host)
 	if !ok {
 		return Gateway{}, false
 	}
@@ -34,6 +34,7 @@ func GatewayBehind(host string, port int, services []*corev1.Service, pods map[b
 		if svc.Name != name || svc.Namespace != namespace || len(svc.Spec.Selector) == 0 {
 			continue
 		}
+		selects := labels.SelectorFromSet(svc.Spec.Selector)
 		for _, sp := range svc.Spec.Ports {
 			if int(sp.Port) != port {
 				continue
@@ -43,7 +44,7 @@ func GatewayBehind(host string, port int, services []*corev1.Service, pods map[b
 				target = port
 			}
 			for w, pod := range pods {
-				if pod.Namespace == namespace && IsGateway(pod) && labels.SelectorFromSet(svc.Spec.Selector).Matches(labels.Set(pod.Labels)) {
+				if pod.Namespace == namespace && IsGateway(pod) && selects.Matches(labels.Set(pod.Labels)) {
 					return Gateway{Workload: w, Address: pod.Status.PodIP, Port: target}, true
 				}
 			}
@@ -85,6 +86,16 @@ func FollowToGateway(v outcome.Verdict, c backend.Call, find func(host string, p
 	ev := v.Evidence
 	ev.GatewayName, ev.Gateway = gw.Workload.String(), &at.Evidence
 	return outcome.Verdict{Kind: at.Kind, Reason: at.Reason, Evidence: ev}, nil
+}
+
+// ServiceOf is the name and namespace of a Kubernetes Service's host,
+// "name.namespace.svc.cluster.local"; ok is false for any other host.
+func ServiceOf(host string) (name, namespace string, ok bool) {
+	rest, ok := strings.CutSuffix(host, serviceDomain)
+	if !ok {
+		return "", "", false
+	}
+	return strings.Cut(rest, ".")
 }
 
 // OutboundService is the service host and port of an outbound cluster,

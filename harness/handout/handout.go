@@ -146,7 +146,7 @@ func (h *writer) call(c *labfile.Call) {
 		"and `istioctl proxy-config listeners deploy/%s -n %s --port %d` the listener.", c.From.Namespace, c.From.Name, c.From.Name, c.From.Namespace, c.URL.Port())
 	if e.Gateway != nil {
 		host, _, _ := dataplane.OutboundService(e.Cluster)
-		name, namespace, _ := strings.Cut(strings.TrimSuffix(host, ".svc.cluster.local"), ".")
+		name, namespace, _ := dataplane.ServiceOf(host)
 		h.p("The gateway's own access log names the cluster it chose: `kubectl -n %s logs deploy/%s --tail 1`.", namespace, name)
 	}
 	if c.Config == labfile.ConfigDiff {

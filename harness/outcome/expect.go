@@ -40,33 +40,16 @@ func (e Expect) Check(v Verdict) []string {
 		out = append(out, "the verdict carries no evidence")
 	}
 	if v.Evidence.FromConfig {
-		for _, f := range []struct{ name, want, got string }{
-			{"listener", e.Listener, v.Evidence.Listener},
-			{"route config", e.RouteConfig, v.Evidence.RouteConfig},
-			{"virtual host", e.VirtualHost, v.Evidence.VirtualHost},
-			{"cluster", e.Cluster, v.Evidence.Cluster},
-			{"originated TLS's SNI", e.UpstreamSNI, v.Evidence.UpstreamSNI},
-		} {
-			if f.want != "" && f.want != f.got {
-				diff(f.name, fmt.Sprintf("%q", f.want), fmt.Sprintf("%q", f.got))
-			}
+		own := Hop{Listener: e.Listener, RouteConfig: e.RouteConfig, VirtualHost: e.VirtualHost, Cluster: e.Cluster}
+		out = append(out, own.check("", v.Evidence)...)
+		if e.UpstreamSNI != "" && e.UpstreamSNI != v.Evidence.UpstreamSNI {
+			diff("originated TLS's SNI", fmt.Sprintf("%q", e.UpstreamSNI), fmt.Sprintf("%q", v.Evidence.UpstreamSNI))
 		}
-	}
-	if v.Evidence.FromConfig && e.Gateway != nil {
-		g := v.Evidence.Gateway
-		if g == nil {
+		switch g := v.Evidence.Gateway; {
+		case e.Gateway != nil && g == nil:
 			out = append(out, "gateway: the call did not reach an egress gateway")
-		} else {
-			for _, f := range []struct{ name, want, got string }{
-				{"gateway listener", e.Gateway.Listener, g.Listener},
-				{"gateway route config", e.Gateway.RouteConfig, g.RouteConfig},
-				{"gateway virtual host", e.Gateway.VirtualHost, g.VirtualHost},
-				{"gateway cluster", e.Gateway.Cluster, g.Cluster},
-			} {
-				if f.want != "" && f.want != f.got {
-					diff(f.name, fmt.Sprintf("%q", f.want), fmt.Sprintf("%q", f.got))
-				}
-			}
+		case e.Gateway != nil:
+			out = append(out, e.Gateway.check("gateway ", *g)...)
 		}
 	}
 	if v.Evidence.FromCall && e.Status != 0 && v.Evidence.Status != e.Status {
@@ -81,4 +64,21 @@ type Hop struct {
 	RouteConfig string
 	VirtualHost string
 	Cluster     string
+}
+
+// check lists every way what a proxy matched (ev) differs from h, each named with
+// prefix: the same four comparisons for the sidecar and for a gateway.
+func (h Hop) check(prefix string, ev Evidence) []string {
+	var out []string
+	for _, f := range []struct{ name, want, got string }{
+		{"listener", h.Listener, ev.Listener},
+		{"route config", h.RouteConfig, ev.RouteConfig},
+		{"virtual host", h.VirtualHost, ev.VirtualHost},
+		{"cluster", h.Cluster, ev.Cluster},
+	} {
+		if f.want != "" && f.want != f.got {
+			out = append(out, fmt.Sprintf("%s%s: want %q, got %q", prefix, f.name, f.want, f.got))
+		}
+	}
+	return out
 }

@@ -290,7 +290,7 @@ func (e *env) gatewayBehind(ctx context.Context, host string, port int) (datapla
 	byWorkload := map[backend.Workload]*corev1.Pod{}
 	for i := range pods.Items {
 		p := &pods.Items[i]
-		if deployment, ok := strings.CutSuffix(p.Name, podName("")); ok {
+		if deployment, ok := deploymentOf(p.Name); ok {
 			byWorkload[backend.Workload{Namespace: p.Namespace, Name: deployment}] = p
 		}
 	}
@@ -392,6 +392,9 @@ func (e *env) sidecar(ctx context.Context, w backend.Workload) (*dataplane.Sidec
 const settle = time.Second
 
 func podName(deployment string) string { return deployment + "-local" }
+
+// deploymentOf is the Deployment whose pod podName named pod, if it named it.
+func deploymentOf(pod string) (string, bool) { return strings.CutSuffix(pod, podName("")) }
 
 // runPod creates the Deployment's pod as the ReplicaSet controller, the scheduler and
 // the kubelet would leave it: the template's labels and spec, status Running and Ready
