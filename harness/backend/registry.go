@@ -146,3 +146,19 @@ func selectAuto(ctx context.Context, s Settings) (Provider, string, error) {
 	}
 	return nil, "", fmt.Errorf("no backend can run here: %s", strings.Join(passed, "; "))
 }
+
+// Bundler is implemented by providers that download and pull what they run (the kind
+// backend): `egresslab bundle FILE` saves all of it in one file, which a later run serves
+// to itself instead of the internet.
+type Bundler interface {
+	// WriteBundle writes the bundle to path, and says what it wrote.
+	WriteBundle(ctx context.Context, path string, from BundleSource) (string, error)
+}
+
+// BundleSource is where a bundle's contents come from: by default where an online run
+// gets them; for Istio built from source (hack/kind-offline-images.sh), its source tree
+// (whose charts are packaged as Istio's release packages them) and a `docker save` of
+// its images, tagged as Istio publishes them.
+type BundleSource struct {
+	IstioSource, DockerArchive string
+}

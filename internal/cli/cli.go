@@ -65,6 +65,8 @@ Usage:
   egresslab lab -f FILE [flags]        your own lab file (README: "Writing a lab")
   egresslab check [flags] URL          would a call to URL from the client be allowed? (flags: -h)
   egresslab clean                      delete the lab's kind cluster, if there is one
+  egresslab bundle FILE                save Istio's charts and images in FILE for kind runs without the internet
+                                       (EGRESSLAB_BUNDLE=FILE; flags: -h)
 `
 
 // Run runs the command with args (without the program name) and returns its exit code.
@@ -76,6 +78,8 @@ func Run(ctx context.Context, args []string, s Streams) int {
 		return runCheck(ctx, args[1:], s)
 	case len(args) == 1 && args[0] == "clean":
 		return runClean(ctx, s)
+	case len(args) >= 1 && args[0] == "bundle":
+		return runBundle(ctx, args[1:], s)
 	case len(args) >= 1 && (args[0] == "help" || args[0] == "-h" || args[0] == "--help"):
 		fmt.Fprint(s.Out, usage)
 		return ExitOK
@@ -309,6 +313,51 @@ func runCheck(ctx context.Context, args []string, s Streams) int {
 		return ExitUnexpected
 	}
 	return ExitOK
+}
+
+// runBundle writes a workshop bundle through the provider that downloads and pulls
+// what it runs (a backend.Bundler: kind).
+func runBundle(ctx context.Context, args []string, s Streams) int {
+	fs := flag.NewFlagSet("egresslab bundle", flag.ContinueOnError)
+	fs.SetOutput(s.Err)
+	fs.Usage = func() {
+		fmt.Fprintf(s.Err, "Usage: egresslab bundle [flags] FILE\n\n"+
+			"Saves what a kind run downloads and pulls (Istio's charts and images at the release it installs) in FILE,\n"+
+			"from Istio's chart repository and docker.io, or the mirrors EGRESSLAB_ISTIO_CHARTS and EGRESSLAB_REGISTRY_MIRROR\n"+
+			"name. A kind run with EGRESSLAB_BUNDLE=FILE serves them to itself and fetches nothing from the internet.\n\n")
+		fs.PrintDefaults()
+	}
+	var from backend.BundleSource
+	fs.StringVar(&from.IstioSource, "istio-source", "", "Istio built from source: its source tree, whose charts are packaged as its release packages them")
+	fs.StringVar(&from.DockerArchive, "images", "", "Istio built from source: a docker save of its images, tagged as Istio publishes them")
+	positional, err := parseInterspersed(fs, args)
+	if err != nil {
+		return exitForFlagError(err)
+	}
+	if len(positional) != 1 {
+		fmt.Fprintf(s.Err, "egresslab bundle: name the one file to write (got %d arguments)\n", len(positional))
+		fs.Usage()
+		return ExitBadInput
+	}
+	for name, p := range backend.Providers(backend.Settings{Env: s.env(), Progress: s.Err}) {
+		bundler, ok := p.(backend.Bundler)
+		if !ok {
+			continue
+		}
+		said, err := bundler.WriteBundle(ctx, positional[0], from)
+		switch {
+		case ctx.Err() != nil:
+			fmt.Fprintln(s.Err, "egresslab bundle: interrupted; nothing written")
+			return ExitInterrupted
+		case err != nil:
+			fmt.Fprintf(s.Err, "egresslab bundle: %s: %v\n", name, err)
+			return ExitInfrastructure
+		}
+		fmt.Fprintf(s.Out, "egresslab bundle: %s\n", said)
+		return ExitOK
+	}
+	fmt.Fprintln(s.Err, "egresslab bundle: no backend writes bundles")
+	return ExitInfrastructure
 }
 
 // runClean removes what backends keep on purpose (the kind cluster kept with

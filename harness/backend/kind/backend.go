@@ -61,6 +61,8 @@ type Backend struct {
 	// offline: the Envoy process in istio-proxy is egresslab's stand-in, and the
 	// internet is the stand-in internet.
 	offline bool
+	// pullsFrom names where the nodes pull docker.io's images from, for a failed pull.
+	pullsFrom string
 }
 
 // MeshInstaller installs Istio with values and checks the mesh config it produced.

@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -23,6 +22,7 @@ import (
 	"github.com/egresslab/egresslab/harness/backend/kind/internal/appimage"
 	"github.com/egresslab/egresslab/harness/backend/kind/internal/cluster"
 	"github.com/egresslab/egresslab/harness/backend/kind/internal/istioinstall"
+	"github.com/egresslab/egresslab/harness/backend/kind/internal/mirror"
 	"github.com/egresslab/egresslab/harness/backend/kind/internal/offline"
 	"github.com/egresslab/egresslab/harness/manifest"
 )
@@ -37,7 +37,12 @@ const (
 	EnvIstioVersion = "EGRESSLAB_ISTIO_VERSION" // another Istio release than istioinstall.Version
 	EnvNodeImage    = "EGRESSLAB_KIND_IMAGE"    // another kind node image than cluster.NodeImage
 	EnvDiagnostics  = "EGRESSLAB_DIAGNOSTICS"   // where diagnostics folders go (default: the system's temp dir)
-	EnvOffline      = "EGRESSLAB_KIND_OFFLINE"  // the file hack/kind-offline-images.sh writes: run offline on the images it built
+	EnvOffline      = "EGRESSLAB_KIND_OFFLINE"  // the file hack/kind-offline-images.sh writes: its node image, and the stand-ins for Envoy and the internet
+	// The far end of the downloads, replaced by mirrors a user names (a company's, or a
+	// workshop's bundle): the run takes the same code path, only from there.
+	EnvCharts         = "EGRESSLAB_ISTIO_CHARTS"    // a Helm chart repository (URL) holding Istio's charts: a mirror of Istio's own
+	EnvRegistryMirror = "EGRESSLAB_REGISTRY_MIRROR" // host:port (or URL) of a mirror of docker.io the nodes pull Istio's images through
+	EnvBundle         = "EGRESSLAB_BUNDLE"          // a bundle (egresslab bundle FILE): its charts and images served as the two mirrors above
 )
 
 // Provider sets up one cluster for a whole run and opens the same Backend on it for
@@ -59,6 +64,9 @@ type options struct {
 	diagnostics  string
 	callsTo      []string
 	offline      string
+	chartRepo    string
+	mirror       string
+	bundle       string
 }
 
 // Option configures a Provider, in the manner of kind's cluster.ProviderOption.
@@ -88,11 +96,25 @@ func WithCallsTo(hostports ...string) Option {
 	return func(o *options) { o.callsTo = append(o.callsTo, hostports...) }
 }
 
-// WithOffline runs on the images hack/kind-offline-images.sh built and described in the
-// file at path (offline.Images): its node image, Istio's images (pull policy Never) and
-// Istio's charts from the pinned module. Nothing is pulled or downloaded, and the
-// preflight tries no registry or chart host.
+// WithOffline runs on the node image hack/kind-offline-images.sh built and described in
+// the file at path (offline.Images), with the stand-ins for Envoy's process and for the
+// internet. Istio's charts and images come as on any run, from the chart repository and
+// the registry (offline, a bundle's: WithBundle).
 func WithOffline(path string) Option { return func(o *options) { o.offline = path } }
+
+// WithChartRepo downloads Istio's charts from the Helm chart repository at url (a mirror
+// of Istio's, such as a company's Artifactory or Nexus proxy) instead of Istio's own.
+func WithChartRepo(url string) Option { return func(o *options) { o.chartRepo = url } }
+
+// WithRegistryMirror makes the nodes pull docker.io's images (Istio's) through the
+// registry mirror at hostport (host:port, or an http:// or https:// URL), and through
+// nothing else.
+func WithRegistryMirror(hostport string) Option { return func(o *options) { o.mirror = hostport } }
+
+// WithBundle serves the bundle at path (egresslab bundle) as the chart repository and the
+// registry mirror: the run downloads and pulls through the same code as online, from
+// servers on this machine, and nothing from the internet.
+func WithBundle(path string) Option { return func(o *options) { o.bundle = path } }
 
 // WithDiagnosticsDir puts diagnostics folders under dir.
 func WithDiagnosticsDir(dir string) Option { return func(o *options) { o.diagnostics = dir } }
@@ -131,6 +153,15 @@ func OptionsFromEnv(env backend.Env) []Option {
 	}
 	if v := env(EnvOffline); v != "" {
 		opts = append(opts, WithOffline(v))
+	}
+	if v := env(EnvCharts); v != "" {
+		opts = append(opts, WithChartRepo(v))
+	}
+	if v := env(EnvRegistryMirror); v != "" {
+		opts = append(opts, WithRegistryMirror(v))
+	}
+	if v := env(EnvBundle); v != "" {
+		opts = append(opts, WithBundle(v))
 	}
 	return opts
 }
@@ -190,6 +221,15 @@ type state struct {
 	backend  *Backend
 	kube     kubernetes.Interface
 	teardown bool // Finish deletes the cluster
+	// The bundle's mirrors while the run lasts: their request logs are the evidence
+	// that the charts were downloaded and the images pulled through them.
+	charts, registry *mirror.Server
+}
+
+// stop ends what the run started on this machine (the mirrors) and removes its folder.
+func (st *state) stop() {
+	mirror.Stop(st.charts, st.registry)
+	os.RemoveAll(st.workDir)
 }
 
 // Setup builds the cluster and installs Istio, once. The labs' apps come later, when a
@@ -225,19 +265,32 @@ func (p *Provider) setup(parent context.Context) (st *state, err error) {
 		}
 	}()
 
-	var install []istioinstall.Option
 	if p.o.offline != "" {
 		images, err := offline.Load(p.o.offline)
 		if err != nil {
 			return st, err
 		}
-		p.o.nodeImage, p.o.istioVersion = images.NodeImage, images.Istio.Tag
-		install = append(install, istioinstall.WithLocalCharts(images.ChartDirs()), istioinstall.WithValues(images.Values()))
-		fmt.Fprintf(w, "▸ offline: node %s (Kubernetes %s), Istio images %s/*:%s (pull policy %s), charts from %s\n",
-			images.NodeImage, images.KubernetesVersion, images.Istio.Hub, images.Istio.Tag, offline.PullPolicy,
-			filepath.Dir(images.Istio.Charts.Base))
+		p.o.nodeImage = images.NodeImage
+		fmt.Fprintf(w, "▸ offline: node %s (Kubernetes %s) built here; Envoy's process and the internet stood in\n",
+			images.NodeImage, images.KubernetesVersion)
 	}
-	daemon, err := p.preflight(ctx)
+	src, err := p.downloads()
+	if err != nil {
+		return st, err
+	}
+	var bundle *mirror.Bundle
+	if p.o.bundle != "" {
+		if bundle, err = p.openBundle(st); err != nil {
+			return st, err
+		}
+		if st.charts, err = mirror.ServeCharts(bundle, "127.0.0.1:0"); err != nil {
+			return st, err
+		}
+		src.charts = st.charts.URL
+		fmt.Fprintf(w, "▸ bundle %s: Istio %s's charts served at %s, its images by a registry mirror of docker.io on the kind network\n",
+			p.o.bundle, bundle.Istio, st.charts.URL)
+	}
+	daemon, err := p.preflight(ctx, src)
 	if err != nil {
 		return st, err
 	}
@@ -246,6 +299,9 @@ func (p *Provider) setup(parent context.Context) (st *state, err error) {
 		if kubeconfig, err = p.ensureCluster(ctx, st, daemon); err != nil {
 			return st, err
 		}
+	}
+	if err := p.pointAtMirror(ctx, st, bundle, src); err != nil {
+		return st, err
 	}
 	restCfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
 	if err != nil {
@@ -264,12 +320,15 @@ func (p *Provider) setup(parent context.Context) (st *state, err error) {
 	flags.KubeConfig = &kubeconfig
 	ns := istioinstall.Namespace
 	flags.Namespace = &ns
-	inst, err := istioinstall.New(flags, k, append(install, istioinstall.WithVersion(p.o.istioVersion), istioinstall.WithProgress(w))...)
+	pullsFrom := src.pullsFrom(st.registry)
+	inst, err := istioinstall.New(flags, k, istioinstall.WithVersion(p.o.istioVersion), istioinstall.WithProgress(w),
+		istioinstall.WithCharts(istioinstall.FromRepo(src.charts, istioinstall.DefaultHelmDir())), istioinstall.WithPullsFrom(pullsFrom))
 	if err != nil {
 		return st, err
 	}
 	b := newBackend(k, ic, inst, podExec{cfg: restCfg, kube: k}, w)
 	b.version = p.o.istioVersion
+	b.pullsFrom = pullsFrom
 	b.diagnose = func(ctx context.Context, why string) string { return p.diagnose(ctx, st, why) }
 	st.backend = b
 
@@ -296,22 +355,23 @@ func (p *Provider) setup(parent context.Context) (st *state, err error) {
 	return st, nil
 }
 
-func (p *Provider) preflight(ctx context.Context) (d *cluster.Daemon, err error) {
+func (p *Provider) preflight(ctx context.Context, src downloads) (d *cluster.Daemon, err error) {
 	done := step(p.o.progress, "preflight")
 	var warnings []string
 	var calls []cluster.Endpoint
 	for _, hp := range p.o.callsTo {
 		calls = append(calls, cluster.CallEndpoint(hp))
 	}
+	if p.o.offline != "" {
+		// The calls go to the stand-in internet: none is tried.
+		calls = nil
+	}
+	needs := append(src.endpoints(p.o.offline == ""), calls...)
 	if p.o.kubeconfig != "" {
-		// An existing cluster: no container runtime needed here; the lab's calls still need the internet.
-		warnings, err = cluster.CheckReachable(ctx, calls, 5*time.Second, nil)
-	} else if p.o.offline != "" {
-		// Offline nothing is pulled or downloaded, and the calls go to the stand-in
-		// internet: no endpoint is even tried.
-		d, warnings, err = cluster.Preflight(ctx, p.o.runtime, nil)
+		// An existing cluster: no container runtime needed here.
+		warnings, err = cluster.CheckReachable(ctx, needs, 5*time.Second, nil)
 	} else {
-		d, warnings, err = cluster.Preflight(ctx, p.o.runtime, append(slices.Clone(cluster.Endpoints), calls...))
+		d, warnings, err = cluster.Preflight(ctx, p.o.runtime, needs)
 	}
 	done(err)
 	for _, w := range warnings {
@@ -383,7 +443,7 @@ func (p *Provider) cleanUpFailed(ctx context.Context, st *state, err *error) {
 	} else if st.cluster != nil {
 		fmt.Fprintf(p.o.progress, "  kind cluster %s is kept (%s=1): kubectl --context kind-%s ...\n", st.cluster.Name(), EnvKeep, st.cluster.Name())
 	}
-	os.RemoveAll(st.workDir)
+	st.stop()
 }
 
 func (p *Provider) diagnose(ctx context.Context, st *state, why string) string {
@@ -419,7 +479,7 @@ func (p *Provider) Finish(ctx context.Context) (context.Context, error) {
 		return ctx, nil
 	}
 	p.st = nil
-	defer os.RemoveAll(st.workDir)
+	defer st.stop()
 	if st.cluster != nil && st.teardown {
 		return ctx, p.deleteCluster(st)
 	}

@@ -8,9 +8,11 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/egresslab/egresslab/harness/backend/kind/internal/cluster"
 	"github.com/egresslab/egresslab/harness/backend/kind/internal/istioinstall"
+	"github.com/egresslab/egresslab/harness/backend/kind/internal/mirror"
 	"github.com/egresslab/egresslab/harness/backend/kind/internal/offline"
 )
 
@@ -68,4 +70,80 @@ func TestAvailableWithAKubeconfig(t *testing.T) {
 func TestFinishWithoutSetupDoesNothing(t *testing.T) {
 	_, err := New().Finish(context.Background())
 	assert.NoError(t, err)
+}
+
+func endpointAddrs(eps []cluster.Endpoint) []string {
+	var out []string
+	for _, e := range eps {
+		out = append(out, e.Addr)
+	}
+	return out
+}
+
+// The chart repository and the registry mirror are settings a user has; the preflight
+// checks the ones configured, not Istio's own.
+func TestDownloadSettings(t *testing.T) {
+	env := map[string]string{}
+	get := func(k string) string { return env[k] }
+
+	d, err := New(OptionsFromEnv(get)...).downloads()
+	require.NoError(t, err)
+	assert.Equal(t, "https://blob.istio.io/istio-release/charts", d.charts, "Istio 1.31's own repository")
+	assert.Empty(t, d.mirror)
+	assert.Equal(t, []string{"blob.istio.io:443", cluster.DockerHub}, endpointAddrs(d.endpoints(true)))
+
+	env[EnvIstioVersion] = "1.30.2"
+	d, err = New(OptionsFromEnv(get)...).downloads()
+	require.NoError(t, err)
+	assert.Equal(t, "https://istio-release.storage.googleapis.com/charts", d.charts, "Istio 1.30 was published there")
+
+	env[EnvIstioVersion] = ""
+	env[EnvCharts] = "https://nexus.example.com/repository/istio-charts"
+	env[EnvRegistryMirror] = "mirror.example.com:5000"
+	d, err = New(OptionsFromEnv(get)...).downloads()
+	require.NoError(t, err)
+	assert.Equal(t, "https://nexus.example.com/repository/istio-charts", d.charts)
+	assert.Equal(t, "https://mirror.example.com:5000", d.mirror)
+	assert.Equal(t, []string{"nexus.example.com:443", cluster.DockerHub, "mirror.example.com:5000"}, endpointAddrs(d.endpoints(true)),
+		"kind's node image still comes from docker.io")
+	assert.Equal(t, []string{"nexus.example.com:443", "mirror.example.com:5000"}, endpointAddrs(d.endpoints(false)),
+		"a node image built here: only the mirror gives images")
+	assert.Equal(t, "the registry mirror of docker.io at https://mirror.example.com:5000 ("+EnvRegistryMirror+")", d.pullsFrom(nil))
+
+	env[EnvCharts] = "https://istio-release.storage.googleapis.com/charts"
+	_, err = New(OptionsFromEnv(get)...).downloads()
+	assert.EqualError(t, err, EnvCharts+"=https://istio-release.storage.googleapis.com/charts: Istio 1.31.0's charts are not "+
+		"published to istio-release.storage.googleapis.com; its repository is https://blob.istio.io/istio-release/charts")
+
+	env[EnvCharts] = "blob.istio.io"
+	_, err = New(OptionsFromEnv(get)...).downloads()
+	assert.ErrorContains(t, err, EnvCharts+"=blob.istio.io: give the URL of a Helm chart repository")
+
+	env[EnvCharts] = ""
+	env[EnvRegistryMirror] = "ftp://mirror"
+	_, err = New(OptionsFromEnv(get)...).downloads()
+	assert.ErrorContains(t, err, EnvRegistryMirror+"=ftp://mirror")
+
+	env[EnvRegistryMirror] = "mirror.example.com:5000"
+	env[EnvBundle] = "/somewhere/istio.bundle"
+	p := New(OptionsFromEnv(get)...)
+	assert.Equal(t, "/somewhere/istio.bundle", p.o.bundle)
+	_, err = p.downloads()
+	assert.ErrorContains(t, err, "a bundle is both mirrors")
+}
+
+// A bundle of another Istio release than the run installs is refused before anything
+// is made, naming both releases and the fix.
+func TestABundleOfAnotherReleaseIsRefusedFirst(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("TMPDIR", dir)
+	path := filepath.Join(dir, "istio.bundle")
+	require.NoError(t, mirror.Write(path, "1.30.0", nil, nil, nil))
+	var progress strings.Builder
+	_, err := New(WithBundle(path), WithProgress(&progress)).Setup(context.Background())
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "bundle "+path+" holds Istio 1.30.0, and this run installs Istio "+istioinstall.Version)
+	assert.NotContains(t, progress.String(), "preflight", "nothing is tried before the bundle is read")
+	left, _ := filepath.Glob(filepath.Join(dir, "egresslab-kind-*"))
+	assert.Empty(t, left, "Setup's work folder is removed")
 }

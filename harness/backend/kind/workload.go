@@ -62,7 +62,7 @@ func (b *Backend) rolledOutPod(ctx context.Context, w backend.Workload) (*corev1
 		return nil, "", fmt.Errorf("read Deployment %s: %w", w, err)
 	}
 	if ok, why := rollout.Status(d); !ok {
-		trouble, hopeless := rollout.Diagnose(ctx, b.kube, d)
+		trouble, hopeless := rollout.Diagnose(ctx, b.kube, d, b.pullsFrom)
 		if trouble != "" {
 			why += "; " + trouble
 		}

@@ -144,8 +144,9 @@ const cgroupV1Patch = `kind: KubeletConfiguration
 failCgroupV1: false
 `
 
-// Config is the kind cluster configuration Create uses: one control-plane node, and on
-// a cgroup v1 host the kubelet patch that lets it start there.
+// Config is the kind cluster configuration Create uses: one control-plane node whose
+// containerd reads per-registry mirrors (SetMirror), and on a cgroup v1 host the kubelet
+// patch that lets it start there.
 func (c *Cluster) Config() *v1alpha4.Cluster {
 	cfg := &v1alpha4.Cluster{
 		TypeMeta: v1alpha4.TypeMeta{Kind: "Cluster", APIVersion: "kind.x-k8s.io/v1alpha4"},
@@ -153,6 +154,7 @@ func (c *Cluster) Config() *v1alpha4.Cluster {
 		Nodes:    []v1alpha4.Node{{Role: v1alpha4.ControlPlaneRole, Image: c.nodeImage}},
 	}
 	cfg.Networking.DisableDefaultCNI = c.ownCNI
+	cfg.ContainerdConfigPatches = []string{containerdConfigPatch}
 	if c.cgroupV1 {
 		cfg.KubeadmConfigPatches = append(cfg.KubeadmConfigPatches, cgroupV1Patch)
 	}

@@ -23,11 +23,9 @@ import (
 // (the guest kernel keeps the rest), so the floor sits below that.
 const MinMemory = 3584 << 20 // 3.5 GiB
 
-// Endpoints are what a real run reaches on the internet, and why.
-var Endpoints = []Endpoint{
-	{Addr: "registry-1.docker.io:443", Why: "pull the kind node image and Istio's images (docker.io)", Proxied: true},
-	{Addr: "istio-release.storage.googleapis.com:443", Why: "download Istio's Helm charts", Proxied: true},
-}
+// DockerHub is where docker.io's images are pulled from: kind's node image, and Istio's
+// images unless the nodes pull through a mirror.
+const DockerHub = "registry-1.docker.io:443"
 
 // CallEndpoint is a host a lab will call from inside the cluster. The client pod makes
 // the call directly (a pod does not use this machine's proxy settings), so when it is

@@ -25,7 +25,6 @@ import (
 	"helm.sh/helm/v4/pkg/action"
 	"helm.sh/helm/v4/pkg/chart/loader"
 	chart "helm.sh/helm/v4/pkg/chart/v2"
-	v2loader "helm.sh/helm/v4/pkg/chart/v2/loader"
 	"helm.sh/helm/v4/pkg/cli"
 	"helm.sh/helm/v4/pkg/downloader"
 	"helm.sh/helm/v4/pkg/getter"
@@ -42,10 +41,13 @@ import (
 const (
 	// Version is the Istio release installed. It is the release the project's Go module
 	// istio.io/istio is pinned to (1.31.0 is commit eed52eb), so that sim generates the
-	// same sidecar config as the cluster's istiod. Override with WithVersion.
+	// same sidecar config as the cluster's istiod. 1.31.1 is out, but the module proxy
+	// serves no istio.io/istio commit of it, so sim could not follow: a cluster on
+	// 1.31.1 would be judged by 1.31.0's config generator. Override with WithVersion
+	// (EGRESSLAB_ISTIO_VERSION=1.31.1), knowing that.
 	Version = "1.31.0"
-	// ChartRepo is Istio's official Helm chart repository.
-	ChartRepo = "https://istio-release.storage.googleapis.com/charts"
+	// ChartRepo is Istio's official Helm chart repository for Version (ChartRepoFor).
+	ChartRepo = "https://blob.istio.io/istio-release/charts"
 	// Namespace is where istiod runs, and where Istio reads its mesh config from.
 	Namespace = "istio-system"
 
@@ -71,15 +73,15 @@ func DefaultHelmDir() string {
 
 // Installer installs and upgrades Istio with Helm.
 type Installer struct {
-	helm     *action.Configuration
-	kube     kubernetes.Interface
-	version  string
-	charts   ChartSource
-	local    bool           // charts come from folders: their Chart.yaml version, not version, says what is installed
-	values   map[string]any // merged into every release's values
-	progress io.Writer
-	timeout  time.Duration
-	poll     time.Duration
+	helm    *action.Configuration
+	kube    kubernetes.Interface
+	version string
+	charts  ChartSource
+	// pullsFrom names where the nodes pull images from, for a failed pull's message.
+	pullsFrom string
+	progress  io.Writer
+	timeout   time.Duration
+	poll      time.Duration
 }
 
 // ChartSource finds a chart by name and version.
@@ -94,16 +96,9 @@ func WithVersion(v string) Option { return func(i *Installer) { i.version = v } 
 // WithCharts takes the charts from src instead of Istio's chart repository.
 func WithCharts(src ChartSource) Option { return func(i *Installer) { i.charts = src } }
 
-// WithLocalCharts takes the charts from folders (dirs maps a chart name to its folder),
-// such as the pinned istio.io/istio module's manifests/charts, instead of Istio's chart
-// repository. Whether a release is current is then judged by the folder's chart.
-func WithLocalCharts(dirs map[string]string) Option {
-	return func(i *Installer) { i.charts, i.local = FromDir(dirs), true }
-}
-
-// WithValues merges values into every release's values (the offline images' hub, tag
-// and pull policy, for one).
-func WithValues(values map[string]any) Option { return func(i *Installer) { i.values = values } }
+// WithPullsFrom names where the nodes pull Istio's images from (docker.io, a mirror),
+// for the message of a pull that failed.
+func WithPullsFrom(where string) Option { return func(i *Installer) { i.pullsFrom = where } }
 
 // WithProgress writes what the installer is doing to w.
 func WithProgress(w io.Writer) Option { return func(i *Installer) { i.progress = w } }
@@ -145,45 +140,57 @@ func New(getter genericclioptions.RESTClientGetter, k kubernetes.Interface, opts
 // FromRepo finds charts in a Helm chart repository, as `helm install --repo URL` does,
 // with Helm settings private to egresslab (HelmSettings): the repository's index and the
 // charts are cached under cacheDir, and the user's own Helm repositories and caches are
-// neither read nor touched. (Helm's LocateChart with a repo URL writes a temporary index
-// into the user's default cache even with private settings, so the steps are spelt out.)
+// neither read nor touched.
 func FromRepo(repoURL, cacheDir string) ChartSource {
-	return func(_ context.Context, name, version string) (*chart.Chart, error) {
-		what := fmt.Sprintf("download chart %s %s from %s (cached in %s)", name, version, repoURL, cacheDir)
-		settings := HelmSettings(cacheDir)
-		getters := getter.All(settings)
-		r, err := repo.NewChartRepository(&repo.Entry{Name: "egresslab-istio", URL: repoURL}, getters)
+	return func(ctx context.Context, name, version string) (*chart.Chart, error) {
+		path, err := Download(ctx, repoURL, cacheDir, name, version)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", what, err)
-		}
-		r.CachePath = settings.RepositoryCache
-		index, err := r.DownloadIndexFile()
-		if err != nil {
-			return nil, fmt.Errorf("%s: read the repository's index: %w", what, err)
-		}
-		idx, err := repo.LoadIndexFile(index)
-		if err != nil {
-			return nil, fmt.Errorf("%s: read the repository's index: %w", what, err)
-		}
-		cv, err := idx.Get(name, version)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", what, err)
-		}
-		if len(cv.URLs) == 0 {
-			return nil, fmt.Errorf("%s: the repository's index gives no download URL for it", what)
-		}
-		ref, err := repo.ResolveReferenceURL(repoURL, cv.URLs[0])
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", what, err)
-		}
-		dl := downloader.ChartDownloader{Out: io.Discard, Getters: getters,
-			RepositoryConfig: settings.RepositoryConfig, RepositoryCache: settings.RepositoryCache, ContentCache: settings.ContentCache}
-		path, _, err := dl.DownloadToCache(ref, version)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", what, err)
+			return nil, err
 		}
 		return loadChart(path)
 	}
+}
+
+// Download fetches chart name at version from the Helm chart repository at repoURL (its
+// index.yaml, then the archive the index names) into Helm's cache under cacheDir, and
+// returns the archive's path. (Helm's LocateChart with a repo URL writes a temporary
+// index into the user's default cache even with private settings, so the steps are
+// spelt out.)
+func Download(_ context.Context, repoURL, cacheDir, name, version string) (string, error) {
+	what := fmt.Sprintf("download chart %s %s from %s (cached in %s)", name, version, repoURL, cacheDir)
+	settings := HelmSettings(cacheDir)
+	getters := getter.All(settings)
+	r, err := repo.NewChartRepository(&repo.Entry{Name: "egresslab-istio", URL: repoURL}, getters)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", what, err)
+	}
+	r.CachePath = settings.RepositoryCache
+	index, err := r.DownloadIndexFile()
+	if err != nil {
+		return "", fmt.Errorf("%s: read the repository's index: %w%s", what, err, movedHint(repoURL))
+	}
+	idx, err := repo.LoadIndexFile(index)
+	if err != nil {
+		return "", fmt.Errorf("%s: read the repository's index: %w", what, err)
+	}
+	cv, err := idx.Get(name, version)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w%s", what, err, movedHint(repoURL))
+	}
+	if len(cv.URLs) == 0 {
+		return "", fmt.Errorf("%s: the repository's index gives no download URL for it", what)
+	}
+	ref, err := repo.ResolveReferenceURL(repoURL, cv.URLs[0])
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", what, err)
+	}
+	dl := downloader.ChartDownloader{Out: io.Discard, Getters: getters,
+		RepositoryConfig: settings.RepositoryConfig, RepositoryCache: settings.RepositoryCache, ContentCache: settings.ContentCache}
+	path, _, err := dl.DownloadToCache(ref, version)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", what, err)
+	}
+	return path, nil
 }
 
 // HelmSettings are Helm's settings with every file and folder Helm reads or writes under
@@ -245,18 +252,8 @@ func (i *Installer) Install(ctx context.Context, values manifest.MeshValues) err
 // for the mesh, and an idle upgrade would cost a rollout wait.
 func (i *Installer) release(ctx context.Context, name, chartName string, values map[string]any) (err error) {
 	what := fmt.Sprintf("install Istio %s chart %s as release %s", i.version, chartName, name)
-	if i.values != nil {
-		values = v2loader.MergeMaps(values, i.values)
-	}
 	want := i.version
 	var ch *chart.Chart
-	if i.local {
-		// Reading a folder costs nothing, unlike a download: read it first, to compare.
-		if ch, err = i.charts(ctx, chartName, i.version); err != nil {
-			return fmt.Errorf("%s: %w", what, err)
-		}
-		want = ch.Metadata.Version
-	}
 	current, err := i.deployed(name)
 	if err != nil {
 		return fmt.Errorf("%s: read the release's history: %w", what, err)
@@ -344,7 +341,7 @@ func (i *Installer) whyNotReady(ctx context.Context) string {
 	if ok, _ := rollout.Status(d); ok {
 		return ""
 	}
-	if trouble := rollout.Trouble(ctx, i.kube, d); trouble != "" {
+	if trouble := rollout.Trouble(ctx, i.kube, d, i.pullsFrom); trouble != "" {
 		return "; istiod: " + trouble
 	}
 	return ""

@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -35,6 +36,7 @@ import (
 	"helm.sh/helm/v4/pkg/kube"
 	helmfake "helm.sh/helm/v4/pkg/kube/fake"
 	release "helm.sh/helm/v4/pkg/release/v1"
+	repo "helm.sh/helm/v4/pkg/repo/v1"
 	"helm.sh/helm/v4/pkg/storage"
 	"helm.sh/helm/v4/pkg/storage/driver"
 
@@ -421,40 +423,65 @@ func TestChartsComeThroughHelmSettingsOfItsOwn(t *testing.T) {
 	assert.NotEmpty(t, cached)
 }
 
-// Offline, the charts come from the module's folders and their values name the images
-// built here, never pulled. A release is current when its chart is the folder's: the
-// version label given (the images' tag) is not a chart version.
-func TestLocalChartsRunTheGivenImagesAndAreLeftAloneWhenCurrent(t *testing.T) {
+// The charts in Istio's source tree, packaged as Istio's release packages them, are what
+// a chart repository gives an online run: version 1.31.0, images docker.io/istio/*:1.31.0
+// with the default pull policy. Served by a chart repository (as a bundle's is) and
+// installed through FromRepo, the release runs those images, with no values but the
+// lab's; a second Install leaves it alone.
+func TestChartsPackagedAsTheReleaseInstallFromARepositoryWithTheLabsValuesOnly(t *testing.T) {
+	dir := t.TempDir()
+	for name, src := range istioCharts(t) {
+		archive, err := istioinstall.PackageRelease(src, istioinstall.Version, dir)
+		require.NoError(t, err, name)
+		assert.Equal(t, filepath.Join(dir, name+"-"+istioinstall.Version+".tgz"), archive)
+	}
+	index, err := repo.IndexDirectory(dir, "")
+	require.NoError(t, err)
+	require.NoError(t, index.WriteFile(filepath.Join(dir, "index.yaml"), 0o644))
+	var fetched []string
+	var mu sync.Mutex
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		fetched = append(fetched, r.URL.Path)
+		mu.Unlock()
+		http.FileServer(http.Dir(dir)).ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+
 	ctx := context.Background()
 	cfg, _ := helmWithoutCluster()
 	k := kubefake.NewClientset(istiod(true), injector, meshCM(manifest.RegistryOnly))
 	var progress bytes.Buffer
-	in, err := istioinstall.New(nil, k, istioinstall.WithHelmConfig(cfg), istioinstall.WithLocalCharts(istioCharts(t)),
-		istioinstall.WithVersion("v0.0.0-module"),
-		istioinstall.WithValues(map[string]any{"global": map[string]any{
-			"hub": "egresslab.local/istio", "tag": "t1", "imagePullPolicy": "Never"}}),
+	in, err := istioinstall.New(nil, k, istioinstall.WithHelmConfig(cfg),
+		istioinstall.WithCharts(istioinstall.FromRepo(srv.URL, t.TempDir())),
 		istioinstall.WithProgress(&progress), istioinstall.WithTimeout(time.Second))
 	require.NoError(t, err)
+	v := values(t, manifest.RegistryOnly)
+	require.NoError(t, in.Install(ctx, v))
+	assert.Equal(t, []string{"/index.yaml", "/base-" + istioinstall.Version + ".tgz", "/index.yaml", "/istiod-" + istioinstall.Version + ".tgz"}, fetched)
 
-	require.NoError(t, in.Install(ctx, values(t, manifest.RegistryOnly)))
-	rel, err := action.NewGet(cfg).Run(istioinstall.IstiodRelease)
+	got, err := action.NewGet(cfg).Run(istioinstall.IstiodRelease)
 	require.NoError(t, err)
-	m := rel.(*release.Release).Manifest
-	assert.Contains(t, m, `image: "egresslab.local/istio/pilot:t1"`)
-	assert.Contains(t, m, "imagePullPolicy: Never")
-	if !strings.Contains(m, `"hub": "egresslab.local/istio"`) {
-		for _, l := range strings.Split(m, "\n") {
-			if strings.Contains(l, "hub") {
-				t.Log(l)
-			}
-		}
-	}
-	assert.Contains(t, m, "mode: REGISTRY_ONLY", "the mesh values are kept beside the image values")
+	rel := got.(*release.Release)
+	assert.Equal(t, istioinstall.Version, rel.Chart.Metadata.Version)
+	assert.Contains(t, rel.Manifest, `image: "docker.io/istio/pilot:`+istioinstall.Version+`"`)
+	assert.NotContains(t, rel.Manifest, "imagePullPolicy: Never")
+	assert.Contains(t, rel.Manifest, "mode: REGISTRY_ONLY")
+	// The values given to Helm are the lab's and nothing else: what an online run gives.
+	want, err := sigsyaml.Marshal(v.Values)
+	require.NoError(t, err)
+	gotValues, err := sigsyaml.Marshal(rel.Config)
+	require.NoError(t, err)
+	assert.YAMLEq(t, string(want), string(gotValues))
 
 	progress.Reset()
-	require.NoError(t, in.Install(ctx, values(t, manifest.RegistryOnly)))
-	assert.Contains(t, progress.String(), "istiod v0.0.0-module is installed with these values already")
+	require.NoError(t, in.Install(ctx, v))
+	assert.Contains(t, progress.String(), "istiod "+istioinstall.Version+" is installed with these values already")
 	assert.NotContains(t, progress.String(), "helm upgrade")
+}
+
+func TestImagesAreWhereIstioPublishesThem(t *testing.T) {
+	assert.Equal(t, []string{"docker.io/istio/pilot:1.31.0", "docker.io/istio/proxyv2:1.31.0"}, istioinstall.Images("1.31.0"))
 }
 
 // Helm applies server-side under a field manager named after the running program: the

@@ -65,7 +65,7 @@ func istiodReady(ctx context.Context, k kubernetes.Interface) (bool, string, err
 		return false, "", fmt.Errorf("read Deployment %s/istiod: %w", Namespace, err)
 	}
 	if ok, why := rollout.Status(d); !ok {
-		if trouble := rollout.Trouble(ctx, k, d); trouble != "" {
+		if trouble := rollout.Trouble(ctx, k, d, ""); trouble != "" {
 			why += "; " + trouble
 		}
 		return false, "istiod: " + why, nil

@@ -47,8 +47,8 @@ const logLines = 5
 // them or did not answer, a quota), containers waiting on an image (with the image and
 // the kubelet's message, which carries a registry's "toomanyrequests"), and crash loops
 // (with the container's last log lines).
-func Trouble(ctx context.Context, k kubernetes.Interface, d *appsv1.Deployment) string {
-	why, _ := Diagnose(ctx, k, d)
+func Trouble(ctx context.Context, k kubernetes.Interface, d *appsv1.Deployment, pullsFrom string) string {
+	why, _ := Diagnose(ctx, k, d, pullsFrom)
 	return why
 }
 
@@ -57,8 +57,10 @@ func Trouble(ctx context.Context, k kubernetes.Interface, d *appsv1.Deployment) 
 var hopeless = map[string]bool{"ErrImageNeverPull": true, "InvalidImageName": true}
 
 // Diagnose is Trouble, and whether what it saw is hopeless: a container waits for a
-// reason no wait ends, so a wait should stop now rather than at its timeout.
-func Diagnose(ctx context.Context, k kubernetes.Interface, d *appsv1.Deployment) (why string, isHopeless bool) {
+// reason no wait ends, so a wait should stop now rather than at its timeout. pullsFrom
+// names where the nodes pull images from ("docker.io", a registry mirror), for a failed
+// pull's message.
+func Diagnose(ctx context.Context, k kubernetes.Interface, d *appsv1.Deployment, pullsFrom string) (why string, isHopeless bool) {
 	var out []string
 	out = append(out, failedCreates(ctx, k, d)...)
 	pods, err := Pods(ctx, k, d)
@@ -78,7 +80,13 @@ func Diagnose(ctx context.Context, k kubernetes.Interface, d *appsv1.Deployment)
 			isHopeless = isHopeless || hopeless[w.Reason]
 			msg := fmt.Sprintf("pod %s container %s: %s", p.Name, cs.Name, w.Reason)
 			switch w.Reason {
-			case "ErrImagePull", "ImagePullBackOff", "InvalidImageName":
+			case "ErrImagePull", "ImagePullBackOff":
+				hint, final := pullFailure(images[cs.Name], w.Message, pullsFrom)
+				msg += " (image " + images[cs.Name] + "): " + w.Message + "; " + hint
+				isHopeless = isHopeless || final
+				out = append(out, msg)
+				continue
+			case "InvalidImageName":
 				msg += " (image " + images[cs.Name] + ")"
 			case "ErrImageNeverPull":
 				msg += " (image " + images[cs.Name] + " is not on the node, and its pull policy is Never: load it into the node)"
@@ -94,6 +102,28 @@ func Diagnose(ctx context.Context, k kubernetes.Interface, d *appsv1.Deployment)
 		}
 	}
 	return strings.Join(out, "; "), isHopeless
+}
+
+// pullFailure says what a failed pull means and what fixes it, and whether it is final:
+// an image the registry does not have is not there after any wait (the kubelet would
+// retry it for ever), while a registry that does not answer, or limits pulls, may later.
+func pullFailure(image, message, pullsFrom string) (hint string, final bool) {
+	if pullsFrom == "" {
+		pullsFrom = "its registry"
+	}
+	m := strings.ToLower(message)
+	switch {
+	case strings.Contains(m, "not found") || strings.Contains(m, "manifest unknown"):
+		return fmt.Sprintf("%s has no image %s: add it there (a bundle: write it again with egresslab bundle), "+
+			"or install the release it has", pullsFrom, image), true
+	case strings.Contains(m, "toomanyrequests"):
+		return fmt.Sprintf("%s limits anonymous pulls: pull through a mirror (EGRESSLAB_REGISTRY_MIRROR=host:port, "+
+			"or a workshop's bundle: EGRESSLAB_BUNDLE=FILE)", pullsFrom), false
+	case strings.Contains(m, "connection refused") || strings.Contains(m, "no such host") ||
+		strings.Contains(m, "i/o timeout") || strings.Contains(m, "dial tcp"):
+		return fmt.Sprintf("the node cannot reach %s: check that it runs and that the nodes reach it", pullsFrom), false
+	}
+	return "the node pulls it from " + pullsFrom, false
 }
 
 // failedCreates are the messages of pods the Deployment's ReplicaSets could not create:

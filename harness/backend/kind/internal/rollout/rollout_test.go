@@ -47,14 +47,36 @@ func TestStatus(t *testing.T) {
 func TestTroubleNamesTheImageAndTheRegistrysWords(t *testing.T) {
 	k := kubefake.NewClientset(podWaiting("istiod-1", "discovery", "docker.io/istio/pilot:1.31.0", "ImagePullBackOff",
 		`Back-off pulling image "docker.io/istio/pilot:1.31.0": toomanyrequests: You have reached your pull rate limit`))
-	got := rollout.Trouble(context.Background(), k, deployment("istiod"))
+	got := rollout.Trouble(context.Background(), k, deployment("istiod"), "docker.io")
 	assert.Contains(t, got, "pod istiod-1 container discovery: ImagePullBackOff (image docker.io/istio/pilot:1.31.0)")
 	assert.Contains(t, got, "toomanyrequests")
+	assert.Contains(t, got, "docker.io limits anonymous pulls: pull through a mirror (EGRESSLAB_REGISTRY_MIRROR=host:port")
+}
+
+// An image the mirror does not have never arrives: the kubelet retries it for ever, and
+// the wait went on to its timeout saying only "ImagePullBackOff". It stops at once, with
+// the image, the mirror and the fix.
+func TestAnImageTheMirrorLacksStopsTheWaitWithTheImageTheMirrorAndTheFix(t *testing.T) {
+	image := "docker.io/istio/proxyv2:0.0.0-missing"
+	msg := `failed to pull and unpack image "` + image + `": failed to resolve reference "` + image + `": ` + image + `: not found`
+	mirror := "the registry mirror of docker.io at http://172.18.0.1:40000 (serving the bundle's images)"
+	k := kubefake.NewClientset(podWaiting("istiod-1", "discovery", image, "ErrImagePull", msg))
+	why, hopeless := rollout.Diagnose(context.Background(), k, deployment("istiod"), mirror)
+	assert.True(t, hopeless, "no wait brings an image the registry lacks")
+	assert.Contains(t, why, "ErrImagePull (image "+image+"): "+msg)
+	assert.Contains(t, why, mirror+" has no image "+image+": add it there (a bundle: write it again with egresslab bundle)")
+
+	// A registry that does not answer may later: named, but the wait goes on.
+	k = kubefake.NewClientset(podWaiting("istiod-1", "discovery", image, "ImagePullBackOff",
+		`Back-off pulling image "`+image+`": dial tcp 172.18.0.1:40000: connect: connection refused`))
+	why, hopeless = rollout.Diagnose(context.Background(), k, deployment("istiod"), mirror)
+	assert.False(t, hopeless)
+	assert.Contains(t, why, "the node cannot reach "+mirror)
 }
 
 func TestTroubleQuotesACrashingContainersLastLogs(t *testing.T) {
 	k := kubefake.NewClientset(podWaiting("istiod-1", "discovery", "istio/pilot", "CrashLoopBackOff", "back-off 40s restarting"))
-	got := rollout.Trouble(context.Background(), k, deployment("istiod"))
+	got := rollout.Trouble(context.Background(), k, deployment("istiod"), "docker.io")
 	assert.Contains(t, got, "pod istiod-1 container discovery: CrashLoopBackOff; its last log lines:")
 	assert.Contains(t, got, "fake logs", "the fake clientset's log body, read through GetLogs")
 }
@@ -74,17 +96,17 @@ func TestTroubleSurfacesAPodRefusedAtAdmission(t *testing.T) {
 			InvolvedObject: corev1.ObjectReference{Kind: "ReplicaSet", Name: "client-extra-5d8f7c"}, LastTimestamp: metav1.NewTime(now.Add(time.Minute))},
 	}
 	k := kubefake.NewClientset(events[0], events[1], events[2])
-	got := rollout.Trouble(context.Background(), k, deployment("client"))
+	got := rollout.Trouble(context.Background(), k, deployment("client"), "docker.io")
 	assert.Equal(t, "pods cannot be created: "+refused, got)
 
 	d := deployment("client")
 	d.Status.Conditions = []appsv1.DeploymentCondition{{Type: appsv1.DeploymentReplicaFailure, Status: corev1.ConditionTrue,
 		Reason: "FailedCreate", Message: refused}}
-	assert.Equal(t, "pods cannot be created: "+refused, rollout.Trouble(context.Background(), kubefake.NewClientset(), d),
+	assert.Equal(t, "pods cannot be created: "+refused, rollout.Trouble(context.Background(), kubefake.NewClientset(), d, "docker.io"),
 		"the condition alone says it too, once")
 }
 
 func TestNoTroubleSeen(t *testing.T) {
 	k := kubefake.NewClientset(podWaiting("istiod-1", "discovery", "istio/pilot", "ContainerCreating", ""))
-	assert.Empty(t, rollout.Trouble(context.Background(), k, deployment("istiod")))
+	assert.Empty(t, rollout.Trouble(context.Background(), k, deployment("istiod"), "docker.io"))
 }
