@@ -5,8 +5,10 @@
 #   1. the project's own Docker engine (hack/docker-engine.sh), unless it runs already;
 #   2. the images, built from source or reused (hack/kind-offline-images.sh);
 #   3. the kind backend's offline test (TestOfflineKindCluster): a kind cluster through
-#      kind's library, Istio REGISTRY_ONLY from the module's charts, the stand-in
-#      internet and offline DNS, the client with its istio-proxy ready (the real
+#      kind's library, Istio REGISTRY_ONLY installed through the online code path from
+#      the bundle (its chart repository and its registry mirror of docker.io, with the
+#      servers' logs and the kubelet's events as evidence), the stand-in internet and
+#      offline DNS, the client with its istio-proxy ready (the real
 #      pilot-agent running the stand-in for Envoy), and nothing reaching past the machine;
 #   4. the scenarios on that cluster (go test ./scenarios/... -backend=kind);
 #   5. propagation on that cluster: 10 apply/delete cycles of the lab's entry
@@ -70,10 +72,12 @@ say "1/6 the project's Docker engine"
 eval "export $(hack/docker-engine.sh start | grep '^DOCKER_HOST=')"
 engine_pid=$(cat "$run_dir/dockerd.pid")
 
-say "2/6 the offline images (built from source the first time, reused after)"
+say "2/6 the offline images and the bundle (built from source the first time, reused after)"
 t0=$(date +%s)
-eval "export $(hack/kind-offline-images.sh | grep '^EGRESSLAB_KIND_OFFLINE=')"
-say "images ready in $(($(date +%s) - t0))s: $EGRESSLAB_KIND_OFFLINE"
+images_out=$(hack/kind-offline-images.sh)
+eval "export $(grep '^EGRESSLAB_KIND_OFFLINE=' <<<"$images_out")"
+eval "export $(grep '^EGRESSLAB_BUNDLE=' <<<"$images_out")"
+say "images ready in $(($(date +%s) - t0))s: $EGRESSLAB_KIND_OFFLINE, $EGRESSLAB_BUNDLE"
 
 # run WHAT KEEP CMD...: one phase on the cluster, timed. tee ignores Ctrl-C: were it to
 # die first, the command's next progress line would meet a closed pipe, and SIGPIPE

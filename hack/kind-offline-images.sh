@@ -9,20 +9,28 @@
 #                                 kube-controller-manager, kube-scheduler, kube-proxy (from
 #                                 tools/kubernetes), etcd (tools/etcd), coredns
 #                                 (tools/coredns), pause (hack/kind-offline/pause)
-#   egresslab.local/istio/pilot   pilot-discovery and pilot-agent from the main module's
-#   egresslab.local/istio/proxyv2 istio.io/istio; proxyv2's Envoy is egresslab's stand-in
-#                                 (apps/envoy-standin: no Envoy can be had here)
+#   docker.io/istio/pilot:V       pilot-discovery and pilot-agent from the main module's
+#   docker.io/istio/proxyv2:V     istio.io/istio, named and tagged as Istio publishes its
+#                                 release V (istioinstall.Version); proxyv2's Envoy is
+#                                 egresslab's stand-in (apps/envoy-standin: no Envoy can
+#                                 be had here)
 #   egresslab.local/kind-node     the kind node: kind's own base files (the kind module's
-#                                 images/base/files), kubelet, kubeadm, kubectl, and all the
-#                                 images above pre-imported into its containerd, as kind's
-#                                 pkg/build/nodeimage does with the images it pulls
+#                                 images/base/files), kubelet, kubeadm, kubectl, and the
+#                                 Kubernetes images above pre-imported into its containerd,
+#                                 as kind's pkg/build/nodeimage does with the images it pulls
+#
+# and a bundle, as `egresslab bundle` writes one online: Istio's two images and its
+# charts packaged from the module as Istio's release packages them. The kind run serves
+# it as the chart repository and the registry mirror of docker.io, so that Istio is
+# installed through the online code path (chart download, image pulls), and pulls
+# Istio's images from it: they are not in the node image.
 #
 # Each image carries a label with the hash of its inputs: a rerun reuses what is there
 # and builds only what changed. Nothing is pulled: every Dockerfile starts FROM scratch
 # or FROM the base built here, and the legacy builder never pulls an image it has.
 #
-# Prints, on stdout, EGRESSLAB_KIND_OFFLINE=<file>: a JSON file naming the node image,
-# the Istio images' hub and tag, and the chart folders, which the kind backend reads.
+# Prints, on stdout, EGRESSLAB_KIND_OFFLINE=<file> (a JSON file naming the node image,
+# which the kind backend reads) and EGRESSLAB_BUNDLE=<file>.
 #
 # Settings: EGRESSLAB_BIN (default .cache/bin: the built binaries), EGRESSLAB_OFFLINE_DIR
 # (default .cache/kind-offline: the root filesystem tarball, build contexts, the JSON).
@@ -61,8 +69,11 @@ kind_dir=$(cd "$root" && go list -m -f '{{.Dir}}' sigs.k8s.io/kind)
 istio_dir=$(cd "$root" && go list -m -f '{{.Dir}}' istio.io/istio)
 suite=bookworm
 mirror=http://deb.debian.org/debian
-hub=egresslab.local/istio
-istio_tag=$istio_version
+# The release the kind backend installs, and so the tag its charts' values name.
+istio_release=$(sed -n 's/^\tVersion = "\(.*\)"$/\1/p' "$root/harness/backend/kind/internal/istioinstall/istioinstall.go")
+[[ -n $istio_release ]] || die "found no Version in harness/backend/kind/internal/istioinstall/istioinstall.go"
+hub=docker.io/istio
+istio_tag=$istio_release
 
 # hash_of FILE...: one hash of the files' contents and names (the inputs of an image).
 hash_of() { sha256sum "$@" | sha256sum | cut -c1-16; }
@@ -190,7 +201,8 @@ image "$hub/proxyv2:$istio_tag" "$base" '["/usr/local/bin/pilot-agent"]' "" \
   "$istio_dir/tools/packaging/common/envoy_bootstrap.json=/var/lib/istio/envoy/envoy_bootstrap_tmpl.json"
 
 # --- the node image -----------------------------------------------------------------------
-preload=("${wanted[@]}" "$hub/pilot:$istio_tag" "$hub/proxyv2:$istio_tag")
+# Istio's images are not pre-imported: the nodes pull them through the bundle's mirror.
+preload=("${wanted[@]}")
 node=egresslab.local/kind-node:$kube_version
 ctx=$(mktemp -d "$work/ctx.XXXXXX")
 cp -r "$kind_dir/images/base/files" "$ctx/files"
@@ -287,9 +299,24 @@ fi
 # Images of older inputs lost their tags to the new ones: their layers go.
 docker image prune -f --filter label=egresslab.inputs >/dev/null
 
-jq -n --arg node "$node" --arg hub "$hub" --arg tag "$istio_tag" --arg kube "$kube_version" \
-  --arg base "$istio_dir/manifests/charts/base" --arg istiod "$istio_dir/manifests/charts/istio-control/istio-discovery" \
-  '{nodeImage: $node, kubernetesVersion: $kube, istio: {hub: $hub, tag: $tag, charts: {base: $base, istiod: $istiod}}}' \
-  >"$out/images.json"
-say "images ready; disk used by the engine: $(du -sh "${EGRESSLAB_DOCKER_DIR:-$root/.cache/docker}" 2>/dev/null | cut -f1)"
+jq -n --arg node "$node" --arg kube "$kube_version" '{nodeImage: $node, kubernetesVersion: $kube}' >"$out/images.json"
+
+# --- the bundle ---------------------------------------------------------------------------
+# What `egresslab bundle` writes online, from what was built here: the images as Istio
+# publishes them, the charts packaged from the module as Istio's release packages them.
+bundle=$out/istio-$istio_release.bundle
+egresslab=$root/bin/egresslab
+make -s -C "$root" bin/egresslab >&2
+bundle_hash=$(for i in "$hub/pilot:$istio_tag" "$hub/proxyv2:$istio_tag"; do docker image inspect -f '{{.Id}}' "$i"; done |
+  cat - <(echo "$istio_dir") "$egresslab" | sha256sum | cut -c1-16)
+if [[ -s $bundle && $(cat "$bundle.inputs" 2>/dev/null) == "$bundle_hash" ]]; then
+  say "$bundle: reusing (inputs $bundle_hash)"
+else
+  rm -f "$bundle" "$bundle.inputs"
+  timed "docker save Istio's images" docker save -o "$work/istio-images.tar" "$hub/pilot:$istio_tag" "$hub/proxyv2:$istio_tag"
+  timed "write the bundle $bundle" "$egresslab" bundle -istio-source "$istio_dir" -images "$work/istio-images.tar" "$bundle" >&2
+  echo "$bundle_hash" >"$bundle.inputs"
+fi
+say "images ready; disk used by the engine: $(du -sh "${EGRESSLAB_DOCKER_DIR:-$root/.cache/docker}" 2>/dev/null | cut -f1); bundle $(du -h "$bundle" | cut -f1)"
 echo "EGRESSLAB_KIND_OFFLINE=$out/images.json"
+echo "EGRESSLAB_BUNDLE=$bundle"

@@ -339,6 +339,9 @@ func runBundle(ctx context.Context, args []string, s Streams) int {
 		fs.Usage()
 		return ExitBadInput
 	}
+	if (from.IstioSource == "") != (from.DockerArchive == "") {
+		return badInput(s, errors.New("-istio-source and -images go together: a bundle of Istio built from source needs both its source tree and a docker save of its images"))
+	}
 	for name, p := range backend.Providers(backend.Settings{Env: s.env(), Progress: s.Err}) {
 		bundler, ok := p.(backend.Bundler)
 		if !ok {

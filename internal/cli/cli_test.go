@@ -237,3 +237,19 @@ func TestEntryAndURLOnALabThatHasNoneAreRefused(t *testing.T) {
 	assert.Equal(t, cli.ExitBadInput, code)
 	assert.Contains(t, errs, "-url: lab modes has no main call to replace")
 }
+
+func TestBundleRefusesBadArgumentsBeforeFetchingAnything(t *testing.T) {
+	code, _, stderr := run(t, "", "bundle")
+	assert.Equal(t, cli.ExitBadInput, code)
+	assert.Contains(t, stderr, "egresslab bundle: name the one file to write (got 0 arguments)")
+	assert.Contains(t, stderr, "Usage: egresslab bundle [flags] FILE")
+
+	code, _, stderr = run(t, "", "bundle", "a.bundle", "b.bundle")
+	assert.Equal(t, cli.ExitBadInput, code)
+	assert.Contains(t, stderr, "(got 2 arguments)")
+
+	// Istio built from source needs both its tree and its images.
+	code, _, stderr = run(t, "", "bundle", "-istio-source", t.TempDir(), filepath.Join(t.TempDir(), "x.bundle"))
+	assert.Equal(t, cli.ExitBadInput, code)
+	assert.Contains(t, stderr, "-istio-source and -images go together")
+}

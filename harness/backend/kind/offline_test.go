@@ -12,10 +12,12 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
+	sigsyaml "sigs.k8s.io/yaml"
 
 	"github.com/egresslab/egresslab/harness/backend"
 	"github.com/egresslab/egresslab/harness/backend/kind/internal/appimage"
@@ -28,10 +30,13 @@ import (
 )
 
 // TestOfflineKindCluster is the offline kind run's own check (make e2e-offline, which
-// starts the engine, builds the images and sets EGRESSLAB_KIND_OFFLINE), before the
-// scenarios and the lab run on the same cluster: the cluster from the built node image
-// through kind's library, Istio from the module's charts with REGISTRY_ONLY read back
-// from the cluster, the stand-in internet and the offline DNS, the client admitted by
+// starts the engine, builds the images and the bundle and sets EGRESSLAB_KIND_OFFLINE and
+// EGRESSLAB_BUNDLE), before the scenarios and the lab run on the same cluster: the
+// cluster from the built node image through kind's library; Istio installed through the
+// online code path, its charts downloaded from the bundle's chart repository and its
+// images pulled through the bundle's registry mirror (the servers' own logs, the
+// kubelet's Pulled events and the release's values say so), REGISTRY_ONLY read back
+// from the cluster; a pull of an image the mirror lacks stopped at once, saying so; the stand-in internet and the offline DNS, the client admitted by
 // the real injection webhook with its istio-proxy ready (the real pilot-agent running
 // the stand-in for Envoy, which says it is one), and nothing reaching past the machine.
 func TestOfflineKindCluster(t *testing.T) {
@@ -65,6 +70,28 @@ func TestOfflineKindCluster(t *testing.T) {
 	require.Equal(t, manifest.RegistryOnly, mode, "the mesh config istiod reads, from the cluster")
 	t.Logf("Istio's outboundTrafficPolicy.mode read back from the cluster: %s", mode)
 
+	// The online path ran: Helm downloaded the index and the archives over HTTP from the
+	// chart repository, with exactly the values an online run gives (the lab's).
+	charts, registry := p.st.charts, p.st.registry
+	require.NotNil(t, charts, "the offline run is a bundle run (%s)", EnvBundle)
+	require.NotNil(t, registry, "the bundle's registry mirror runs")
+	if p.st.created {
+		for _, path := range []string{"/index.yaml", "/base-" + p.o.istioVersion + ".tgz", "/istiod-" + p.o.istioVersion + ".tgz"} {
+			assert.True(t, charts.Saw("GET", path), "Helm fetched %s from the chart repository: %s", path, charts.Summary())
+		}
+		t.Logf("evidence: %s", charts.Summary())
+	} else {
+		t.Logf("a kept cluster, Istio installed already: no chart was downloaded this time")
+	}
+	installer, ok := p.st.backend.mesh.(*istioinstall.Installer)
+	require.True(t, ok)
+	meshValues, err := manifest.LoadMeshValues()
+	require.NoError(t, err)
+	gotValues, err := installer.Values(istioinstall.IstiodRelease)
+	require.NoError(t, err)
+	assert.Equal(t, yamlOf(t, meshValues.Values), yamlOf(t, gotValues), "the values given to Helm are the lab's, as online")
+	t.Logf("evidence: release %s has the values of manifests/istio/values.yaml and nothing else", istioinstall.IstiodRelease)
+
 	client, err := labs.Manifest(labs.ClientApp, apps.Client.Namespace)
 	require.NoError(t, err)
 	require.NoError(t, p.st.backend.Apply(ctx, client))
@@ -80,6 +107,46 @@ func TestOfflineKindCluster(t *testing.T) {
 	require.NoError(t, err, "pilot-agent request GET server_info: %s", stderr)
 	assert.Contains(t, server, "a stand-in for Envoy, not Envoy", "the stand-in says what it is in /server_info")
 	assert.Contains(t, server, `"LIVE"`)
+
+	t.Run("the images came through the mirror", func(t *testing.T) {
+		if !p.st.created {
+			t.Skip("a kept cluster: its nodes pulled Istio's images on an earlier run")
+		}
+		for _, ref := range istioinstall.Images(p.o.istioVersion) {
+			assert.True(t, registry.Pulled(ref), "containerd pulled %s through the mirror: %s", ref, registry.Summary())
+			pulled := pulledEvents(ctx, t, k, ref)
+			assert.NotEmpty(t, pulled, "a kubelet event says it pulled %s", ref)
+			for _, e := range pulled {
+				t.Logf("evidence: %s/%s: %s", e.Namespace, e.InvolvedObject.Name, e.Message)
+			}
+		}
+	})
+
+	t.Run("an image the mirror lacks stops the run at once, saying so", func(t *testing.T) {
+		ns, image := "egresslab-pull", "docker.io/istio/proxyv2:0.0.0-not-in-the-bundle"
+		_, err := k.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
+		require.NoError(t, err)
+		defer func() { _ = k.CoreV1().Namespaces().Delete(context.WithoutCancel(ctx), ns, metav1.DeleteOptions{}) }()
+		one := int32(1)
+		labels := map[string]string{"app": "missing"}
+		_, err = k.AppsV1().Deployments(ns).Create(ctx, &appsv1.Deployment{
+			ObjectMeta: metav1.ObjectMeta{Name: "missing"},
+			Spec: appsv1.DeploymentSpec{Replicas: &one, Selector: &metav1.LabelSelector{MatchLabels: labels},
+				Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels},
+					Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "proxy", Image: image}}}}},
+		}, metav1.CreateOptions{})
+		require.NoError(t, err)
+		start := time.Now()
+		_, err = p.st.backend.readyPod(ctx, backend.Workload{Namespace: ns, Name: "missing"})
+		took := time.Since(start)
+		require.Error(t, err)
+		t.Logf("after %s: %v", took.Round(time.Second), err)
+		assert.ErrorIs(t, err, errNeverReady, "the wait stops, not at its timeout")
+		assert.Less(t, took, p.st.backend.rollout/2, "stopped long before the rollout timeout (%s)", p.st.backend.rollout)
+		for _, want := range []string{image, registry.URL, "has no image", "add it there"} {
+			assert.Contains(t, err.Error(), want)
+		}
+	})
 
 	t.Run("nothing leaves the machine", func(t *testing.T) {
 		// TEST-NET-3 is a documentation range: nothing answers there anywhere, so a
@@ -104,6 +171,27 @@ func TestOfflineKindCluster(t *testing.T) {
 
 	t.Logf("kind cluster %s (node %s) runs Istio %s with outboundTrafficPolicy %s; the client pod %s runs istio-proxy "+
 		"(pilot-agent with the Envoy stand-in), ready", clusterName, p.o.nodeImage, p.o.istioVersion, mode, pod.Name)
+}
+
+// pulledEvents are the kubelet's events that it pulled image (not found it present).
+func pulledEvents(ctx context.Context, t *testing.T, k kubernetes.Interface, image string) []corev1.Event {
+	t.Helper()
+	events, err := k.CoreV1().Events("").List(ctx, metav1.ListOptions{FieldSelector: "reason=Pulled"})
+	require.NoError(t, err)
+	var out []corev1.Event
+	for _, e := range events.Items {
+		if strings.Contains(e.Message, `Successfully pulled image "`+image+`"`) {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func yamlOf(t *testing.T, v any) string {
+	t.Helper()
+	raw, err := sigsyaml.Marshal(v)
+	require.NoError(t, err)
+	return string(raw)
 }
 
 // offlineProvider is the kind provider on what make e2e-offline prepared (the engine,

@@ -221,6 +221,7 @@ type state struct {
 	backend  *Backend
 	kube     kubernetes.Interface
 	teardown bool // Finish deletes the cluster
+	created  bool // this run created the cluster (it did not reuse a kept one)
 	// The bundle's mirrors while the run lasts: their request logs are the evidence
 	// that the charts were downloaded and the images pulled through them.
 	charts, registry *mirror.Server
@@ -408,6 +409,7 @@ func (p *Provider) ensureCluster(ctx context.Context, st *state, d *cluster.Daem
 		done := step(w, "create kind cluster "+c.Name()+" ("+p.o.nodeImage+")")
 		finished, err := c.Create(ctx)
 		done(err)
+		st.created = err == nil
 		if err != nil {
 			if finished != nil && ctx.Err() != nil && !p.o.keep {
 				// kind cannot be interrupted: let it finish, then take away what it made.

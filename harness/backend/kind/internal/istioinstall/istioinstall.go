@@ -303,6 +303,16 @@ func (i *Installer) release(ctx context.Context, name, chartName string, values 
 	return nil
 }
 
+// Values are the values the release name was installed with (`helm get values`): the
+// values this installer gave Helm, for a run to compare with what it meant to give.
+func (i *Installer) Values(name string) (map[string]any, error) {
+	v, err := action.NewGetValues(i.helm).Run(name)
+	if err != nil {
+		return nil, fmt.Errorf("read the values of release %s: %w", name, err)
+	}
+	return v, nil
+}
+
 // recoverPending clears a release that an interrupted run left pending (Ctrl-C during
 // `helm install` or `helm upgrade`): Helm refuses every later operation on it with
 // "another operation (install/upgrade/rollback) is in progress". A pending install is

@@ -64,9 +64,11 @@ func Write(path, istio string, charts map[string]string, images map[string]v1.Im
 		return fmt.Errorf("write bundle %s: %w", path, err)
 	}
 	for _, chartName := range sortedKeys(charts) {
-		archive := charts[chartName]
-		c.Charts[chartName] = filepath.Base(archive)
-		if err := copyFile(archive, filepath.Join(work, chartsDir, filepath.Base(archive))); err != nil {
+		// Named as Istio's repository names them: Helm's own cache names a download by
+		// its digest. Istio's charts are versioned with the release.
+		archive, file := charts[chartName], fmt.Sprintf("%s-%s.tgz", chartName, istio)
+		c.Charts[chartName] = file
+		if err := copyFile(archive, filepath.Join(work, chartsDir, file)); err != nil {
 			return fmt.Errorf("write bundle %s: chart %s: %w", path, chartName, err)
 		}
 	}
