@@ -62,9 +62,10 @@ type SidecarStatus struct {
 // call names the upstream cluster the sidecar chose, evidence from the data plane
 // itself rather than from the config it holds.
 type AccessLogger interface {
-	// AccessLogEntry is the workload's sidecar's last access-log line for the call made
-	// at or after since.
-	AccessLogEntry(ctx context.Context, w Workload, c Call, since time.Time) (AccessLogEntry, error)
+	// AccessLogEntry is the workload's sidecar's access-log line for the call made at or
+	// after since from the client address client (the call's own connection, as the
+	// verdict's evidence has it: what Envoy logs as %DOWNSTREAM_REMOTE_ADDRESS%).
+	AccessLogEntry(ctx context.Context, w Workload, c Call, client string, since time.Time) (AccessLogEntry, error)
 }
 
 // Limited is a backend whose data plane cannot do all that Envoy does: a call whose
@@ -268,7 +269,7 @@ func AwaitExpected(ctx context.Context, b Backend, w Workload, c Call, want outc
 		if !logs || want.Cluster == "" || !v.Evidence.FromCall {
 			return true
 		}
-		e, err := al.AccessLogEntry(ctx, w, c, sent)
+		e, err := al.AccessLogEntry(ctx, w, c, v.Evidence.ClientAddress, sent)
 		return err == nil && e.Cluster == want.Cluster
 	}, timeout)
 }

@@ -348,7 +348,7 @@ func (r *Runner) accessLog(ctx context.Context, c *labfile.Call, want outcome.Ex
 	if !ok || want.Cluster == "" || !v.Evidence.FromCall {
 		return "", "", nil
 	}
-	e, err := al.AccessLogEntry(ctx, c.From, c.URL, since)
+	e, err := al.AccessLogEntry(ctx, c.From, c.URL, v.Evidence.ClientAddress, since)
 	if err != nil {
 		return "", "", err
 	}

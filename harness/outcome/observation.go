@@ -29,6 +29,9 @@ type Observation struct {
 	ErrorClass          ErrorClass `json:"errorClass,omitempty"`
 	Error               string     `json:"error,omitempty"`
 	DurationMillis      int64      `json:"durationMs"`
+	// ClientAddress is the local address and port of the call's connection, which the
+	// sidecar logs as %DOWNSTREAM_REMOTE_ADDRESS%.
+	ClientAddress string `json:"clientAddress,omitempty"`
 }
 
 // Classify turns a real call's observation into a verdict.
@@ -48,6 +51,7 @@ func Classify(o Observation) Verdict {
 		Error:               o.Error,
 		Duration:            time.Duration(o.DurationMillis) * time.Millisecond,
 		BodyPrefix:          o.BodyPrefix,
+		ClientAddress:       o.ClientAddress,
 	}
 	answeredByEnvoy := strings.EqualFold(o.Server, "envoy") && o.UpstreamServiceTime == ""
 	switch {

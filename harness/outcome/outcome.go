@@ -105,6 +105,9 @@ type Evidence struct {
 	Error               string
 	Duration            time.Duration
 	BodyPrefix          string
+	// ClientAddress is the app's own address and port of the call's connection: the
+	// sidecar's access log names the call's line by it (%DOWNSTREAM_REMOTE_ADDRESS%).
+	ClientAddress string
 }
 
 // String is the one-line form: "BLOCKED (block_all)".

@@ -60,12 +60,26 @@ func Call(ctx context.Context, url string, timeout time.Duration, opts ...Option
 		return finish(&obs, start)
 	}
 	req.Header.Set("User-Agent", "egresslab-client")
+	dial := o.dial
+	if dial == nil {
+		dial = (&net.Dialer{}).DialContext
+	}
+	// The connection's own address is what the sidecar logs as the downstream remote
+	// address (%DOWNSTREAM_REMOTE_ADDRESS%), the one field that names a call's line in
+	// every case, a catch-all's included.
+	recordAddress := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dial(ctx, network, addr)
+		if err == nil {
+			obs.ClientAddress = c.LocalAddr().String()
+		}
+		return c, err
+	}
 	client := &http.Client{
 		Transport: &http.Transport{
 			Proxy:             nil,
 			DisableKeepAlives: true,
 			ForceAttemptHTTP2: false,
-			DialContext:       o.dial,
+			DialContext:       recordAddress,
 			TLSClientConfig:   o.tls,
 		},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },

@@ -19,7 +19,7 @@ const accessLogWait = 5 * time.Second
 
 // AccessLogEntry finds the call's line in istio-proxy's log (the mesh config's
 // accessLogFile /dev/stdout), in Istio's default text format.
-func (b *Backend) AccessLogEntry(ctx context.Context, w backend.Workload, c backend.Call, since time.Time) (backend.AccessLogEntry, error) {
+func (b *Backend) AccessLogEntry(ctx context.Context, w backend.Workload, c backend.Call, client string, since time.Time) (backend.AccessLogEntry, error) {
 	pod, err := b.currentPod(ctx, w)
 	if err != nil {
 		return backend.AccessLogEntry{}, err
@@ -32,12 +32,12 @@ func (b *Backend) AccessLogEntry(ctx context.Context, w backend.Workload, c back
 		if err != nil {
 			return backend.AccessLogEntry{}, fmt.Errorf("read istio-proxy's log in pod %s/%s: %w", pod.Namespace, pod.Name, err)
 		}
-		if e, ok := LastAccessLogEntry(string(raw), c); ok {
+		if e, ok := LastAccessLogEntry(string(raw), c, client); ok {
 			return e, nil
 		}
 		if time.Now().After(deadline) {
-			return backend.AccessLogEntry{}, fmt.Errorf("no access-log line for %s in istio-proxy's log of pod %s/%s since %s "+
-				"(is meshConfig.accessLogFile set, in the default TEXT encoding?)", c, pod.Namespace, pod.Name, since.Format(time.RFC3339))
+			return backend.AccessLogEntry{}, fmt.Errorf("no access-log line for %s from %s in istio-proxy's log of pod %s/%s since %s "+
+				"(is meshConfig.accessLogFile set, in the default TEXT encoding?)", c, orUnknown(client), pod.Namespace, pod.Name, since.Format(time.RFC3339))
 		}
 		select {
 		case <-ctx.Done():
@@ -54,15 +54,22 @@ const (
 	fieldAuthority  = 14 // "%REQ(:AUTHORITY)%"
 	fieldCluster    = 16 // %UPSTREAM_CLUSTER_RAW%
 	fieldDownstream = 18 // %DOWNSTREAM_LOCAL_ADDRESS%: where the call was going
+	fieldRemote     = 19 // %DOWNSTREAM_REMOTE_ADDRESS%: the app's own address and port
 	fieldSNI        = 20 // %REQUESTED_SERVER_NAME%
 	accessLogFields = 22
 )
 
-// LastAccessLogEntry is the last line of log that records c, a connection to its port:
-// an HTTP request for its host and path; for HTTPS (seen as TLS by the sidecar) one with
-// its host as SNI; for plain HTTP on a port where the sidecar has no HTTP listener (it
-// takes the connection as TCP and reads no request), a TCP line without SNI.
-func LastAccessLogEntry(log string, c backend.Call) (backend.AccessLogEntry, bool) {
+// LastAccessLogEntry is the last line of log that records c, a connection to its port
+// from client (the app's address and port of the call's connection). Envoy logs that
+// address on every line, %DOWNSTREAM_REMOTE_ADDRESS%, whatever listener took the
+// connection; the SNI it logs only where a TLS inspector ran (not on virtualOutbound's
+// catch-all), and a request's host and path only where an HTTP listener read them.
+//
+// Without a client address (a client that does not report it), it falls back to what the
+// line shows of the call: an HTTP request for its host and path; for HTTPS, a TCP line
+// with its host as SNI or none; for plain HTTP on a port where the sidecar has no HTTP
+// listener, a TCP line without SNI. Then an earlier call to the same port can match.
+func LastAccessLogEntry(log string, c backend.Call, client string) (backend.AccessLogEntry, bool) {
 	lines := strings.Split(strings.TrimSpace(log), "\n")
 	port := ":" + strconv.Itoa(c.Port())
 	for i := len(lines) - 1; i >= 0; i-- {
@@ -72,8 +79,10 @@ func LastAccessLogEntry(log string, c backend.Call) (backend.AccessLogEntry, boo
 		}
 		var match bool
 		switch tcp := f[fieldRequest] == "- - -"; {
+		case client != "":
+			match = f[fieldRemote] == client
 		case c.HTTPS():
-			match = f[fieldSNI] == c.Host()
+			match = tcp && (f[fieldSNI] == c.Host() || f[fieldSNI] == "-")
 		case tcp:
 			match = f[fieldSNI] == "-"
 		default:
@@ -85,6 +94,13 @@ func LastAccessLogEntry(log string, c backend.Call) (backend.AccessLogEntry, boo
 		}
 	}
 	return backend.AccessLogEntry{}, false
+}
+
+func orUnknown(client string) string {
+	if client == "" {
+		return "an unknown client address"
+	}
+	return client
 }
 
 // logFields splits a line on spaces, keeping each quoted string as one field, unquoted.

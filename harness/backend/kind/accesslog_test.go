@@ -30,13 +30,13 @@ func TestPlainHTTPOnAPortWithoutAnHTTPListenerMatchesItsTCPLine(t *testing.T) {
 	} {
 		c, err := backend.ParseCall(tc.url)
 		require.NoError(t, err)
-		e, ok := LastAccessLogEntry(port81Log, c)
+		e, ok := LastAccessLogEntry(port81Log, c, "")
 		require.True(t, ok, tc.url)
 		assert.Equal(t, tc.cluster, e.Cluster, tc.url)
 	}
 	c, err := backend.ParseCall("http://jsonplaceholder.typicode.com:82/todos/1")
 	require.NoError(t, err)
-	_, ok := LastAccessLogEntry(port81Log, c)
+	_, ok := LastAccessLogEntry(port81Log, c, "")
 	assert.False(t, ok, "no line records a call to port 82")
 }
 
@@ -49,14 +49,44 @@ func TestTheCallsLastAccessLogLineNamesItsCluster(t *testing.T) {
 	} {
 		c, err := backend.ParseCall(tc.url)
 		require.NoError(t, err)
-		e, ok := LastAccessLogEntry(proxyLog, c)
+		e, ok := LastAccessLogEntry(proxyLog, c, "")
 		require.True(t, ok, tc.url)
 		assert.Equal(t, tc.cluster, e.Cluster, tc.url)
 	}
 	for _, other := range []string{"http://jsonplaceholder.typicode.com/todos/2", "http://example.com/todos/1", "https://jsonplaceholder.typicode.com:8443/"} {
 		c, err := backend.ParseCall(other)
 		require.NoError(t, err)
-		_, ok := LastAccessLogEntry(proxyLog, c)
+		_, ok := LastAccessLogEntry(proxyLog, c, "")
 		assert.False(t, ok, "no line records %s", other)
 	}
+}
+
+// What Envoy logs for HTTPS to a host with no listener of its own under REGISTRY_ONLY:
+// virtualOutbound takes the connection, it has no TLS inspector
+// (buildVirtualOutboundListener adds listener filters only for ALLOW_ANY_DYNAMIC_DNS),
+// so %REQUESTED_SERVER_NAME% is "-". The line was never found (the match wanted the host
+// as SNI, which only the stand-in logged), and a call on a real sidecar waited out its
+// timeout. It is found by the app's own address, which Envoy always logs.
+const catchAllLog = `[2026-11-29T10:00:01.000Z] "- - -" 0 UH - - "-" 0 0 0 - "-" "-" "-" "-" "-" BlackHoleCluster - 10.244.0.4:443 10.244.0.8:41000 - -
+[2026-11-29T10:00:02.000Z] "- - -" 0 - - - "-" 517 4012 35 - "-" "-" "-" "-" "10.244.0.4:443" PassthroughCluster 10.244.0.8:41010 10.244.0.4:443 10.244.0.8:41002 - -
+[2026-11-29T10:00:03.000Z] "GET /todos/1 HTTP/1.1" 502 - direct_response - "-" 0 118 0 - "-" "egresslab-client" "793416b8-aa9b-19eb-6a86-d5f284f24580" "jsonplaceholder.typicode.com" "-" - - 10.244.0.4:80 10.244.0.8:41004 - block_all`
+
+func TestACatchAllLineWithoutSNIIsFoundByTheClientsAddress(t *testing.T) {
+	https, err := backend.ParseCall("https://jsonplaceholder.typicode.com/todos/1")
+	require.NoError(t, err)
+	for client, cluster := range map[string]string{"10.244.0.8:41000": "BlackHoleCluster", "10.244.0.8:41002": "PassthroughCluster"} {
+		e, ok := LastAccessLogEntry(catchAllLog, https, client)
+		require.True(t, ok, client)
+		assert.Equal(t, cluster, e.Cluster, client)
+	}
+	http, err := backend.ParseCall("http://jsonplaceholder.typicode.com/todos/1")
+	require.NoError(t, err)
+	e, ok := LastAccessLogEntry(catchAllLog, http, "10.244.0.8:41004")
+	require.True(t, ok)
+	assert.Equal(t, "-", e.Cluster)
+	// Another client's call, or the same client's to another port, is not this call's.
+	_, ok = LastAccessLogEntry(catchAllLog, https, "10.244.0.8:49999")
+	assert.False(t, ok)
+	_, ok = LastAccessLogEntry(catchAllLog, http, "10.244.0.8:41000")
+	assert.False(t, ok, "the line at 41000 is a call to port 443")
 }

@@ -80,7 +80,6 @@ func (p *Process) outbound(c net.Conn) {
 	br := bufio.NewReaderSize(c, bufSize)
 	conn := dataplane.Connection{Address: dst.Addr().String(), Port: int(dst.Port())}
 	sniff(c, br, &conn)
-	e.sni = conn.SNI
 	sim, err := p.config()
 	if err != nil {
 		p.logf("warning", "%s: %v: reset", describe(conn), err)
@@ -94,6 +93,12 @@ func (p *Process) outbound(c net.Conn) {
 		return
 	}
 	r := d.Result
+	if inspectsTLS(sim, r.ListenerMatched, conn.Port) {
+		// Envoy knows the SNI only where a TLS inspector read the ClientHello: the
+		// listener that took the connection has one (0.0.0.0_443 with a TLS entry), or
+		// the field is "-" (virtualOutbound, the catch-all, has none).
+		e.sni = conn.SNI
+	}
 	h, tcp := filtersOf(sim, r)
 	switch {
 	case h != nil && conn.HTTP:
@@ -113,6 +118,47 @@ func (p *Process) outbound(c net.Conn) {
 		p.logf("debug", "%s: %v (listener %q): reset", describe(conn), r.Error, r.ListenerMatched)
 		reset(c)
 	}
+}
+
+// inspectsTLS says whether the listener named ran Envoy's TLS inspector on a connection
+// to port: it lists it among its listener filters, not disabled for that port. Istio
+// adds it to an outbound port's listener whose filter chains match on TLS
+// (listener.go), never to virtualOutbound (buildVirtualOutboundListener).
+func inspectsTLS(sim *simulation.Simulation, listenerName string, port int) bool {
+	for _, l := range sim.Listeners {
+		if l.GetName() != listenerName {
+			continue
+		}
+		for _, f := range l.GetListenerFilters() {
+			if f.GetName() == wellknown.TLSInspector && !disabledFor(f.GetFilterDisabled(), port) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// disabledFor evaluates a listener filter's filter_disabled predicate for a destination
+// port, in the forms Istio writes (a port range, or any of several); any other form is
+// taken as disabled, so that the stand-in never claims to know more than Envoy.
+func disabledFor(p *listener.ListenerFilterChainMatchPredicate, port int) bool {
+	if p == nil {
+		return false
+	}
+	switch r := p.GetRule().(type) {
+	case *listener.ListenerFilterChainMatchPredicate_DestinationPortRange:
+		return int32(port) >= r.DestinationPortRange.GetStart() && int32(port) < r.DestinationPortRange.GetEnd()
+	case *listener.ListenerFilterChainMatchPredicate_OrMatch:
+		for _, q := range r.OrMatch.GetRules() {
+			if disabledFor(q, port) {
+				return true
+			}
+		}
+		return false
+	case *listener.ListenerFilterChainMatchPredicate_NotMatch:
+		return !disabledFor(r.NotMatch, port)
+	}
+	return true
 }
 
 // filtersOf finds the HTTP connection manager or TCP proxy of the filter chain the

@@ -205,22 +205,29 @@ func TestTheStandInDecidesAsSimAndActsAsEnvoy(t *testing.T) {
 		want    outcome.Expect
 		// reaches is the request the test's internet must see, "" for none.
 		reaches string
+		// sni is the %REQUESTED_SERVER_NAME% Envoy logs for the call: the ClientHello's
+		// server name where the listener that took it has a TLS inspector, else "-".
+		sni string
 	}{
-		{"no entry: block_all", manifest.RegistryOnly, nil, todoHTTP, labs.Expect("serviceentry", "blocked-by-block-all"), ""},
+		{"no entry: block_all", manifest.RegistryOnly, nil, todoHTTP, labs.Expect("serviceentry", "blocked-by-block-all"), "", ""},
 		{"the seed's entry", manifest.RegistryOnly, []string{labs.SeedServiceEntry}, todoHTTP,
-			labs.Expect("serviceentry", "allowed-through-the-entry"), "http jsonplaceholder.typicode.com /todos/1"},
+			labs.Expect("serviceentry", "allowed-through-the-entry"), "http jsonplaceholder.typicode.com /todos/1", ""},
 		{"the seed's entry, https", manifest.RegistryOnly, []string{labs.SeedServiceEntry}, todoHTTPS,
-			labs.Expect("serviceentry", "blocked-by-black-hole"), ""},
+			labs.Expect("serviceentry", "blocked-by-black-hole"), "", "-"},
 		{"misspelt entry", manifest.RegistryOnly, []string{labs.MisspeltServiceEntry}, todoHTTP,
-			labs.Expect("serviceentry", "blocked-by-block-all"), ""},
+			labs.Expect("serviceentry", "blocked-by-block-all"), "", ""},
 		{"ALLOW_ANY", manifest.AllowAny, nil, todoHTTP, labs.Expect("modes", "allowed-by-passthrough"),
-			"http jsonplaceholder.typicode.com /todos/1"},
+			"http jsonplaceholder.typicode.com /todos/1", ""},
 		{"ALLOW_ANY_DYNAMIC_DNS", manifest.AllowAnyDynamicDNS, nil, todoHTTP, labs.Expect("modes", "allowed-by-dynamic-dns"),
-			"http jsonplaceholder.typicode.com /todos/1"},
+			"http jsonplaceholder.typicode.com /todos/1", ""},
 		{"ALLOW_ANY, https", manifest.AllowAny, nil, todoHTTPS,
 			outcome.Expect{Kind: outcome.Allowed, Reason: outcome.ReasonPassthrough, Listener: "virtualOutbound",
 				Cluster: outcome.PassthroughCluster, Status: 200},
-			"https jsonplaceholder.typicode.com /todos/1"},
+			"https jsonplaceholder.typicode.com /todos/1", "-"},
+		{"a TLS entry on 443", manifest.RegistryOnly, []string{"https/entry-tls.yaml"}, todoHTTPS,
+			outcome.Expect{Kind: outcome.Allowed, Reason: outcome.ReasonRegistered, Listener: "0.0.0.0_443",
+				Cluster: "outbound|443||jsonplaceholder.typicode.com", Status: 200},
+			"https jsonplaceholder.typicode.com /todos/1", "jsonplaceholder.typicode.com"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -259,6 +266,24 @@ func TestTheStandInDecidesAsSimAndActsAsEnvoy(t *testing.T) {
 				assert.Eventually(t, func() bool { return strings.Contains(tp.log(), " "+cl+" ") },
 					2*time.Second, 20*time.Millisecond, "the access log names the upstream cluster %s: %q", cl, tp.log())
 			}
+			// The call's line, found by the client's own address as on a cluster, ends
+			// with that address, the SNI Envoy knows and the route.
+			require.NotEmpty(t, obs.ClientAddress, "the client reports its connection's address")
+			var line []string
+			require.Eventually(t, func() bool {
+				for _, l := range strings.Split(tp.log(), "\n") {
+					if f := strings.Fields(l); len(f) > 3 && f[len(f)-3] == obs.ClientAddress {
+						line = f
+						return true
+					}
+				}
+				return false
+			}, 2*time.Second, 20*time.Millisecond, "a line with %%DOWNSTREAM_REMOTE_ADDRESS%% %s: %q", obs.ClientAddress, tp.log())
+			wantSNI := tc.sni
+			if wantSNI == "" {
+				wantSNI = "-"
+			}
+			assert.Equal(t, wantSNI, line[len(line)-2], "%%REQUESTED_SERVER_NAME%% of %s", strings.Join(line, " "))
 		})
 	}
 }
