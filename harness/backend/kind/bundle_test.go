@@ -35,16 +35,7 @@ import (
 // here; the code is what runs against the internet.
 func TestBundleWrittenThroughTheMirrorsHoldsWhatTheyGave(t *testing.T) {
 	version := istioinstall.Version
-	chartsDir := t.TempDir()
-	for _, c := range []string{istioinstall.BaseChart, istioinstall.IstiodChart} {
-		_, err := chartutil.Save(&chart.Chart{Metadata: &chart.Metadata{APIVersion: "v2", Name: c, Version: version}}, chartsDir)
-		require.NoError(t, err)
-	}
-	index, err := repo.IndexDirectory(chartsDir, "")
-	require.NoError(t, err)
-	require.NoError(t, index.WriteFile(filepath.Join(chartsDir, "index.yaml"), 0o644))
-	charts := httptest.NewServer(http.FileServer(http.Dir(chartsDir)))
-	t.Cleanup(charts.Close)
+	charts := chartRepository(t, version)
 
 	reg := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
 	t.Cleanup(reg.Close)
@@ -94,27 +85,35 @@ func TestBundleWrittenThroughTheMirrorsHoldsWhatTheyGave(t *testing.T) {
 // A mirror that lacks an image fails the bundle, naming the image and the mirror, and
 // leaves no file.
 func TestBundleFromAMirrorWithoutTheImagesFailsAndWritesNothing(t *testing.T) {
-	chartsDir := t.TempDir()
-	for _, c := range []string{istioinstall.BaseChart, istioinstall.IstiodChart} {
-		_, err := chartutil.Save(&chart.Chart{Metadata: &chart.Metadata{APIVersion: "v2", Name: c, Version: istioinstall.Version}}, chartsDir)
-		require.NoError(t, err)
-	}
-	index, err := repo.IndexDirectory(chartsDir, "")
-	require.NoError(t, err)
-	require.NoError(t, index.WriteFile(filepath.Join(chartsDir, "index.yaml"), 0o644))
-	charts := httptest.NewServer(http.FileServer(http.Dir(chartsDir)))
-	t.Cleanup(charts.Close)
+	charts := chartRepository(t, istioinstall.Version)
 	reg := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
 	t.Cleanup(reg.Close)
 	host := strings.TrimPrefix(reg.URL, "http://")
 
 	path := filepath.Join(t.TempDir(), "istio.bundle")
-	_, err = New(WithChartRepo(charts.URL), WithRegistryMirror(host), WithProgress(&strings.Builder{})).
+	_, err := New(WithChartRepo(charts.URL), WithRegistryMirror(host), WithProgress(&strings.Builder{})).
 		WriteBundle(context.Background(), path, backend.BundleSource{})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "pull docker.io/istio/pilot:"+istioinstall.Version+" from the registry mirror of docker.io at http://"+host)
 	entries, _ := os.ReadDir(filepath.Dir(path))
 	assert.Empty(t, entries, "no bundle, no temporary folder")
+}
+
+// chartRepository serves a Helm chart repository holding Istio's two charts (empty ones)
+// at version, as a company's mirror of Istio's repository would.
+func chartRepository(t *testing.T, version string) *httptest.Server {
+	t.Helper()
+	dir := t.TempDir()
+	for _, c := range []string{istioinstall.BaseChart, istioinstall.IstiodChart} {
+		_, err := chartutil.Save(&chart.Chart{Metadata: &chart.Metadata{APIVersion: "v2", Name: c, Version: version}}, dir)
+		require.NoError(t, err)
+	}
+	index, err := repo.IndexDirectory(dir, "")
+	require.NoError(t, err)
+	require.NoError(t, index.WriteFile(filepath.Join(dir, "index.yaml"), 0o644))
+	srv := httptest.NewServer(http.FileServer(http.Dir(dir)))
+	t.Cleanup(srv.Close)
+	return srv
 }
 
 func must[T any](v T, err error) T {

@@ -142,26 +142,17 @@ func OptionsFromEnv(env backend.Env) []Option {
 	if env(EnvRuntime) == string(cluster.Podman) {
 		opts = append(opts, WithPodman())
 	}
-	if v := env(EnvIstioVersion); v != "" {
-		opts = append(opts, WithIstioVersion(v))
-	}
-	if v := env(EnvNodeImage); v != "" {
-		opts = append(opts, WithNodeImage(v))
-	}
-	if v := env(EnvDiagnostics); v != "" {
-		opts = append(opts, WithDiagnosticsDir(v))
-	}
-	if v := env(EnvOffline); v != "" {
-		opts = append(opts, WithOffline(v))
-	}
-	if v := env(EnvCharts); v != "" {
-		opts = append(opts, WithChartRepo(v))
-	}
-	if v := env(EnvRegistryMirror); v != "" {
-		opts = append(opts, WithRegistryMirror(v))
-	}
-	if v := env(EnvBundle); v != "" {
-		opts = append(opts, WithBundle(v))
+	// The settings that take a value, each to its Option.
+	for _, set := range []struct {
+		env    string
+		option func(string) Option
+	}{
+		{EnvIstioVersion, WithIstioVersion}, {EnvNodeImage, WithNodeImage}, {EnvDiagnostics, WithDiagnosticsDir},
+		{EnvOffline, WithOffline}, {EnvCharts, WithChartRepo}, {EnvRegistryMirror, WithRegistryMirror}, {EnvBundle, WithBundle},
+	} {
+		if v := env(set.env); v != "" {
+			opts = append(opts, set.option(v))
+		}
 	}
 	return opts
 }
