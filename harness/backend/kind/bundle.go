@@ -3,6 +3,7 @@ package kind
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -15,6 +16,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"github.com/egresslab/egresslab/harness/backend"
+	"github.com/egresslab/egresslab/harness/backend/kind/internal/cluster"
 	"github.com/egresslab/egresslab/harness/backend/kind/internal/istioinstall"
 	"github.com/egresslab/egresslab/harness/backend/kind/internal/mirror"
 )
@@ -63,7 +65,14 @@ func (p *Provider) WriteBundle(ctx context.Context, path string, from backend.Bu
 
 	images := map[string]v1.Image{}
 	platform := v1.Platform{OS: "linux", Architecture: runtime.GOARCH}
-	for _, ref := range istioinstall.Images(version) {
+	refs := istioinstall.Images(version)
+	nodeImage := ""
+	if from.DockerArchive == "" {
+		// kind's node image too, pulled by its digest, saved under its tag.
+		nodeImage = p.o.nodeImage
+		refs = append(refs, nodeImage)
+	}
+	for _, ref := range refs {
 		var img v1.Image
 		if from.DockerArchive != "" {
 			tag, err := name.NewTag(ref)
@@ -90,10 +99,10 @@ func (p *Provider) WriteBundle(ctx context.Context, path string, from backend.Bu
 				return "", fmt.Errorf("pull %s from %s: %w", ref, src.pullsFrom(nil), err)
 			}
 		}
-		images[ref] = img
+		images[nodeImageTag(ref)] = img
 	}
 	done := step(w, "write bundle "+path)
-	err = mirror.Write(path, version, charts, images, w)
+	err = mirror.Write(path, version, charts, images, nodeImageTag(nodeImage), w)
 	done(err)
 	if err != nil {
 		return "", err
@@ -102,9 +111,44 @@ func (p *Provider) WriteBundle(ctx context.Context, path string, from backend.Bu
 	if fi, err := os.Stat(path); err == nil {
 		size = fi.Size()
 	}
-	return fmt.Sprintf("wrote %s (%d MB): Istio %s's charts %s and images %s; give it to a kind run with %s=%s",
+	node := ""
+	if nodeImage != "" {
+		node = ", and the kind node image " + nodeImageTag(nodeImage)
+	}
+	return fmt.Sprintf("wrote %s (%d MB): Istio %s's charts %s and images %s%s; give it to a kind run with %s=%s",
 		path, size>>20, version, strings.Join([]string{istioinstall.BaseChart, istioinstall.IstiodChart}, ", "),
-		strings.Join(istioinstall.Images(version), ", "), EnvBundle, path), nil
+		strings.Join(istioinstall.Images(version), ", "), node, EnvBundle, path), nil
+}
+
+// nodeImageTag is an image reference without its digest: a bundle names images by tag
+// (kind's node image is pinned by digest, and pulled so).
+func nodeImageTag(ref string) string {
+	tag, _, _ := strings.Cut(ref, "@")
+	return tag
+}
+
+// loadNodeImage gives the container runtime on this machine the bundle's kind node
+// image (docker load), unless it has it, and runs the cluster on it: kind then pulls
+// nothing either.
+func (p *Provider) loadNodeImage(ctx context.Context, b *mirror.Bundle) error {
+	if b.NodeImage == "" || p.o.nodeImage != cluster.NodeImage {
+		return nil // none in the bundle, or another node image asked for
+	}
+	tag := nodeImageTag(p.o.nodeImage)
+	if cluster.HasImage(ctx, p.o.runtime, tag) {
+		p.o.nodeImage = tag
+		return nil
+	}
+	done := step(p.o.progress, "load the kind node image "+tag+" from the bundle")
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(b.WriteDockerArchive(tag, pw)) }()
+	err := cluster.LoadArchive(ctx, p.o.runtime, pr)
+	_ = pr.Close()
+	done(err)
+	if err == nil {
+		p.o.nodeImage = tag
+	}
+	return err
 }
 
 // pullRef is where ref (an image on docker.io) is pulled from: docker.io, or the same
@@ -122,7 +166,11 @@ func pullRef(ref, mirrorURL string) (name.Reference, error) {
 	if strings.HasPrefix(mirrorURL, "http://") {
 		opts = append(opts, name.Insecure)
 	}
-	return name.ParseReference(host+"/"+r.Context().RepositoryStr()+":"+r.Identifier(), opts...)
+	sep := ":"
+	if _, isDigest := r.(name.Digest); isDigest {
+		sep = "@"
+	}
+	return name.ParseReference(host+"/"+r.Context().RepositoryStr()+sep+r.Identifier(), opts...)
 }
 
 var _ backend.Bundler = (*Provider)(nil)

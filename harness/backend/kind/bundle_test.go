@@ -16,6 +16,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -24,6 +25,7 @@ import (
 	repo "helm.sh/helm/v4/pkg/repo/v1"
 
 	"github.com/egresslab/egresslab/harness/backend"
+	"github.com/egresslab/egresslab/harness/backend/kind/internal/cluster"
 	"github.com/egresslab/egresslab/harness/backend/kind/internal/istioinstall"
 	"github.com/egresslab/egresslab/harness/backend/kind/internal/mirror"
 )
@@ -41,7 +43,8 @@ func TestBundleWrittenThroughTheMirrorsHoldsWhatTheyGave(t *testing.T) {
 	t.Cleanup(reg.Close)
 	host := strings.TrimPrefix(reg.URL, "http://")
 	want := map[string]v1.Hash{}
-	for _, ref := range istioinstall.Images(version) {
+	nodeImage := "kindest/node:v1.35.8"
+	for _, ref := range append(istioinstall.Images(version), nodeImage) {
 		img, err := random.Image(512, 1)
 		require.NoError(t, err)
 		r, err := name.ParseReference(ref)
@@ -55,7 +58,7 @@ func TestBundleWrittenThroughTheMirrorsHoldsWhatTheyGave(t *testing.T) {
 
 	path := filepath.Join(t.TempDir(), "istio.bundle")
 	var progress strings.Builder
-	p := New(WithChartRepo(charts.URL), WithRegistryMirror(host), WithProgress(&progress))
+	p := New(WithChartRepo(charts.URL), WithRegistryMirror(host), WithNodeImage(nodeImage), WithProgress(&progress))
 	said, err := p.WriteBundle(context.Background(), path, backend.BundleSource{})
 	require.NoError(t, err, progress.String())
 	assert.Contains(t, said, "wrote "+path)
@@ -67,6 +70,7 @@ func TestBundleWrittenThroughTheMirrorsHoldsWhatTheyGave(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, version, b.Istio)
 	assert.Equal(t, map[string]string{"base": "base-" + version + ".tgz", "istiod": "istiod-" + version + ".tgz"}, b.Charts)
+	assert.Equal(t, "index.docker.io/"+nodeImage, b.NodeImage)
 	served, err := mirror.ServeRegistry(b, "127.0.0.1:0")
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = served.Close() })
@@ -121,4 +125,44 @@ func must[T any](v T, err error) T {
 		panic(err)
 	}
 	return v
+}
+
+// A bundle's kind node image is given to Docker (docker load) when Docker lacks it, and
+// the cluster runs on it: kind pulls nothing. Docker is a stand-in CLI here that keeps
+// what it was asked to load.
+func TestTheBundlesNodeImageIsLoadedIntoDocker(t *testing.T) {
+	img, err := random.Image(512, 2)
+	require.NoError(t, err)
+	tag := nodeImageTag(cluster.NodeImage)
+	path := filepath.Join(t.TempDir(), "istio.bundle")
+	require.NoError(t, mirror.Write(path, istioinstall.Version, nil, map[string]v1.Image{tag: img}, tag, nil))
+	b, err := mirror.Open(path, t.TempDir())
+	require.NoError(t, err)
+
+	bin := t.TempDir()
+	loaded := filepath.Join(t.TempDir(), "loaded.tar")
+	script := "#!/bin/sh\ncase \"$1\" in\n  image) exit 1 ;;\n  load) cat > " + loaded + " ;;\nesac\n"
+	require.NoError(t, os.WriteFile(filepath.Join(bin, "docker"), []byte(script), 0o755))
+	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+
+	var progress strings.Builder
+	p := New(WithProgress(&progress))
+	require.NoError(t, p.loadNodeImage(context.Background(), b))
+	assert.Equal(t, "kindest/node:v1.35.8", p.o.nodeImage, "the cluster runs on the loaded image")
+	assert.Contains(t, progress.String(), "load the kind node image kindest/node:v1.35.8 from the bundle")
+	t.Log(progress.String())
+	got, err := tarball.ImageFromPath(loaded, nil)
+	require.NoError(t, err)
+	wantDigest, err := img.Digest()
+	require.NoError(t, err)
+	gotID, err := got.ConfigName()
+	require.NoError(t, err)
+	wantID, err := img.ConfigName()
+	require.NoError(t, err)
+	assert.Equal(t, wantID, gotID, "docker load got the bundle's image (%s)", wantDigest)
+
+	// Another node image asked for: the bundle's is left alone.
+	p = New(WithNodeImage("egresslab.local/kind-node:v1.35.8"), WithProgress(&progress))
+	require.NoError(t, p.loadNodeImage(context.Background(), b))
+	assert.Equal(t, "egresslab.local/kind-node:v1.35.8", p.o.nodeImage)
 }

@@ -19,8 +19,10 @@ type downloads struct {
 	// charts is the Helm chart repository's URL.
 	charts string
 	// mirror is the registry mirror's URL for docker.io ("" when the nodes pull from
-	// docker.io itself).
+	// docker.io itself, or from a bundle's registry).
 	mirror string
+	// bundled: a bundle gives the charts and the images.
+	bundled bool
 	// setBy says where the settings came from, for messages.
 	setBy string
 }
@@ -59,14 +61,14 @@ func (p *Provider) downloads() (downloads, error) {
 
 // endpoints are what the preflight checks can be reached from here: the chart repository
 // and what the images are pulled from (docker.io itself, which also gives kind's node
-// image unless it was built here, or the mirror). A bundle's servers are not tried: they
-// are on this machine, and the node image is local.
+// image unless it was built here or a bundle gave it, or the mirror). A bundle's servers
+// are not tried: they are on this machine.
 func (d downloads) endpoints(nodeImagePulled bool) []cluster.Endpoint {
 	var eps []cluster.Endpoint
 	if u, err := url.Parse(d.charts); err == nil && u.Hostname() != "" && !isLoopback(u.Hostname()) {
 		eps = append(eps, cluster.Endpoint{Addr: hostPort(u), Why: "download Istio's Helm charts (" + d.charts + ")", Proxied: true})
 	}
-	if d.mirror == "" || nodeImagePulled {
+	if nodeImagePulled || (d.mirror == "" && !d.bundled) {
 		eps = append(eps, cluster.Endpoint{Addr: cluster.DockerHub, Why: "pull the kind node image and Istio's images (docker.io)", Proxied: true})
 	}
 	if u, err := url.Parse(d.mirror); d.mirror != "" && err == nil && !isLoopback(u.Hostname()) {

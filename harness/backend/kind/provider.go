@@ -275,10 +275,13 @@ func (p *Provider) setup(parent context.Context) (st *state, err error) {
 		if bundle, err = p.openBundle(st); err != nil {
 			return st, err
 		}
+		if err := p.loadNodeImage(ctx, bundle); err != nil {
+			return st, err
+		}
 		if st.charts, err = mirror.ServeCharts(bundle, "127.0.0.1:0"); err != nil {
 			return st, err
 		}
-		src.charts = st.charts.URL
+		src.charts, src.bundled = st.charts.URL, true
 		fmt.Fprintf(w, "▸ bundle %s: Istio %s's charts served at %s, its images by a registry mirror of docker.io on the kind network\n",
 			p.o.bundle, bundle.Istio, st.charts.URL)
 	}
@@ -358,7 +361,9 @@ func (p *Provider) preflight(ctx context.Context, src downloads) (d *cluster.Dae
 		// The calls go to the stand-in internet: none is tried.
 		calls = nil
 	}
-	needs := append(src.endpoints(p.o.offline == ""), calls...)
+	// Docker pulls kind's node image unless it was built here or a bundle gave it.
+	nodeImagePulled := p.o.offline == "" && p.o.nodeImage == cluster.NodeImage
+	needs := append(src.endpoints(nodeImagePulled), calls...)
 	if p.o.kubeconfig != "" {
 		// An existing cluster: no container runtime needed here.
 		warnings, err = cluster.CheckReachable(ctx, needs, 5*time.Second, nil)

@@ -124,6 +124,12 @@ func TestDownloadSettings(t *testing.T) {
 	_, err = New(OptionsFromEnv(get)...).downloads()
 	assert.ErrorContains(t, err, EnvRegistryMirror+"=ftp://mirror")
 
+	// A bundle's servers are on this machine: only kind's node image, when the bundle has
+	// none, comes from docker.io.
+	bundled := downloads{charts: "http://127.0.0.1:40001", bundled: true}
+	assert.Equal(t, []string{cluster.DockerHub}, endpointAddrs(bundled.endpoints(true)))
+	assert.Empty(t, bundled.endpoints(false))
+
 	env[EnvRegistryMirror] = "mirror.example.com:5000"
 	env[EnvBundle] = "/somewhere/istio.bundle"
 	p := New(OptionsFromEnv(get)...)
@@ -138,7 +144,7 @@ func TestABundleOfAnotherReleaseIsRefusedFirst(t *testing.T) {
 	dir := t.TempDir()
 	t.Setenv("TMPDIR", dir)
 	path := filepath.Join(dir, "istio.bundle")
-	require.NoError(t, mirror.Write(path, "1.30.0", nil, nil, nil))
+	require.NoError(t, mirror.Write(path, "1.30.0", nil, nil, "", nil))
 	var progress strings.Builder
 	_, err := New(WithBundle(path), WithProgress(&progress)).Setup(context.Background())
 	require.Error(t, err)

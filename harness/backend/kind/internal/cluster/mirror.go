@@ -3,6 +3,8 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"io"
+	"os/exec"
 	"net"
 	"net/url"
 	"strings"
@@ -90,4 +92,22 @@ func (c *Cluster) Gateway(ctx context.Context) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("the kind network has no IPv4 gateway (%s network inspect kind says %q)", c.runtime, strings.TrimSpace(string(out)))
+}
+
+// HasImage says whether the container runtime on this machine has image.
+func HasImage(ctx context.Context, r Runtime, image string) bool {
+	_, err := run(ctx, string(r), "image", "inspect", image)
+	return err == nil
+}
+
+// LoadArchive gives the container runtime on this machine the images of a `docker save`
+// archive read from archive (docker load).
+func LoadArchive(ctx context.Context, r Runtime, archive io.Reader) error {
+	cmd := exec.CommandContext(ctx, string(r), "load")
+	cmd.Stdin = archive
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s load: %w: %s", r, err, strings.TrimSpace(string(out)))
+	}
+	return nil
 }

@@ -23,6 +23,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	repo "helm.sh/helm/v4/pkg/repo/v1"
 )
 
@@ -44,13 +45,17 @@ type Contents struct {
 	Charts map[string]string `json:"charts"`
 	// Images are the images' references (docker.io/istio/pilot:1.31.0).
 	Images []string `json:"images"`
+	// NodeImage is the kind node image among Images, "" when the bundle has none (a
+	// bundle of Istio built from source: the offline run builds its own node).
+	NodeImage string `json:"nodeImage,omitempty"`
 }
 
 // Write writes a bundle to path: the chart archives (chart name → a .tgz Helm packaged)
 // as a Helm chart repository with its index, and the images as an OCI image layout
 // tagged with their references. It writes a temporary file beside path and renames it,
 // so path is whole or absent.
-func Write(path, istio string, charts map[string]string, images map[string]v1.Image, progress io.Writer) (err error) {
+// nodeImage, when not "", is the reference among images that is the kind node image.
+func Write(path, istio string, charts map[string]string, images map[string]v1.Image, nodeImage string, progress io.Writer) (err error) {
 	if progress == nil {
 		progress = io.Discard
 	}
@@ -96,6 +101,9 @@ func Write(path, istio string, charts map[string]string, images map[string]v1.Im
 			return fmt.Errorf("write bundle %s: image %s: %w", path, ref, err)
 		}
 		c.Images = append(c.Images, r.Name())
+		if ref == nodeImage {
+			c.NodeImage = r.Name()
+		}
 	}
 	raw, err := json.MarshalIndent(c, "", "  ")
 	if err != nil {
@@ -163,6 +171,35 @@ func Open(path, dir string) (*Bundle, error) {
 		return nil, fmt.Errorf("%w (write the bundle again with egresslab bundle)", err)
 	}
 	return b, nil
+}
+
+// WriteDockerArchive writes the image ref of the bundle to w as `docker save` does, for
+// `docker load`: the kind node image goes to the container runtime on this machine,
+// not to a node.
+func (b *Bundle) WriteDockerArchive(ref string, w io.Writer) error {
+	r, err := name.NewTag(ref)
+	if err != nil {
+		return fmt.Errorf("image %s of bundle %s: %w", ref, b.File, err)
+	}
+	idx, err := layout.ImageIndexFromPath(filepath.Join(b.Dir, imagesDir))
+	if err != nil {
+		return fmt.Errorf("image %s of bundle %s: %w", ref, b.File, err)
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return fmt.Errorf("image %s of bundle %s: %w", ref, b.File, err)
+	}
+	for _, desc := range im.Manifests {
+		if desc.Annotations[refAnnotation] != r.Name() {
+			continue
+		}
+		img, err := idx.Image(desc.Digest)
+		if err != nil {
+			return fmt.Errorf("image %s of bundle %s: %w", ref, b.File, err)
+		}
+		return tarball.Write(r, img, w)
+	}
+	return fmt.Errorf("bundle %s has no image %s", b.File, ref)
 }
 
 // HasImage says whether the bundle holds the image ref (any spelling of it).

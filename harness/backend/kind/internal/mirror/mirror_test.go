@@ -43,7 +43,7 @@ func writeBundle(t *testing.T) (string, map[string]v1.Image) {
 	}
 	path := filepath.Join(t.TempDir(), "istio.bundle")
 	err := mirror.Write(path, "1.31.0", map[string]string{
-		"base": chartArchive(t, "base", "1.31.0"), "istiod": chartArchive(t, "istiod", "1.31.0")}, images, nil)
+		"base": chartArchive(t, "base", "1.31.0"), "istiod": chartArchive(t, "istiod", "1.31.0")}, images, "", nil)
 	require.NoError(t, err)
 	return path, images
 }
@@ -137,7 +137,7 @@ func TestWriteRefusesAnImageNotOnDockerHubAndLeavesNoFile(t *testing.T) {
 	img, err := random.Image(16, 1)
 	require.NoError(t, err)
 	path := filepath.Join(t.TempDir(), "b.bundle")
-	err = mirror.Write(path, "1.31.0", nil, map[string]v1.Image{"ghcr.io/istio/pilot:1.31.0": img}, nil)
+	err = mirror.Write(path, "1.31.0", nil, map[string]v1.Image{"ghcr.io/istio/pilot:1.31.0": img}, "", nil)
 	require.ErrorContains(t, err, "image ghcr.io/istio/pilot:1.31.0 is not on docker.io, the one registry a bundle mirrors")
 	_, err = os.Stat(path)
 	assert.True(t, os.IsNotExist(err), "a refused bundle leaves no file")
