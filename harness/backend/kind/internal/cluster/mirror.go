@@ -4,9 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os/exec"
 	"net"
 	"net/url"
+	"os/exec"
 	"strings"
 
 	"sigs.k8s.io/kind/pkg/cluster/nodeutils"
