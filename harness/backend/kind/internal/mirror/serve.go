@@ -91,7 +91,7 @@ func ServeRegistry(b *Bundle, addr string) (*Server, error) {
 			return nil, fmt.Errorf("serve image %s of bundle %s: the registry refused its manifest: %d %s", ref, b.File, rec.Code, rec.Body)
 		}
 	}
-	return serve("the registry mirror of bundle "+b.File, addr, readOnly(h))
+	return serve("the images of bundle "+b.File, addr, readOnly(h))
 }
 
 // readOnly lets only GET and HEAD through: a mirror is pulled from, never pushed to.
