@@ -2,7 +2,7 @@ package backend_test
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -102,7 +102,10 @@ type loggingSidecar struct {
 	mu        sync.Mutex
 	lines     []backend.AccessLogEntry // one a call, with the call's time in Line
 	sentAt    []time.Time
+	clients   []string // each call's client address, as Envoy logs it
 }
+
+var _ backend.AccessLogger = (*loggingSidecar)(nil)
 
 func (s *loggingSidecar) Call(context.Context, backend.Workload, backend.Call) (outcome.Verdict, error) {
 	cluster := "PassthroughCluster"
@@ -111,21 +114,24 @@ func (s *loggingSidecar) Call(context.Context, backend.Workload, backend.Call) (
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	client := fmt.Sprintf("10.244.0.8:%d", 40000+len(s.lines))
 	s.lines = append(s.lines, backend.AccessLogEntry{Cluster: cluster})
 	s.sentAt = append(s.sentAt, time.Now())
+	s.clients = append(s.clients, client)
 	return outcome.Verdict{Kind: outcome.Allowed, Reason: outcome.ReasonUpstream,
-		Evidence: outcome.Evidence{FromCall: true, Status: 200}}, nil
+		Evidence: outcome.Evidence{FromCall: true, Status: 200, ClientAddress: client}}, nil
 }
 
-func (s *loggingSidecar) AccessLogEntry(_ context.Context, _ backend.Workload, _ backend.Call, since time.Time) (backend.AccessLogEntry, error) {
+// AccessLogEntry finds the call's line by its client address, as the kind backend does.
+func (s *loggingSidecar) AccessLogEntry(_ context.Context, _ backend.Workload, _ backend.Call, client string, since time.Time) (backend.AccessLogEntry, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for i := len(s.lines) - 1; i >= 0; i-- {
-		if !s.sentAt[i].Before(since) {
+		if !s.sentAt[i].Before(since) && s.clients[i] == client {
 			return s.lines[i], nil
 		}
 	}
-	return backend.AccessLogEntry{}, errors.New("no line since then")
+	return backend.AccessLogEntry{}, fmt.Errorf("no line from %q since then", client)
 }
 
 // On kind, an entry applied under ALLOW_ANY keeps the call ALLOWED and moves it from
@@ -139,7 +145,10 @@ func TestAwaitExpectedWaitsForTheAccessLogsCluster(t *testing.T) {
 	_, waited, err := backend.AwaitExpected(context.Background(), b, w, call, want, 5*time.Second)
 	require.NoError(t, err)
 	assert.GreaterOrEqual(t, waited.Took, 150*time.Millisecond)
-	last, err := b.AccessLogEntry(context.Background(), w, call, time.Time{})
+	b.mu.Lock()
+	lastClient := b.clients[len(b.clients)-1]
+	b.mu.Unlock()
+	last, err := b.AccessLogEntry(context.Background(), w, call, lastClient, time.Time{})
 	require.NoError(t, err)
 	assert.Equal(t, want.Cluster, last.Cluster)
 }

@@ -125,3 +125,5 @@ func logFields(line string) []string {
 	}
 	return out
 }
+
+var _ backend.AccessLogger = (*Backend)(nil)

@@ -291,6 +291,16 @@ func (p *Process) respond(req *http.Request, dst netip.AddrPort, h *hcm.HttpConn
 			"reset reason: remote connection failure, transport failure reason: "+err.Error(), server, h)
 	}
 	e.upstreamLocal = up.LocalAddr().String()
+	if tc := upstreamTLS(cl); tc != nil {
+		tlsUp, err := p.originateTLS(ctx, up, cl, tc, req.Host)
+		if err != nil {
+			_ = up.Close()
+			e.flags, e.details = "UF", "upstream_reset_before_response_started{remote_connection_failure,TLS_error}"
+			return localReply(http.StatusServiceUnavailable, "upstream connect error or disconnect/reset before headers. "+
+				"reset reason: remote connection failure, transport failure reason: TLS_error: "+err.Error(), server, h)
+		}
+		up = tlsUp
+	}
 	sent := time.Now()
 	out := req.Clone(req.Context())
 	out.Header.Set("X-Forwarded-Proto", "http")

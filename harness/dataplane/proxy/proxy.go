@@ -22,6 +22,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -55,6 +56,9 @@ type Process struct {
 	// Dial connects to upstreams; Resolve looks up a DNS cluster's hostname.
 	Dial    func(ctx context.Context, network, addr string) (net.Conn, error)
 	Resolve func(ctx context.Context, host string) ([]string, error)
+	// Roots are the proxy's trusted roots for the TLS it originates; nil is the
+	// system's (the image's CA bundle, which pilot-agent serves as "file-root:system").
+	Roots *x509.CertPool
 
 	// held, when set, replaces the config from istiod (tests); decided, when set, is told
 	// every decision (tests).

@@ -108,6 +108,7 @@ type testProxy struct {
 	addr      string
 	port      atomic.Int32
 	accessLog *bytes.Buffer
+	proc      *Process
 	mu        sync.Mutex
 	decisions []Decision
 }
@@ -123,7 +124,9 @@ func standInDialedAt(t *testing.T, held *simulation.Simulation, in *internet, di
 	t.Helper()
 	tp := &testProxy{accessLog: &bytes.Buffer{}}
 	p := New(&Bootstrap{}, lockedWriter{&tp.mu, tp.accessLog}, io.Discard)
+	tp.proc = p
 	p.held = func() (*simulation.Simulation, error) { return held, nil }
+	p.Roots = in.roots // the proxy trusts the test internet's CA, as a real one trusts public roots
 	p.decided = func(d Decision) {
 		tp.mu.Lock()
 		defer tp.mu.Unlock()
@@ -224,6 +227,8 @@ func TestTheStandInDecidesAsSimAndActsAsEnvoy(t *testing.T) {
 			outcome.Expect{Kind: outcome.Allowed, Reason: outcome.ReasonPassthrough, Listener: "virtualOutbound",
 				Cluster: outcome.PassthroughCluster, Status: 200},
 			"https jsonplaceholder.typicode.com /todos/1", "-"},
+		{"TLS originated by a DestinationRule", manifest.RegistryOnly, []string{"tls-origination/entry.yaml", "tls-origination/originate-tls.yaml"},
+			todoHTTP, labs.Expect("tls-origination", "tls-originated"), "https jsonplaceholder.typicode.com /todos/1", ""},
 		{"a TLS entry on 443", manifest.RegistryOnly, []string{"https/entry-tls.yaml"}, todoHTTPS,
 			outcome.Expect{Kind: outcome.Allowed, Reason: outcome.ReasonRegistered, Listener: "0.0.0.0_443",
 				Cluster: "outbound|443||jsonplaceholder.typicode.com", Status: 200},
@@ -286,6 +291,23 @@ func TestTheStandInDecidesAsSimAndActsAsEnvoy(t *testing.T) {
 			assert.Equal(t, wantSNI, line[len(line)-2], "%%REQUESTED_SERVER_NAME%% of %s", strings.Join(line, " "))
 		})
 	}
+}
+
+// The TLS the sidecar originates is checked against the proxy's roots (Istio's
+// file-root:system): an upstream whose certificate they do not trust fails the handshake,
+// and Envoy answers 503 with flag UF and a TLS_error, never the upstream's answer.
+func TestOriginatedTLSToAnUntrustedUpstreamIsA503(t *testing.T) {
+	held := simConfig(t, manifest.RegistryOnly, "tls-origination/entry.yaml", "tls-origination/originate-tls.yaml")
+	in := newInternet(t)
+	tp := standIn(t, held, in)
+	_, otherRoots, _, err := site.Certificate(site.Host)
+	require.NoError(t, err)
+	tp.proc.Roots = otherRoots
+	obs := tp.call(t, todoHTTP, in.roots)
+	assert.Equal(t, http.StatusServiceUnavailable, obs.Status, "%+v", obs)
+	assert.Contains(t, obs.BodyPrefix, "TLS_error")
+	assert.Empty(t, in.requests(), "no request reached the upstream")
+	assert.Eventually(t, func() bool { return strings.Contains(tp.log(), " 503 UF ") }, 2*time.Second, 20*time.Millisecond, tp.log())
 }
 
 // Under ALLOW_ANY_DYNAMIC_DNS the sidecar connects to what the Host header resolves to,
