@@ -190,6 +190,25 @@ image "$(image_for kube-proxy)" "$base" "" "" "$bin/kube-proxy-$kube_version=/us
 image "$etcd_image" "$base" "" "" "$bin/etcd-$etcd_module_version=/usr/local/bin/etcd"
 image "$coredns_image" "$base" '["/coredns"]' "" "$bin/coredns-$coredns_build=/coredns"
 image "$pause_image" scratch '["/pause"]' "" "$bin/pause-$pause_version=/pause"
+# The stand-in internet's CA, made once: it signs the site's certificate, and proxyv2
+# trusts it (in the image's CA bundle, which pilot-agent serves as "file-root:system" for
+# the TLS a sidecar originates), as a real proxy image trusts the public roots that
+# signed the real site's.
+ca_dir=$out/internet-ca
+command -v openssl >/dev/null || { apt-get update -qq >&2; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >&2; }
+if [[ ! -s $ca_dir/ca.crt || ! -s $ca_dir/ca.key ]]; then
+  mkdir -p "$ca_dir"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 \
+    -subj "/CN=egresslab stand-in internet CA" -addext "basicConstraints=critical,CA:TRUE" \
+    -addext "keyUsage=critical,keyCertSign" -keyout "$ca_dir/ca.key.tmp" -out "$ca_dir/ca.crt.tmp" 2>/dev/null ||
+    die "openssl could not make the stand-in internet's CA"
+  mv "$ca_dir/ca.key.tmp" "$ca_dir/ca.key"; mv "$ca_dir/ca.crt.tmp" "$ca_dir/ca.crt"
+  say "made the stand-in internet's CA in $ca_dir"
+fi
+trust=$work/ca-certificates.crt
+docker run --rm --entrypoint cat "$base" /etc/ssl/certs/ca-certificates.crt >"$trust" ||
+  die "read the Debian base's CA bundle"
+cat "$ca_dir/ca.crt" >>"$trust"
 # istiod's chart runs it with runAsNonRoot: Istio's own image is USER 1337, as here.
 image "$hub/pilot:$istio_tag" "$base" '["/usr/local/bin/pilot-discovery"]' 1337:1337 "$bin/pilot-discovery-$istio_version=/usr/local/bin/pilot-discovery"
 # pilot-agent reads Envoy's bootstrap template from there and starts Envoy from
@@ -198,7 +217,8 @@ image "$hub/pilot:$istio_tag" "$base" '["/usr/local/bin/pilot-discovery"]' 1337:
 image "$hub/proxyv2:$istio_tag" "$base" '["/usr/local/bin/pilot-agent"]' "" \
   "$bin/pilot-agent-$istio_version=/usr/local/bin/pilot-agent" \
   "$bin/envoy-standin-$standin_version=/usr/local/bin/envoy" \
-  "$istio_dir/tools/packaging/common/envoy_bootstrap.json=/var/lib/istio/envoy/envoy_bootstrap_tmpl.json"
+  "$istio_dir/tools/packaging/common/envoy_bootstrap.json=/var/lib/istio/envoy/envoy_bootstrap_tmpl.json" \
+  "$trust=/etc/ssl/certs/ca-certificates.crt"
 
 # --- the node image -----------------------------------------------------------------------
 # Istio's images are not pre-imported: the nodes pull them through the bundle's mirror.
@@ -299,7 +319,8 @@ fi
 # Images of older inputs lost their tags to the new ones: their layers go.
 docker image prune -f --filter label=egresslab.inputs >/dev/null
 
-jq -n --arg node "$node" --arg kube "$kube_version" '{nodeImage: $node, kubernetesVersion: $kube}' >"$out/images.json"
+jq -n --arg node "$node" --arg kube "$kube_version" --arg cert "$ca_dir/ca.crt" --arg key "$ca_dir/ca.key" \
+  '{nodeImage: $node, kubernetesVersion: $kube, internetCA: {cert: $cert, key: $key}}' >"$out/images.json"
 
 # --- the bundle ---------------------------------------------------------------------------
 # What `egresslab bundle` writes online, from what was built here: the images as Istio

@@ -289,8 +289,7 @@ func TestHandoutsAreCurrent(t *testing.T) {
 	}
 }
 
-// withoutTLSOrigination is sim whose sidecars, like the offline cluster's stand-in,
-// cannot originate TLS.
+// withoutTLSOrigination is sim whose sidecars cannot originate TLS: a backend.Limited.
 type withoutTLSOrigination struct{ *sim.Backend }
 
 func (withoutTLSOrigination) Cannot(need backend.Need) string {

@@ -75,20 +75,48 @@ func Certificate(hosts ...string) (tls.Certificate, *x509.CertPool, []byte, erro
 		return tls.Certificate{}, nil, nil, fmt.Errorf("sign the stand-in internet's CA: %w", err)
 	}
 	ca, _ := x509.ParseCertificate(caDER)
+	cert, err := sign(ca, caKey, hosts)
+	if err != nil {
+		return tls.Certificate{}, nil, nil, err
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	return cert, pool, caDER, nil
+}
+
+// CertificateFrom is a key pair for hosts signed by the CA given in PEM (its
+// certificate, and its key in PKCS #8): the offline run's fixed CA, which the offline
+// proxy image trusts as a real proxy image trusts public roots.
+func CertificateFrom(caCertPEM, caKeyPEM []byte, hosts ...string) (tls.Certificate, error) {
+	pair, err := tls.X509KeyPair(caCertPEM, caKeyPEM)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("read the stand-in internet's CA: %w", err)
+	}
+	ca, err := x509.ParseCertificate(pair.Certificate[0])
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("read the stand-in internet's CA: %w", err)
+	}
+	if !ca.IsCA {
+		return tls.Certificate{}, fmt.Errorf("the stand-in internet's CA certificate %q is not a CA", ca.Subject)
+	}
+	return sign(ca, pair.PrivateKey, hosts)
+}
+
+// sign issues a server certificate for hosts, with a new key, signed by ca.
+func sign(ca *x509.Certificate, caKey any, hosts []string) (tls.Certificate, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return tls.Certificate{}, nil, nil, fmt.Errorf("generate the stand-in internet's key: %w", err)
+		return tls.Certificate{}, fmt.Errorf("generate the stand-in internet's key: %w", err)
 	}
+	now := time.Now()
 	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: hosts[0]}, DNSNames: hosts,
+		SerialNumber: big.NewInt(now.UnixNano()), Subject: pkix.Name{CommonName: hosts[0]}, DNSNames: hosts,
 		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(30 * 24 * time.Hour),
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
 	if err != nil {
-		return tls.Certificate{}, nil, nil, fmt.Errorf("sign the stand-in internet's certificate: %w", err)
+		return tls.Certificate{}, fmt.Errorf("sign the stand-in internet's certificate: %w", err)
 	}
-	pool := x509.NewCertPool()
-	pool.AddCert(ca)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, pool, caDER, nil
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
 }

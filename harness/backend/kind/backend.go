@@ -63,6 +63,9 @@ type Backend struct {
 	offline bool
 	// pullsFrom names where the nodes pull docker.io's images from, for a failed pull.
 	pullsFrom string
+	// internetCA signs the stand-in internet's certificate (offline: the CA the proxy
+	// image trusts; nil makes a new one).
+	internetCA struct{ cert, key []byte }
 }
 
 // MeshInstaller installs Istio with values and checks the mesh config it produced.
@@ -87,9 +90,6 @@ func (b *Backend) Name() string { return "kind" }
 // with Envoy does all of it.
 func (b *Backend) Cannot(need backend.Need) string {
 	switch {
-	case b.offline && need == backend.TLSOrigination:
-		return "the offline cluster's istio-proxy runs egresslab's stand-in for Envoy, which does not originate TLS " +
-			"(and its image trusts no root of the stand-in internet); a kind cluster with Envoy (online) makes this call"
 	case need == backend.EgressGateway:
 		return "the kind backend reads only the client's side of a call (what it saw, its sidecar's access log), not " +
 			"the egress gateway's proxy the verdict depends on; sim and local follow the call through the gateway"

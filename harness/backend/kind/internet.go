@@ -1,7 +1,10 @@
 package kind
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
@@ -57,7 +60,7 @@ func (b *Backend) startInternet(ctx context.Context) (_ *internet, err error) {
 	if _, err := k.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return nil, fmt.Errorf("create namespace %s: %w", InternetNamespace, err)
 	}
-	caPEM, err := internetCertificate(ctx, k)
+	caPEM, err := internetCertificate(ctx, k, b.internetCA.cert, b.internetCA.key)
 	if err != nil {
 		return nil, err
 	}
@@ -69,7 +72,7 @@ func (b *Backend) startInternet(ctx context.Context) (_ *internet, err error) {
 	if err != nil {
 		return nil, err
 	}
-	d := internetDeployment(built.Digest.String())
+	d := internetDeployment(built.Digest.String(), caPEM)
 	if _, err := k.AppsV1().Deployments(InternetNamespace).Create(ctx, d, metav1.CreateOptions{}); apierrors.IsAlreadyExists(err) {
 		// A kept cluster: the same Deployment, with this run's image.
 		old, err := k.AppsV1().Deployments(InternetNamespace).Get(ctx, internetName, metav1.GetOptions{})
@@ -94,18 +97,35 @@ func (b *Backend) startInternet(ctx context.Context) (_ *internet, err error) {
 	return in, nil
 }
 
-// internetCertificate returns the CA of the site's certificate, making both (kept in a
-// Secret, so that a kept cluster's site and a new client agree) the first time.
-func internetCertificate(ctx context.Context, k kubernetes.Interface) ([]byte, error) {
+// internetCertificate returns the CA of the site's certificate, making the certificate
+// (kept in a Secret, so that a kept cluster's site and a new client agree) the first
+// time: signed by the CA given in PEM (the offline run's, which its proxy image trusts),
+// or by a new one when none is given.
+func internetCertificate(ctx context.Context, k kubernetes.Interface, caCert, caKey []byte) ([]byte, error) {
 	s, err := k.CoreV1().Secrets(InternetNamespace).Get(ctx, internetSecret, metav1.GetOptions{})
-	if err == nil && len(s.Data["ca.crt"]) > 0 {
+	if err == nil && len(s.Data["ca.crt"]) > 0 && (caCert == nil || bytes.Equal(s.Data["ca.crt"], caCert)) {
 		if missing := uncovered(s.Data[corev1.TLSCertKey], site.Hosts); len(missing) > 0 {
 			return nil, fmt.Errorf("the kept cluster's stand-in internet has no certificate for %s (it predates that host): "+
 				"delete the cluster (egresslab clean) and run again", strings.Join(missing, ", "))
 		}
 		return s.Data["ca.crt"], nil
 	}
-	cert, _, caDER, err := site.Certificate(site.Hosts...)
+	if err == nil {
+		// A kept cluster's certificate from another CA than the proxy image trusts.
+		if err := k.CoreV1().Secrets(InternetNamespace).Delete(ctx, internetSecret, metav1.DeleteOptions{}); err != nil {
+			return nil, fmt.Errorf("replace the stand-in internet's certificate: %w", err)
+		}
+	}
+	var cert tls.Certificate
+	var caPEM []byte
+	if caCert != nil {
+		cert, err = site.CertificateFrom(caCert, caKey, site.Hosts...)
+		caPEM = caCert
+	} else {
+		var caDER []byte
+		cert, _, caDER, err = site.Certificate(site.Hosts...)
+		caPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -113,7 +133,6 @@ func internetCertificate(ctx context.Context, k kubernetes.Interface) ([]byte, e
 	if err != nil {
 		return nil, fmt.Errorf("encode the stand-in internet's key: %w", err)
 	}
-	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
 	s = &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: internetSecret, Namespace: InternetNamespace},
 		Type:       corev1.SecretTypeTLS,
@@ -146,7 +165,7 @@ func uncovered(certPEM []byte, hosts []string) []string {
 	return missing
 }
 
-func internetDeployment(digest string) *appsv1.Deployment {
+func internetDeployment(digest string, caPEM []byte) *appsv1.Deployment {
 	labels := map[string]string{"app": internetName}
 	one := int32(1)
 	return &appsv1.Deployment{
@@ -157,7 +176,9 @@ func internetDeployment(digest string) *appsv1.Deployment {
 			// One pod at a time: DNS names one address.
 			Strategy: appsv1.DeploymentStrategy{Type: appsv1.RecreateDeploymentStrategyType},
 			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: map[string]string{appimage.DigestAnnotation: digest}},
+				// A new certificate (another CA) rolls the pod, which reads it at start.
+				ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: map[string]string{appimage.DigestAnnotation: digest,
+					"egresslab.io/internet-ca": fmt.Sprintf("%x", sha256.Sum256(caPEM))[:16]}},
 				Spec: corev1.PodSpec{
 					Containers: []corev1.Container{{
 						Name: internetName, Image: appimage.Internet.Tag, ImagePullPolicy: corev1.PullNever,

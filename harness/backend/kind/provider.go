@@ -257,9 +257,13 @@ func (p *Provider) setup(parent context.Context) (st *state, err error) {
 		}
 	}()
 
+	var internetCA struct{ cert, key []byte }
 	if p.o.offline != "" {
 		images, err := offline.Load(p.o.offline)
 		if err != nil {
+			return st, err
+		}
+		if internetCA.cert, internetCA.key, err = images.CA(); err != nil {
 			return st, err
 		}
 		p.o.nodeImage = images.NodeImage
@@ -332,7 +336,7 @@ func (p *Provider) setup(parent context.Context) (st *state, err error) {
 	}
 	b.workDir = st.workDir
 	if p.o.offline != "" {
-		b.offline = true
+		b.offline, b.internetCA = true, internetCA
 		in, err := b.startInternet(ctx)
 		if err != nil {
 			return st, err
