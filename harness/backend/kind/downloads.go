@@ -41,8 +41,9 @@ func (p *Provider) downloads() (downloads, error) {
 	}
 	if p.o.chartRepo != "" {
 		u, err := url.Parse(p.o.chartRepo)
-		if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
-			return d, fmt.Errorf("%s=%s: give the URL of a Helm chart repository (https://host/path, where index.yaml is)", EnvCharts, p.o.chartRepo)
+		if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "oci") {
+			return d, fmt.Errorf("%s=%s: give the URL of a Helm chart repository (https://host/path, where index.yaml is) "+
+				"or an OCI location (oci://host/path, where path/base:VERSION is)", EnvCharts, p.o.chartRepo)
 		}
 		if why := istioinstall.Retired(p.o.chartRepo, p.o.istioVersion); why != "" {
 			return d, fmt.Errorf("%s=%s: %s", EnvCharts, p.o.chartRepo, why)

@@ -115,6 +115,11 @@ func TestDownloadSettings(t *testing.T) {
 	assert.EqualError(t, err, EnvCharts+"=https://istio-release.storage.googleapis.com/charts: Istio 1.31.0's charts are not "+
 		"published to istio-release.storage.googleapis.com; its repository is https://blob.istio.io/istio-release/charts")
 
+	env[EnvCharts] = "oci://ghcr.io/istio/release/charts"
+	d, err = New(OptionsFromEnv(get)...).downloads()
+	require.NoError(t, err)
+	assert.Equal(t, "ghcr.io:443", endpointAddrs(d.endpoints(false))[0], "an OCI location's registry is checked")
+
 	env[EnvCharts] = "blob.istio.io"
 	_, err = New(OptionsFromEnv(get)...).downloads()
 	assert.ErrorContains(t, err, EnvCharts+"=blob.istio.io: give the URL of a Helm chart repository")

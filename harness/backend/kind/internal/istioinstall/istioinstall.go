@@ -12,9 +12,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -29,6 +32,7 @@ import (
 	"helm.sh/helm/v4/pkg/downloader"
 	"helm.sh/helm/v4/pkg/getter"
 	"helm.sh/helm/v4/pkg/kube"
+	"helm.sh/helm/v4/pkg/registry"
 	rcommon "helm.sh/helm/v4/pkg/release/common"
 	release "helm.sh/helm/v4/pkg/release/v1"
 	repo "helm.sh/helm/v4/pkg/repo/v1"
@@ -159,6 +163,9 @@ func FromRepo(repoURL, cacheDir string) ChartSource {
 func Download(_ context.Context, repoURL, cacheDir, name, version string) (string, error) {
 	what := fmt.Sprintf("download chart %s %s from %s (cached in %s)", name, version, repoURL, cacheDir)
 	settings := HelmSettings(cacheDir)
+	if registry.IsOCI(repoURL) {
+		return downloadOCI(repoURL, settings, name, version, what)
+	}
 	getters := getter.All(settings)
 	r, err := repo.NewChartRepository(&repo.Entry{Name: "egresslab-istio", URL: repoURL}, getters)
 	if err != nil {
@@ -187,6 +194,36 @@ func Download(_ context.Context, repoURL, cacheDir, name, version string) (strin
 	dl := downloader.ChartDownloader{Out: io.Discard, Getters: getters,
 		RepositoryConfig: settings.RepositoryConfig, RepositoryCache: settings.RepositoryCache, ContentCache: settings.ContentCache}
 	path, _, err := dl.DownloadToCache(ref, version)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", what, err)
+	}
+	return path, nil
+}
+
+// downloadOCI pulls chart name at version from an OCI location (oci://host/path, where
+// the chart is host/path/name:version), as `helm pull oci://…` does. A registry on a
+// loopback address is spoken to in plain HTTP, as Helm's --plain-http would.
+func downloadOCI(location string, settings *cli.EnvSettings, name, version, what string) (string, error) {
+	u, err := url.Parse(location)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", what, err)
+	}
+	plain := false
+	if ip := net.ParseIP(u.Hostname()); u.Hostname() == "localhost" || (ip != nil && ip.IsLoopback()) {
+		plain = true
+	}
+	opts := []registry.ClientOption{registry.ClientOptCredentialsFile(settings.RegistryConfig), registry.ClientOptWriter(io.Discard)}
+	if plain {
+		opts = append(opts, registry.ClientOptPlainHTTP())
+	}
+	rc, err := registry.NewClient(opts...)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", what, err)
+	}
+	dl := downloader.ChartDownloader{Out: io.Discard, RegistryClient: rc,
+		Getters:          getter.All(settings, getter.WithRegistryClient(rc), getter.WithPlainHTTP(plain)),
+		RepositoryConfig: settings.RepositoryConfig, RepositoryCache: settings.RepositoryCache, ContentCache: settings.ContentCache}
+	path, _, err := dl.DownloadToCache(strings.TrimSuffix(location, "/")+"/"+name, version)
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", what, err)
 	}
