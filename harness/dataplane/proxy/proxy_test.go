@@ -82,7 +82,7 @@ func newInternet(t *testing.T) *internet {
 		in.mu.Unlock()
 		site.Handler().ServeHTTP(w, r)
 	})
-	cert, roots, _, err := site.Certificate(site.Host)
+	cert, roots, _, err := site.Certificate(site.Hosts...)
 	require.NoError(t, err)
 	in.roots = roots
 	in.http = httptest.NewServer(h)
@@ -109,6 +109,7 @@ type testProxy struct {
 	port      atomic.Int32
 	accessLog *bytes.Buffer
 	proc      *Process
+	held      *simulation.Simulation
 	mu        sync.Mutex
 	decisions []Decision
 }
@@ -122,7 +123,7 @@ func standIn(t *testing.T, held *simulation.Simulation, in *internet) *testProxy
 // where the app sent it, whatever DNS says of the host.
 func standInDialedAt(t *testing.T, held *simulation.Simulation, in *internet, dialed netip.Addr) *testProxy {
 	t.Helper()
-	tp := &testProxy{accessLog: &bytes.Buffer{}}
+	tp := &testProxy{accessLog: &bytes.Buffer{}, held: held}
 	p := New(&Bootstrap{}, lockedWriter{&tp.mu, tp.accessLog}, io.Discard)
 	tp.proc = p
 	p.held = func() (*simulation.Simulation, error) { return held, nil }
