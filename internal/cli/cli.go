@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -338,6 +339,10 @@ func runBundle(ctx context.Context, args []string, s Streams) int {
 		fmt.Fprintf(s.Err, "egresslab bundle: name the one file to write (got %d arguments)\n", len(positional))
 		fs.Usage()
 		return ExitBadInput
+	}
+	if fi, err := os.Stat(filepath.Dir(positional[0])); err != nil || !fi.IsDir() {
+		return badInput(s, fmt.Errorf("egresslab bundle %s: the folder %s does not exist: create it, or name a file in a folder that does",
+			positional[0], filepath.Dir(positional[0])))
 	}
 	if (from.IstioSource == "") != (from.DockerArchive == "") {
 		return badInput(s, errors.New("-istio-source and -images go together: a bundle of Istio built from source needs both its source tree and a docker save of its images"))

@@ -248,6 +248,10 @@ func TestBundleRefusesBadArgumentsBeforeFetchingAnything(t *testing.T) {
 	assert.Equal(t, cli.ExitBadInput, code)
 	assert.Contains(t, stderr, "(got 2 arguments)")
 
+	code, _, stderr = run(t, "", "bundle", filepath.Join(t.TempDir(), "no-such-folder", "x.bundle"))
+	assert.Equal(t, cli.ExitBadInput, code)
+	assert.Contains(t, stderr, "no-such-folder does not exist: create it")
+
 	// Istio built from source needs both its tree and its images.
 	code, _, stderr = run(t, "", "bundle", "-istio-source", t.TempDir(), filepath.Join(t.TempDir(), "x.bundle"))
 	assert.Equal(t, cli.ExitBadInput, code)
