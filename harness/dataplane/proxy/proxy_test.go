@@ -108,7 +108,6 @@ type testProxy struct {
 	addr      string
 	port      atomic.Int32
 	accessLog *bytes.Buffer
-	proc      *Process
 	held      *simulation.Simulation
 	mu        sync.Mutex
 	decisions []Decision
@@ -125,7 +124,6 @@ func standInDialedAt(t *testing.T, held *simulation.Simulation, in *internet, di
 	t.Helper()
 	tp := &testProxy{accessLog: &bytes.Buffer{}, held: held}
 	p := New(&Bootstrap{}, lockedWriter{&tp.mu, tp.accessLog}, io.Discard)
-	tp.proc = p
 	p.held = func() (*simulation.Simulation, error) { return held, nil }
 	p.Roots = in.roots // the proxy trusts the test internet's CA, as a real one trusts public roots
 	p.decided = func(d Decision) {
@@ -300,11 +298,13 @@ func TestTheStandInDecidesAsSimAndActsAsEnvoy(t *testing.T) {
 func TestOriginatedTLSToAnUntrustedUpstreamIsA503(t *testing.T) {
 	held := simConfig(t, manifest.RegistryOnly, "tls-origination/entry.yaml", "tls-origination/originate-tls.yaml")
 	in := newInternet(t)
-	tp := standIn(t, held, in)
+	// The proxy trusts another CA than the one that signed the site (the app's call is
+	// plain HTTP: only the proxy checks a certificate).
 	_, otherRoots, _, err := site.Certificate(site.Host)
 	require.NoError(t, err)
-	tp.proc.Roots = otherRoots
-	obs := tp.call(t, todoHTTP, in.roots)
+	in.roots = otherRoots
+	tp := standIn(t, held, in)
+	obs := tp.call(t, todoHTTP, nil)
 	assert.Equal(t, http.StatusServiceUnavailable, obs.Status, "%+v", obs)
 	assert.Contains(t, obs.BodyPrefix, "TLS_error")
 	assert.Empty(t, in.requests(), "no request reached the upstream")
