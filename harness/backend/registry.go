@@ -2,6 +2,7 @@ package backend
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -161,4 +162,13 @@ type Bundler interface {
 // its images, tagged as Istio publishes them.
 type BundleSource struct {
 	IstioSource, DockerArchive string
+}
+
+// Check says what is wrong with the source before anything is fetched: Istio built
+// from source needs both its tree and its images.
+func (s BundleSource) Check() error {
+	if (s.IstioSource == "") != (s.DockerArchive == "") {
+		return errors.New("-istio-source and -images go together: a bundle of Istio built from source needs both its source tree and a docker save of its images")
+	}
+	return nil
 }

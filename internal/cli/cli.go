@@ -344,8 +344,8 @@ func runBundle(ctx context.Context, args []string, s Streams) int {
 		return badInput(s, fmt.Errorf("egresslab bundle %s: the folder %s does not exist: create it, or name a file in a folder that does",
 			positional[0], filepath.Dir(positional[0])))
 	}
-	if (from.IstioSource == "") != (from.DockerArchive == "") {
-		return badInput(s, errors.New("-istio-source and -images go together: a bundle of Istio built from source needs both its source tree and a docker save of its images"))
+	if err := from.Check(); err != nil {
+		return badInput(s, err)
 	}
 	for name, p := range backend.Providers(backend.Settings{Env: s.env(), Progress: s.Err}) {
 		bundler, ok := p.(backend.Bundler)

@@ -31,8 +31,8 @@ func (p *Provider) WriteBundle(ctx context.Context, path string, from backend.Bu
 	if p.o.bundle != "" {
 		return "", fmt.Errorf("%s is set: a bundle is written from Istio's repository and registry (or their mirrors), not from another bundle", EnvBundle)
 	}
-	if (from.IstioSource == "") != (from.DockerArchive == "") {
-		return "", fmt.Errorf("a bundle of Istio built from source needs both its source tree and a docker save of its images")
+	if err := from.Check(); err != nil {
+		return "", err
 	}
 	src, err := p.downloads()
 	if err != nil {
@@ -99,10 +99,10 @@ func (p *Provider) WriteBundle(ctx context.Context, path string, from backend.Bu
 				return "", fmt.Errorf("pull %s from %s: %w", ref, src.pullsFrom(nil), err)
 			}
 		}
-		images[nodeImageTag(ref)] = img
+		images[withoutDigest(ref)] = img
 	}
 	done := step(w, "write bundle "+path)
-	err = mirror.Write(path, version, charts, images, nodeImageTag(nodeImage), w)
+	err = mirror.Write(path, version, charts, images, withoutDigest(nodeImage), w)
 	done(err)
 	if err != nil {
 		return "", err
@@ -113,16 +113,16 @@ func (p *Provider) WriteBundle(ctx context.Context, path string, from backend.Bu
 	}
 	node := ""
 	if nodeImage != "" {
-		node = ", and the kind node image " + nodeImageTag(nodeImage)
+		node = ", and the kind node image " + withoutDigest(nodeImage)
 	}
 	return fmt.Sprintf("wrote %s (%d MB): Istio %s's charts %s and images %s%s; give it to a kind run with %s=%s",
 		path, size>>20, version, strings.Join([]string{istioinstall.BaseChart, istioinstall.IstiodChart}, ", "),
 		strings.Join(istioinstall.Images(version), ", "), node, EnvBundle, path), nil
 }
 
-// nodeImageTag is an image reference without its digest: a bundle names images by tag
+// withoutDigest is an image reference without its digest: a bundle names images by tag
 // (kind's node image is pinned by digest, and pulled so).
-func nodeImageTag(ref string) string {
+func withoutDigest(ref string) string {
 	tag, _, _ := strings.Cut(ref, "@")
 	return tag
 }
@@ -134,7 +134,7 @@ func (p *Provider) loadNodeImage(ctx context.Context, b *mirror.Bundle) error {
 	if b.NodeImage == "" || p.o.nodeImage != cluster.NodeImage {
 		return nil // none in the bundle, or another node image asked for
 	}
-	tag := nodeImageTag(p.o.nodeImage)
+	tag := withoutDigest(p.o.nodeImage)
 	if cluster.HasImage(ctx, p.o.runtime, tag) {
 		p.o.nodeImage = tag
 		return nil

@@ -133,7 +133,7 @@ func must[T any](v T, err error) T {
 func TestTheBundlesNodeImageIsLoadedIntoDocker(t *testing.T) {
 	img, err := random.Image(512, 2)
 	require.NoError(t, err)
-	tag := nodeImageTag(cluster.NodeImage)
+	tag := withoutDigest(cluster.NodeImage)
 	path := filepath.Join(t.TempDir(), "istio.bundle")
 	require.NoError(t, mirror.Write(path, istioinstall.Version, nil, map[string]v1.Image{tag: img}, tag, nil))
 	b, err := mirror.Open(path, t.TempDir())

@@ -23,8 +23,6 @@ type downloads struct {
 	mirror string
 	// bundled: a bundle gives the charts and the images.
 	bundled bool
-	// setBy says where the settings came from, for messages.
-	setBy string
 }
 
 // downloads reads the settings: a bundle (whose servers are started later), or a chart

@@ -357,17 +357,15 @@ func (p *Provider) setup(parent context.Context) (st *state, err error) {
 func (p *Provider) preflight(ctx context.Context, src downloads) (d *cluster.Daemon, err error) {
 	done := step(p.o.progress, "preflight")
 	var warnings []string
-	var calls []cluster.Endpoint
-	for _, hp := range p.o.callsTo {
-		calls = append(calls, cluster.CallEndpoint(hp))
-	}
-	if p.o.offline != "" {
-		// The calls go to the stand-in internet: none is tried.
-		calls = nil
-	}
 	// Docker pulls kind's node image unless it was built here or a bundle gave it.
 	nodeImagePulled := p.o.offline == "" && p.o.nodeImage == cluster.NodeImage
-	needs := append(src.endpoints(nodeImagePulled), calls...)
+	needs := src.endpoints(nodeImagePulled)
+	if p.o.offline == "" {
+		// Offline the calls go to the stand-in internet: none is tried.
+		for _, hp := range p.o.callsTo {
+			needs = append(needs, cluster.CallEndpoint(hp))
+		}
+	}
 	if p.o.kubeconfig != "" {
 		// An existing cluster: no container runtime needed here.
 		warnings, err = cluster.CheckReachable(ctx, needs, 5*time.Second, nil)

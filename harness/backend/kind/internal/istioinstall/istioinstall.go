@@ -289,8 +289,6 @@ func (i *Installer) Install(ctx context.Context, values manifest.MeshValues) err
 // for the mesh, and an idle upgrade would cost a rollout wait.
 func (i *Installer) release(ctx context.Context, name, chartName string, values map[string]any) (err error) {
 	what := fmt.Sprintf("install Istio %s chart %s as release %s", i.version, chartName, name)
-	want := i.version
-	var ch *chart.Chart
 	current, err := i.deployed(name)
 	if err != nil {
 		return fmt.Errorf("%s: read the release's history: %w", what, err)
@@ -302,14 +300,13 @@ func (i *Installer) release(ctx context.Context, name, chartName string, values 
 	}
 	if current != nil && current.Info != nil && current.Info.Status == rcommon.StatusDeployed &&
 		current.Chart != nil && current.Chart.Metadata != nil &&
-		current.Chart.Metadata.Version == want && sameValues(current.Config, values) {
+		current.Chart.Metadata.Version == i.version && sameValues(current.Config, values) {
 		fmt.Fprintf(i.progress, "  %s %s is installed with these values already\n", chartName, i.version)
 		return nil
 	}
-	if ch == nil {
-		if ch, err = i.charts(ctx, chartName, i.version); err != nil {
-			return fmt.Errorf("%s: %w", what, err)
-		}
+	ch, err := i.charts(ctx, chartName, i.version)
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	if current == nil {
 		fmt.Fprintf(i.progress, "  helm install %s istio/%s --version %s -n %s\n", name, chartName, i.version, Namespace)

@@ -50,11 +50,7 @@ func istioCharts(t *testing.T) map[string]string {
 	t.Helper()
 	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "istio.io/istio").Output()
 	require.NoError(t, err, "find the istio.io/istio module")
-	root := filepath.Join(strings.TrimSpace(string(out)), "manifests", "charts")
-	return map[string]string{
-		istioinstall.BaseChart:   filepath.Join(root, "base"),
-		istioinstall.IstiodChart: filepath.Join(root, "istio-control", "istio-discovery"),
-	}
+	return istioinstall.Charts(strings.TrimSpace(string(out)))
 }
 
 func values(t *testing.T, mode string) manifest.MeshValues {
