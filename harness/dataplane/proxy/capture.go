@@ -139,26 +139,39 @@ func inspectsTLS(sim *simulation.Simulation, listenerName string, port int) bool
 }
 
 // disabledFor evaluates a listener filter's filter_disabled predicate for a destination
-// port, in the forms Istio writes (a port range, or any of several); any other form is
-// taken as disabled, so that the stand-in never claims to know more than Envoy.
+// port, in the forms Istio writes (a port range, any of several, not); a predicate with
+// any other form in it is taken as disabled, so that the stand-in never claims to know
+// more than Envoy.
 func disabledFor(p *listener.ListenerFilterChainMatchPredicate, port int) bool {
 	if p == nil {
 		return false
 	}
+	disabled, known := evaluate(p, port)
+	return disabled || !known
+}
+
+// evaluate is the predicate's value for port, and whether every part of it was one the
+// stand-in reads.
+func evaluate(p *listener.ListenerFilterChainMatchPredicate, port int) (value, known bool) {
 	switch r := p.GetRule().(type) {
 	case *listener.ListenerFilterChainMatchPredicate_DestinationPortRange:
-		return int32(port) >= r.DestinationPortRange.GetStart() && int32(port) < r.DestinationPortRange.GetEnd()
+		return int32(port) >= r.DestinationPortRange.GetStart() && int32(port) < r.DestinationPortRange.GetEnd(), true
 	case *listener.ListenerFilterChainMatchPredicate_OrMatch:
 		for _, q := range r.OrMatch.GetRules() {
-			if disabledFor(q, port) {
-				return true
+			v, ok := evaluate(q, port)
+			if !ok {
+				return false, false
+			}
+			if v {
+				return true, true
 			}
 		}
-		return false
+		return false, true
 	case *listener.ListenerFilterChainMatchPredicate_NotMatch:
-		return !disabledFor(r.NotMatch, port)
+		v, ok := evaluate(r.NotMatch, port)
+		return !v, ok
 	}
-	return true
+	return false, false
 }
 
 // filtersOf finds the HTTP connection manager or TCP proxy of the filter chain the
