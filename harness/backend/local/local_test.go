@@ -73,12 +73,15 @@ func (p pair) do(what string, f func(backend.Backend) error) {
 	}
 }
 
-// expect waits (on local) until the call's verdict is want.Kind, checks it and its
-// evidence against want, and checks that sim gives the same verdict with the same
-// evidence. It returns how long local took to get there.
+// expect waits (on local) until the call's verdict meets want in full, and checks that
+// sim gives the same verdict with the same evidence. It returns how long local took to
+// get there. Waiting for the kind alone is not enough: after a ServiceEntry is deleted,
+// istiod's CDS push can land before its RDS push, and for that moment the call is
+// blocked already, but as cluster_not_found (the route still names the deleted
+// cluster: Envoy's 503 NC), not yet by block_all.
 func (p pair) expect(ctx context.Context, c backend.Call, want outcome.Expect) time.Duration {
 	p.t.Helper()
-	v, waited, err := backend.Await(ctx, p.local, apps.Client, c, want.Kind, backend.DefaultTimeouts().Propagation)
+	v, waited, err := backend.AwaitExpected(ctx, p.local, apps.Client, c, want, backend.DefaultTimeouts().Propagation)
 	took := waited.Took
 	if err != nil {
 		p.t.Errorf("local: %v", err)
