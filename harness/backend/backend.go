@@ -96,11 +96,51 @@ func CannotDo(b Backend, need Need) string {
 	return ""
 }
 
-// AccessLogEntry is one line of a sidecar's access log and the upstream cluster it names
-// ("-" when the sidecar answered itself).
+// AccessLogEntry is one line of a proxy's access log: the line, and the fields a
+// verdict is checked against (Istio's default format: the response code,
+// %RESPONSE_FLAGS%, %RESPONSE_CODE_DETAILS% and %UPSTREAM_CLUSTER_RAW%, "-" when the
+// proxy answered itself).
 type AccessLogEntry struct {
 	Line    string
+	Status  int
+	Flags   string
+	Details string
 	Cluster string
+	// Gateway is the egress gateway's line for the same call, when the sidecar sent it
+	// to one (found by the x-request-id both log); GatewayName names that gateway.
+	Gateway     *AccessLogEntry
+	GatewayName string
+}
+
+// Logged is the entry as what a proxy on the call's way logged of it.
+func (e AccessLogEntry) Logged() outcome.Logged {
+	return outcome.Logged{Status: e.Status, Flags: e.Flags, Details: e.Details, Cluster: e.Cluster}
+}
+
+// Mismatch says how the logs of a call differ from the clusters want names: the
+// sidecar's line's cluster, and, for a call through an egress gateway, the gateway's
+// line's; "" when they agree. A real call's verdict does not name a cluster, so on a
+// backend whose proxies log, this is how the expectation's clusters are checked.
+func (e AccessLogEntry) Mismatch(want outcome.Expect) string {
+	if want.Cluster != "" && e.Cluster != want.Cluster {
+		return fmt.Sprintf("the sidecar's access log names cluster %q, want %q", e.Cluster, want.Cluster)
+	}
+	if want.Gateway == nil || want.Gateway.Cluster == "" {
+		return ""
+	}
+	if e.Gateway == nil {
+		return fmt.Sprintf("no egress gateway logged the call; want its line to name cluster %q", want.Gateway.Cluster)
+	}
+	if e.Gateway.Cluster != want.Gateway.Cluster {
+		return fmt.Sprintf("the egress gateway's access log names cluster %q, want %q", e.Gateway.Cluster, want.Gateway.Cluster)
+	}
+	return ""
+}
+
+// ChecksLog says whether want names something only a proxy's access log shows of a
+// real call: a cluster, of the sidecar or of the gateway.
+func ChecksLog(want outcome.Expect) bool {
+	return want.Cluster != "" || (want.Gateway != nil && want.Gateway.Cluster != "")
 }
 
 // release gives back what Open took (it does not tear down a shared cluster).
@@ -266,11 +306,11 @@ func AwaitExpected(ctx context.Context, b Backend, w Workload, c Call, want outc
 			return false
 		}
 		al, logs := b.(AccessLogger)
-		if !logs || want.Cluster == "" || !v.Evidence.FromCall {
+		if !logs || !ChecksLog(want) || !v.Evidence.FromCall {
 			return true
 		}
 		e, err := al.AccessLogEntry(ctx, w, c, v.Evidence.ClientAddress, sent)
-		return err == nil && e.Cluster == want.Cluster
+		return err == nil && e.Mismatch(want) == ""
 	}, timeout)
 }
 

@@ -58,6 +58,9 @@ type Connection struct {
 	HTTP bool
 	Host string
 	Path string
+	// Gateway: the connection came to a gateway's own listener (a router: no iptables,
+	// the address and port are the ones it listens on), not redirected to a sidecar.
+	Gateway bool
 }
 
 // SimCall is the connection as a call for Istio's simulator. The simulator takes one
@@ -70,6 +73,9 @@ func (c Connection) SimCall() simulation.Call {
 		Path:     c.Path,
 		Protocol: simulation.TCP,
 		CallMode: simulation.CallModeOutbound,
+	}
+	if c.Gateway {
+		call.CallMode = simulation.CallModeGateway
 	}
 	switch {
 	case c.TLS:

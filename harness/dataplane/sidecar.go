@@ -10,6 +10,7 @@ import (
 
 	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpoint "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listener "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcm "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
@@ -25,11 +26,14 @@ import (
 )
 
 // The xDS resource types the stand-in sidecar asks for: what Envoy needs to match a
-// call. Endpoints (EDS) and secrets (SDS) do not decide where a call goes.
+// call, and the endpoints of its EDS clusters (where a call to an in-mesh Service, such
+// as an egress gateway, is sent). Endpoints do not decide the match, so the config is
+// complete without them; secrets (SDS) are not asked for.
 const (
 	listenerType = model.ListenerType
 	clusterType  = model.ClusterType
 	routeType    = model.RouteType
+	endpointType = model.EndpointType
 )
 
 // IstioProxyVersion is the Istio version the stand-in sidecar claims, as an
@@ -51,6 +55,8 @@ type Sidecar struct {
 	clusters  []*cluster.Cluster
 	routes    map[string]*route.RouteConfiguration
 	wantRDS   []string // the route names last asked for
+	endpoints map[string]*endpoint.ClusterLoadAssignment
+	wantEDS   []string // the EDS service names last asked for
 	received  map[string]int
 	updated   time.Time // when the last response arrived
 	changed   chan struct{}
@@ -74,7 +80,8 @@ func Connect(addr string, node *core.Node) (*Sidecar, error) {
 	}
 	s := &Sidecar{
 		id: node.Id, conn: conn, cancel: cancel, done: make(chan struct{}),
-		routes: map[string]*route.RouteConfiguration{}, received: map[string]int{}, changed: make(chan struct{}),
+		routes: map[string]*route.RouteConfiguration{}, endpoints: map[string]*endpoint.ClusterLoadAssignment{},
+		received: map[string]int{}, changed: make(chan struct{}),
 	}
 	// Envoy asks for clusters first, then listeners; the node goes on the first request.
 	if err := stream.Send(&discovery.DiscoveryRequest{Node: node, TypeUrl: clusterType}); err != nil {
@@ -121,11 +128,20 @@ func (s *Sidecar) receive(stream discovery.AggregatedDiscoveryService_StreamAggr
 			return
 		}
 		ack := &discovery.DiscoveryRequest{TypeUrl: resp.TypeUrl, VersionInfo: resp.VersionInfo, ResponseNonce: resp.Nonce}
-		var ask *discovery.DiscoveryRequest // a new RDS subscription, when listeners name other routes
+		var ask *discovery.DiscoveryRequest // a new RDS or EDS subscription, when listeners or clusters name others
 		s.mu.Lock()
 		switch resp.TypeUrl {
 		case clusterType:
 			s.clusters = decodeAll[cluster.Cluster](resp.Resources)
+			if names := edsNames(s.clusters); !slices.Equal(names, s.wantEDS) {
+				s.wantEDS = names
+				ask = &discovery.DiscoveryRequest{TypeUrl: endpointType, ResourceNames: names}
+				for n := range s.endpoints {
+					if !slices.Contains(names, n) {
+						delete(s.endpoints, n)
+					}
+				}
+			}
 		case listenerType:
 			s.listeners = decodeAll[listener.Listener](resp.Resources)
 			if names := routeNames(s.listeners); !slices.Equal(names, s.wantRDS) {
@@ -143,6 +159,11 @@ func (s *Sidecar) receive(stream discovery.AggregatedDiscoveryService_StreamAggr
 				s.routes[rc.GetName()] = rc
 			}
 			ack.ResourceNames = s.wantRDS
+		case endpointType:
+			for _, la := range decodeAll[endpoint.ClusterLoadAssignment](resp.Resources) {
+				s.endpoints[la.GetClusterName()] = la
+			}
+			ack.ResourceNames = s.wantEDS
 		}
 		s.received[resp.TypeUrl]++
 		s.updated = time.Now()
@@ -197,6 +218,38 @@ func routeNames(ls []*listener.Listener) []string {
 	}
 	slices.Sort(names)
 	return names
+}
+
+// edsNames lists the names EDS clusters load their endpoints under (the cluster's
+// service_name, else its own name), sorted.
+func edsNames(cs []*cluster.Cluster) []string {
+	var names []string
+	for _, c := range cs {
+		if c.GetType() != cluster.Cluster_EDS {
+			continue
+		}
+		n := c.GetEdsClusterConfig().GetServiceName()
+		if n == "" {
+			n = c.GetName()
+		}
+		if !slices.Contains(names, n) {
+			names = append(names, n)
+		}
+	}
+	slices.Sort(names)
+	return names
+}
+
+// Endpoints is the load assignment istiod sent for an EDS cluster; nil when none has
+// arrived (Envoy would have no host to send to).
+func (s *Sidecar) Endpoints(c *cluster.Cluster) *endpoint.ClusterLoadAssignment {
+	n := c.GetEdsClusterConfig().GetServiceName()
+	if n == "" {
+		n = c.GetName()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.endpoints[n]
 }
 
 // errNoConfig is returned until the sidecar holds a complete configuration.
@@ -266,6 +319,13 @@ func (s *Sidecar) WaitSettled(ctx context.Context, quiet time.Duration) error {
 		case <-time.After(quiet - since):
 		}
 	}
+}
+
+// Changed is closed at the next push that arrives (or when the stream ends).
+func (s *Sidecar) Changed() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.changed
 }
 
 // Summary counts what the sidecar holds, for narration.

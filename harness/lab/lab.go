@@ -345,17 +345,18 @@ func (r *Runner) call(ctx context.Context, step int, c *labfile.Call) error {
 // the cluster it names is read from the data plane rather than its config.
 func (r *Runner) accessLog(ctx context.Context, c *labfile.Call, want outcome.Expect, v outcome.Verdict, since time.Time) (line, mismatch string, err error) {
 	al, ok := r.b.(backend.AccessLogger)
-	if !ok || want.Cluster == "" || !v.Evidence.FromCall {
+	if !ok || !backend.ChecksLog(want) || !v.Evidence.FromCall {
 		return "", "", nil
 	}
 	e, err := al.AccessLogEntry(ctx, c.From, c.URL, v.Evidence.ClientAddress, since)
 	if err != nil {
 		return "", "", err
 	}
-	if e.Cluster != want.Cluster {
-		return e.Line, fmt.Sprintf("the sidecar's access log names cluster %q, want %q", e.Cluster, want.Cluster), nil
+	line = e.Line
+	if e.Gateway != nil {
+		line += "\nthen the egress gateway " + e.GatewayName + ":\n" + e.Gateway.Line
 	}
-	return e.Line, "", nil
+	return line, e.Mismatch(want), nil
 }
 
 func (r *Runner) sayPropagation(waited backend.Waited) {

@@ -32,6 +32,8 @@ type Observation struct {
 	// ClientAddress is the local address and port of the call's connection, which the
 	// sidecar logs as %DOWNSTREAM_REMOTE_ADDRESS%.
 	ClientAddress string `json:"clientAddress,omitempty"`
+	// RequestID is the x-request-id the client sent, which every proxy on the way logs.
+	RequestID string `json:"requestId,omitempty"`
 }
 
 // Classify turns a real call's observation into a verdict.
@@ -52,6 +54,7 @@ func Classify(o Observation) Verdict {
 		Duration:            time.Duration(o.DurationMillis) * time.Millisecond,
 		BodyPrefix:          o.BodyPrefix,
 		ClientAddress:       o.ClientAddress,
+		RequestID:           o.RequestID,
 	}
 	answeredByEnvoy := strings.EqualFold(o.Server, "envoy") && o.UpstreamServiceTime == ""
 	switch {
@@ -71,4 +74,54 @@ func Classify(o Observation) Verdict {
 	default:
 		return Verdict{Kind: Allowed, Reason: ReasonUpstream, Evidence: ev}
 	}
+}
+
+// Logged is what a proxy further on the call's way (an egress gateway) logged of it:
+// its access-log line's response code, %RESPONSE_FLAGS%, %RESPONSE_CODE_DETAILS% and
+// %UPSTREAM_CLUSTER_RAW%.
+type Logged struct {
+	Status  int
+	Flags   string
+	Details string
+	Cluster string
+}
+
+// NextHopDecides says whether a real call's verdict may hide the decision of a proxy
+// further on its way: the sidecar reached an upstream (x-envoy-upstream-service-time)
+// that answered 5xx. When that upstream is an egress gateway, the 503 may be the
+// gateway's own (no cluster for the host there), which only its log tells.
+func NextHopDecides(v Verdict) bool {
+	return v.Kind == Allowed && v.Evidence.FromCall && v.Evidence.Status >= 500 && v.Evidence.UpstreamServiceTime != ""
+}
+
+// AtGateway judges a call the client's sidecar sent to an egress gateway by what the
+// gateway logged, as sim judges it by what the gateway's config matched: the gateway's
+// own answers are blocks (503 NC: its route names a cluster it does not have, nothing
+// registers the host; 404 NR; block_all's 502), a failed upstream is unreachable, and
+// anything else is the upstream's answer. The client saw one answer; the gateway's line
+// says who gave it.
+func AtGateway(v Verdict, gateway string, h Logged) Verdict {
+	ev := v.Evidence
+	ev.GatewayName = gateway
+	ev.Gateway = &Evidence{FromCall: true, Cluster: h.Cluster, Status: h.Status}
+	flags := strings.Split(h.Flags, ",")
+	has := func(f string) bool {
+		for _, x := range flags {
+			if x == f {
+				return true
+			}
+		}
+		return false
+	}
+	switch {
+	case has("NC"):
+		return Verdict{Kind: Blocked, Reason: ReasonNoCluster, Evidence: ev}
+	case has("NR"):
+		return Verdict{Kind: Blocked, Reason: ReasonNoRoute, Evidence: ev}
+	case h.Details == "direct_response" && h.Status == 502:
+		return Verdict{Kind: Blocked, Reason: ReasonBlockAll, Evidence: ev}
+	case has("UH") || has("UF") || has("URX") || has("UO"):
+		return Verdict{Kind: Unreachable, Reason: "the egress gateway found no healthy upstream", Evidence: ev}
+	}
+	return Verdict{Kind: v.Kind, Reason: v.Reason, Evidence: ev}
 }

@@ -108,6 +108,8 @@ type Evidence struct {
 	// ClientAddress is the app's own address and port of the call's connection: the
 	// sidecar's access log names the call's line by it (%DOWNSTREAM_REMOTE_ADDRESS%).
 	ClientAddress string
+	// RequestID is the x-request-id the client sent: every proxy's line names the call by it.
+	RequestID string
 }
 
 // String is the one-line form: "BLOCKED (block_all)".

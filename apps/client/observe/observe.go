@@ -5,6 +5,8 @@
 package observe
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -60,6 +62,11 @@ func Call(ctx context.Context, url string, timeout time.Duration, opts ...Option
 		return finish(&obs, start)
 	}
 	req.Header.Set("User-Agent", "egresslab-client")
+	// A request id of the client's own, which Envoy keeps on a request from inside the
+	// mesh and logs (%REQ(X-REQUEST-ID)%) at every proxy on the way: the sidecar's line
+	// and an egress gateway's name the same call by it.
+	obs.RequestID = newRequestID()
+	req.Header.Set("X-Request-Id", obs.RequestID)
 	dial := o.dial
 	if dial == nil {
 		dial = (&net.Dialer{}).DialContext
@@ -101,6 +108,15 @@ func Call(ctx context.Context, url string, timeout time.Duration, opts ...Option
 		obs.Error = "reading the body: " + err.Error()
 	}
 	return finish(&obs, start)
+}
+
+// newRequestID is a random UUID (version 4), the form Envoy generates.
+func newRequestID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	b[6], b[8] = b[6]&0x0f|0x40, b[8]&0x3f|0x80
+	s := hex.EncodeToString(b)
+	return s[:8] + "-" + s[8:12] + "-" + s[12:16] + "-" + s[16:20] + "-" + s[20:]
 }
 
 func finish(obs *outcome.Observation, start time.Time) outcome.Observation {

@@ -86,17 +86,6 @@ func newBackend(k kubernetes.Interface, i istioclient.Interface, mesh MeshInstal
 
 func (b *Backend) Name() string { return "kind" }
 
-// Cannot says what the offline cluster's stand-in for Envoy does not do; a cluster
-// with Envoy does all of it.
-func (b *Backend) Cannot(need backend.Need) string {
-	switch {
-	case need == backend.EgressGateway:
-		return "the kind backend reads only the client's side of a call (what it saw, its sidecar's access log), not " +
-			"the egress gateway's proxy the verdict depends on; sim and local follow the call through the gateway"
-	}
-	return ""
-}
-
 func (b *Backend) Describe() string {
 	if b.offline {
 		return "an offline kind cluster: Istio " + b.version + "'s istiod configures the client's istio-proxy, where the real " +
@@ -257,6 +246,7 @@ func (b *Backend) Call(ctx context.Context, w backend.Workload, c backend.Call) 
 		return outcome.Verdict{}, err
 	}
 	cmd := []string{appimage.Client.Entrypoint, "call", "--timeout=" + b.callTimeout.String(), c.String()}
+	sent := time.Now()
 	stdout, stderr, err := b.exec.Exec(ctx, w.Namespace, pod.Name, w.Name, cmd)
 	if err != nil {
 		return outcome.Verdict{}, fmt.Errorf("call %s from pod %s/%s (container %s): %w%s",
@@ -266,7 +256,13 @@ func (b *Backend) Call(ctx context.Context, w backend.Workload, c backend.Call) 
 	if err != nil {
 		return outcome.Verdict{}, fmt.Errorf("call %s from pod %s/%s: %w%s", c, w.Namespace, pod.Name, err, stderrSuffix(stderr))
 	}
-	return outcome.Classify(obs), nil
+	v := outcome.Classify(obs)
+	if outcome.NextHopDecides(v) {
+		if e, err := b.AccessLogEntry(ctx, w, c, obs.ClientAddress, sent); err == nil && e.Gateway != nil {
+			v = outcome.AtGateway(v, e.GatewayName, e.Gateway.Logged())
+		}
+	}
+	return v, nil
 }
 
 func stderrSuffix(s string) string {

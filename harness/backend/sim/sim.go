@@ -203,12 +203,12 @@ func (b *Backend) Call(_ context.Context, w backend.Workload, c backend.Call) (o
 	if err != nil {
 		return outcome.Verdict{}, err
 	}
-	return dataplane.FollowToGateway(dataplane.JudgeIn(sim, r), c, b.gatewayBehind, b.Simulation)
+	return dataplane.FollowToGateway(dataplane.JudgeIn(sim, r), c, b.GatewayBehind, b.Simulation)
 }
 
-// gatewayBehind finds the egress gateway pod behind an in-mesh Service, among what is
+// GatewayBehind finds the egress gateway pod behind an in-mesh Service, among what is
 // applied.
-func (b *Backend) gatewayBehind(host string, port int) (dataplane.Gateway, bool, error) {
+func (b *Backend) GatewayBehind(host string, port int) (dataplane.Gateway, bool, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	var services []*corev1.Service

@@ -66,8 +66,8 @@ func TestPilotAgentsReadinessProbeReadsTheStandIn(t *testing.T) {
 }
 
 // A gateway's proxy (an egress gateway's pod) captures nothing: once its config is held
-// the stand-in is ready, so the gateway's pod becomes Ready, though it serves none of
-// the gateway's listeners (calls through it are skipped on kind, saying so). Before,
+// the stand-in is ready, so the gateway's pod becomes Ready; it serves the gateway's
+// listeners as they come (TestTheStandInServesAGatewaysListenersAsTheyCome). Before,
 // it waited for capture listeners a gateway never gets, and the pod never became Ready.
 func TestAGatewaysStandInIsReadyWithoutCaptureListeners(t *testing.T) {
 	p := New(&Bootstrap{Node: &core.Node{Id: "router~10.244.0.9~istio-egressgateway-abc.istio-system~istio-system.svc.cluster.local"}},

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpoint "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listener "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcm "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
@@ -70,15 +72,32 @@ func describe(c dataplane.Connection) string {
 // outbound serves one connection istio-init redirected to the outbound capture port.
 func (p *Process) outbound(c net.Conn) {
 	defer c.Close()
-	e := &logEntry{start: time.Now(), downstreamRemote: c.RemoteAddr().String()}
 	dst, err := p.OriginalDst(c)
 	if err != nil {
 		p.logf("warning", "outbound connection from %s: no original destination (%v): closed", c.RemoteAddr(), err)
 		return
 	}
-	e.downstreamLocal = dst.String()
+	p.serve(c, dst, false)
+}
+
+// atGateway serves one connection to a gateway's listener: it came to the address
+// and port the listener binds, with no iptables in between.
+func (p *Process) atGateway(c net.Conn) {
+	defer c.Close()
+	dst, err := netip.ParseAddrPort(c.LocalAddr().String())
+	if err != nil {
+		p.logf("warning", "connection from %s: local address %s: %v: closed", c.RemoteAddr(), c.LocalAddr(), err)
+		return
+	}
+	p.serve(c, netip.AddrPortFrom(dst.Addr().Unmap(), dst.Port()), true)
+}
+
+// serve decides a connection to dst on the config held and acts on the decision, as
+// the listener that matched it would: outbound (a sidecar's capture) or at a gateway.
+func (p *Process) serve(c net.Conn, dst netip.AddrPort, gateway bool) {
+	e := &logEntry{start: time.Now(), downstreamRemote: c.RemoteAddr().String(), downstreamLocal: dst.String()}
 	br := bufio.NewReaderSize(c, bufSize)
-	conn := dataplane.Connection{Address: dst.Addr().String(), Port: int(dst.Port())}
+	conn := dataplane.Connection{Address: dst.Addr().String(), Port: int(dst.Port()), Gateway: gateway}
 	sniff(c, br, &conn)
 	sim, err := p.config()
 	if err != nil {
@@ -102,7 +121,7 @@ func (p *Process) outbound(c net.Conn) {
 	h, tcp := filtersOf(sim, r)
 	switch {
 	case h != nil && conn.HTTP:
-		p.serveHTTP(c, br, dst, h, sim, r, e)
+		p.serveHTTP(c, br, conn, h, sim, r, e)
 	case h != nil:
 		// TLS or raw TCP bytes into an HTTP connection manager: Envoy's HTTP/1 codec fails
 		// on them and answers 400 before closing.
@@ -211,8 +230,9 @@ func filtersOf(sim *simulation.Simulation, r simulation.Result) (*hcm.HttpConnec
 // serveHTTP serves the requests of one connection an HTTP connection manager took.
 // The first request is the one the connection was decided on; each later one is
 // matched on its own Host against the config held when it arrives.
-func (p *Process) serveHTTP(c net.Conn, br *bufio.Reader, dst netip.AddrPort, h *hcm.HttpConnectionManager,
+func (p *Process) serveHTTP(c net.Conn, br *bufio.Reader, conn dataplane.Connection, h *hcm.HttpConnectionManager,
 	sim *simulation.Simulation, first simulation.Result, firstEntry *logEntry) {
+	dst := netip.AddrPortFrom(netip.MustParseAddr(conn.Address), uint16(conn.Port))
 	for i := 0; ; i++ {
 		req, err := http.ReadRequest(br)
 		if err != nil {
@@ -228,7 +248,7 @@ func (p *Process) serveHTTP(c net.Conn, br *bufio.Reader, dst netip.AddrPort, h 
 		var resp *http.Response
 		r := first
 		if i > 0 {
-			sim, r, resp = p.decideRequest(req, dst, h, e)
+			sim, r, resp = p.decideRequest(req, conn, h, e)
 		}
 		if resp == nil {
 			resp = p.respond(req, dst, h, sim, r, e)
@@ -250,13 +270,13 @@ func (p *Process) serveHTTP(c net.Conn, br *bufio.Reader, dst netip.AddrPort, h 
 
 // decideRequest matches a later request of a connection on the config held now; when
 // it cannot, the reply says why.
-func (p *Process) decideRequest(req *http.Request, dst netip.AddrPort, h *hcm.HttpConnectionManager, e *logEntry) (*simulation.Simulation, simulation.Result, *http.Response) {
+func (p *Process) decideRequest(req *http.Request, conn dataplane.Connection, h *hcm.HttpConnectionManager, e *logEntry) (*simulation.Simulation, simulation.Result, *http.Response) {
 	sim, err := p.config()
 	if err != nil {
 		e.flags, e.details = "NC", "no_config"
 		return nil, simulation.Result{}, localReply(http.StatusServiceUnavailable, "no config from istiod yet", serverName(h), h)
 	}
-	d, err := p.decide(sim, dataplane.Connection{Address: dst.Addr().String(), Port: int(dst.Port()), HTTP: true,
+	d, err := p.decide(sim, dataplane.Connection{Address: conn.Address, Port: conn.Port, Gateway: conn.Gateway, HTTP: true,
 		Host: req.Host, Path: req.URL.RequestURI()})
 	if err != nil {
 		p.logf("error", "%v", err)
@@ -290,21 +310,27 @@ func (p *Process) respond(req *http.Request, dst netip.AddrPort, h *hcm.HttpConn
 	}
 	ctx, cancel := context.WithTimeout(req.Context(), connectTimeout(cl))
 	defer cancel()
-	addr, err := p.endpoint(ctx, cl, dst, req.Host)
+	to, err := p.endpoint(ctx, cl, dst, req.Host)
 	if err != nil {
 		p.logf("debug", "cluster %s: %v", cl.GetName(), err)
 		e.flags, e.details = "UH", "no_healthy_upstream"
 		return localReply(http.StatusServiceUnavailable, "no healthy upstream", server, h)
 	}
-	e.upstreamHost = addr
-	up, err := p.Dial(ctx, "tcp", addr)
+	e.upstreamHost = to.addr
+	tc, err := upstreamTLS(cl, to.metadata)
+	if err != nil {
+		p.logf("warning", "cluster %s: %v: 503", cl.GetName(), err)
+		e.flags, e.details = "UF", "standin_cannot_originate{"+strings.ReplaceAll(err.Error(), " ", "_")+"}"
+		return localReply(http.StatusServiceUnavailable, "the stand-in for Envoy cannot do this: "+err.Error(), server, h)
+	}
+	up, err := p.Dial(ctx, "tcp", to.addr)
 	if err != nil {
 		e.flags, e.details = "UF", "upstream_reset_before_response_started{remote_connection_failure}"
 		return localReply(http.StatusServiceUnavailable, "upstream connect error or disconnect/reset before headers. "+
 			"reset reason: remote connection failure, transport failure reason: "+err.Error(), server, h)
 	}
 	e.upstreamLocal = up.LocalAddr().String()
-	if tc := upstreamTLS(cl); tc != nil {
+	if tc != nil {
 		tlsUp, err := p.originateTLS(ctx, up, cl, tc, req.Host)
 		if err != nil {
 			_ = up.Close()
@@ -420,18 +446,26 @@ var errNoHealthyUpstream = errors.New("no healthy upstream")
 // dynamicForwardProxy is the custom cluster type of Envoy's dynamic forward proxy.
 const dynamicForwardProxy = "envoy.clusters.dynamic_forward_proxy"
 
+// upstream is where a cluster sends one connection: the address, and the endpoint's
+// metadata (which picks the cluster's transport socket, see upstreamTLS).
+type upstream struct {
+	addr     string
+	metadata *core.Metadata
+}
+
 // endpoint is where a cluster sends a connection whose original destination was dst
 // (and, for HTTP, whose request named authority): dst itself for ORIGINAL_DST
 // (PassthroughCluster); the authority resolved in the pod for a dynamic forward proxy
-// (ALLOW_ANY_DYNAMIC_DNS's AllowAnyDynamicDNSCluster), whatever dst was; the first
-// endpoint of the cluster's load assignment for STATIC and DNS clusters, its name
-// resolved in the pod as Envoy's DNS cluster would; none for a cluster without
-// endpoints (BlackHoleCluster). EDS clusters (Kubernetes services) are not asked for:
-// the stand-in sends those to the original destination, which kube-proxy balances.
-func (p *Process) endpoint(ctx context.Context, c *cluster.Cluster, dst netip.AddrPort, authority string) (string, error) {
+// (ALLOW_ANY_DYNAMIC_DNS's AllowAnyDynamicDNSCluster), whatever dst was; for an EDS
+// cluster (a Kubernetes Service, such as an egress gateway's), an endpoint of the
+// load assignment istiod sent over EDS; the first endpoint of the cluster's own load
+// assignment for STATIC and DNS clusters, its name resolved in the pod as Envoy's DNS
+// cluster would; none for a cluster without endpoints (BlackHoleCluster). Envoy
+// balances among several endpoints; the stand-in takes the first healthy one.
+func (p *Process) endpoint(ctx context.Context, c *cluster.Cluster, dst netip.AddrPort, authority string) (upstream, error) {
 	if c.GetClusterType().GetName() == dynamicForwardProxy {
 		if authority == "" {
-			return "", fmt.Errorf("%w: a dynamic forward proxy needs the request's Host", errNoHealthyUpstream)
+			return upstream{}, fmt.Errorf("%w: a dynamic forward proxy needs the request's Host", errNoHealthyUpstream)
 		}
 		host, port, err := net.SplitHostPort(authority)
 		if err != nil {
@@ -439,35 +473,58 @@ func (p *Process) endpoint(ctx context.Context, c *cluster.Cluster, dst netip.Ad
 		}
 		addrs, err := p.Resolve(ctx, host)
 		if err != nil || len(addrs) == 0 {
-			return "", fmt.Errorf("%w: DNS for %s: %v", errNoHealthyUpstream, host, err)
+			return upstream{}, fmt.Errorf("%w: DNS for %s: %v", errNoHealthyUpstream, host, err)
 		}
-		return net.JoinHostPort(addrs[0], port), nil
+		return upstream{addr: net.JoinHostPort(addrs[0], port)}, nil
 	}
+	la := c.GetLoadAssignment()
 	switch c.GetType() {
 	case cluster.Cluster_ORIGINAL_DST:
-		return dst.String(), nil
+		return upstream{addr: dst.String()}, nil
 	case cluster.Cluster_EDS:
-		p.logf("debug", "cluster %s: EDS is not followed by the stand-in: original destination %s", c.GetName(), dst)
-		return dst.String(), nil
+		if la = p.loadAssignment(c); la == nil {
+			return upstream{}, fmt.Errorf("%w: no endpoints from EDS for %s", errNoHealthyUpstream, c.GetName())
+		}
 	}
-	for _, le := range c.GetLoadAssignment().GetEndpoints() {
+	for _, le := range la.GetEndpoints() {
 		for _, lb := range le.GetLbEndpoints() {
 			sa := lb.GetEndpoint().GetAddress().GetSocketAddress()
-			if sa == nil {
+			if sa == nil || !healthy(lb.GetHealthStatus()) {
 				continue
 			}
 			host, port := sa.GetAddress(), strconv.Itoa(int(sa.GetPortValue()))
 			if _, err := netip.ParseAddr(host); err == nil {
-				return net.JoinHostPort(host, port), nil
+				return upstream{addr: net.JoinHostPort(host, port), metadata: lb.GetMetadata()}, nil
 			}
 			addrs, err := p.Resolve(ctx, host)
 			if err != nil || len(addrs) == 0 {
-				return "", fmt.Errorf("%w: DNS for %s: %v", errNoHealthyUpstream, host, err)
+				return upstream{}, fmt.Errorf("%w: DNS for %s: %v", errNoHealthyUpstream, host, err)
 			}
-			return net.JoinHostPort(addrs[0], port), nil
+			return upstream{addr: net.JoinHostPort(addrs[0], port), metadata: lb.GetMetadata()}, nil
 		}
 	}
-	return "", errNoHealthyUpstream
+	return upstream{}, errNoHealthyUpstream
+}
+
+// healthy says whether Envoy sends to an endpoint of this health status: EDS's
+// UNKNOWN (the default) and HEALTHY, and DEGRADED when nothing better is there (the
+// stand-in, taking the first, takes it too).
+func healthy(s core.HealthStatus) bool {
+	return s == core.HealthStatus_UNKNOWN || s == core.HealthStatus_HEALTHY || s == core.HealthStatus_DEGRADED
+}
+
+// loadAssignment is the EDS load assignment the proxy holds for an EDS cluster.
+func (p *Process) loadAssignment(c *cluster.Cluster) *endpoint.ClusterLoadAssignment {
+	if p.heldEndpoints != nil {
+		return p.heldEndpoints(c)
+	}
+	p.mu.Lock()
+	s := p.sidecar
+	p.mu.Unlock()
+	if s == nil {
+		return nil
+	}
+	return s.Endpoints(c)
 }
 
 // serveTCP relays a connection a TCP proxy took to its cluster's endpoint. With no
@@ -483,15 +540,24 @@ func (p *Process) serveTCP(c net.Conn, br *bufio.Reader, dst netip.AddrPort, sim
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), connectTimeout(cl))
-	addr, err := p.endpoint(ctx, cl, dst, "")
+	to, err := p.endpoint(ctx, cl, dst, "")
 	if err != nil {
 		cancel()
 		e.flags = "UH"
 		reset(c)
 		return
 	}
-	e.upstreamHost = addr
-	up, err := p.Dial(ctx, "tcp", addr)
+	e.upstreamHost = to.addr
+	if tc, err := upstreamTLS(cl, to.metadata); tc != nil || err != nil {
+		// A TCP proxy to a cluster that originates TLS (TLS origination for TCP, or
+		// Istio mutual TLS to another proxy): not in these labs, and not done.
+		cancel()
+		p.logf("warning", "cluster %s: the stand-in originates TLS only for HTTP (%v): reset", cl.GetName(), err)
+		e.flags = "UF"
+		reset(c)
+		return
+	}
+	up, err := p.Dial(ctx, "tcp", to.addr)
 	cancel()
 	if err != nil {
 		e.flags = "UF"

@@ -9,8 +9,10 @@ import (
 	"net"
 
 	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	"google.golang.org/protobuf/proto"
 )
 
 // Where Envoy reads a cluster's TLS: its transport socket, and (for the SNI) the
@@ -20,18 +22,44 @@ const (
 	httpProtocolOptions = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 )
 
-// upstreamTLS is the TLS a cluster originates, as its transport socket says (a
-// DestinationRule's tls mode SIMPLE gives one): nil when it sends the bytes as they are.
-func upstreamTLS(cl *cluster.Cluster) *tlsv3.UpstreamTlsContext {
+// transportSocketMatch is the endpoint metadata key Envoy reads a cluster's
+// transport_socket_matches against (Istio writes tlsMode there).
+const transportSocketMatch = "envoy.transport_socket_match"
+
+// upstreamTLS is the TLS a cluster originates to an endpoint with metadata md: the
+// first of the cluster's transport_socket_matches whose match the endpoint's
+// envoy.transport_socket_match metadata satisfies, else the cluster's transport socket
+// (a DestinationRule's tls mode SIMPLE gives one). Istio's auto mTLS writes two matches
+// (tlsMode "istio": mutual TLS; else plaintext); an egress gateway's pod carries no
+// tlsMode label, so a sidecar speaks plaintext to it. nil: the bytes go as they are.
+// The error says the socket is one the stand-in cannot speak: Istio mutual TLS, whose
+// certificate comes from pilot-agent over SDS (issue 19's gap).
+func upstreamTLS(cl *cluster.Cluster, md *core.Metadata) (*tlsv3.UpstreamTlsContext, error) {
 	ts := cl.GetTransportSocket()
+	fields := md.GetFilterMetadata()[transportSocketMatch].GetFields()
+	for _, m := range cl.GetTransportSocketMatches() {
+		matches := true
+		for k, v := range m.GetMatch().GetFields() {
+			if got, ok := fields[k]; !ok || !proto.Equal(got, v) {
+				matches = false
+			}
+		}
+		if matches {
+			ts = m.GetTransportSocket()
+			break
+		}
+	}
 	if ts.GetName() != tlsTransportSocket {
-		return nil
+		return nil, nil
 	}
 	ctx := &tlsv3.UpstreamTlsContext{}
-	if ts.GetTypedConfig().UnmarshalTo(ctx) != nil {
-		return nil
+	if err := ts.GetTypedConfig().UnmarshalTo(ctx); err != nil {
+		return nil, fmt.Errorf("read the TLS transport socket of cluster %s: %w", cl.GetName(), err)
 	}
-	return ctx
+	if len(ctx.GetCommonTlsContext().GetTlsCertificateSdsSecretConfigs()) > 0 || len(ctx.GetCommonTlsContext().GetTlsCertificates()) > 0 {
+		return nil, errors.New("Istio mutual TLS (a client certificate from SDS) is not spoken by the stand-in")
+	}
+	return ctx, nil
 }
 
 // originatedSNI is the server name Envoy sends: the transport socket's sni, else, where

@@ -33,6 +33,8 @@ import (
 	"sync"
 	"time"
 
+	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	endpoint "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listener "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 
 	"istio.io/istio/pilot/pkg/model"
@@ -62,8 +64,9 @@ type Process struct {
 
 	// held, when set, replaces the config from istiod (tests); decided, when set, is told
 	// every decision (tests).
-	held    func() (*simulation.Simulation, error)
-	decided func(Decision)
+	held          func() (*simulation.Simulation, error)
+	heldEndpoints func(*cluster.Cluster) *endpoint.ClusterLoadAssignment
+	decided       func(Decision)
 
 	mu        sync.Mutex
 	sidecar   *dataplane.Sidecar
@@ -232,12 +235,13 @@ func (p *Process) bindCapture(s *dataplane.Sidecar) error {
 	}
 	if strings.HasPrefix(p.boot.Node.GetId(), string(model.Router)+"~") {
 		// A gateway's proxy captures nothing: it serves the listeners of the Gateways
-		// selecting it, which the stand-in does not. It is ready (its pod runs), and a
-		// call through it is not carried: the kind backend skips such calls, saying so.
-		p.logf("warning", "a gateway (%s): the stand-in does not serve a gateway's listeners", p.boot.Node.GetId())
+		// selecting it, which come and go with them.
 		p.mu.Lock()
 		p.live = true
 		p.mu.Unlock()
+		if s != nil { // nil: a config held by a test, which serves a gateway's connections itself
+			go p.followGatewayListeners(s)
+		}
 		return nil
 	}
 	sim, _, err := s.Simulation()
@@ -273,6 +277,54 @@ func (p *Process) bindCapture(s *dataplane.Sidecar) error {
 	p.live = true
 	p.mu.Unlock()
 	return nil
+}
+
+// followGatewayListeners binds every listener istiod sends a gateway's proxy (one per
+// Gateway server port: 0.0.0.0_80) as it arrives, and closes those that go, as Envoy's
+// listener manager adds and drains them, until the ADS stream ends.
+func (p *Process) followGatewayListeners(s *dataplane.Sidecar) {
+	bound := map[string]net.Listener{} // by listener name
+	defer func() {
+		for _, l := range bound {
+			_ = l.Close()
+		}
+	}()
+	for {
+		changed := s.Changed()
+		if sim, _, err := s.Simulation(); err == nil {
+			want := map[string]string{}
+			for _, l := range sim.Listeners {
+				if addr := listenerAddress(sim.Listeners, l.GetName()); addr != "" && l.GetAddress().GetSocketAddress() != nil {
+					want[l.GetName()] = addr
+				}
+			}
+			for name, l := range bound {
+				if _, ok := want[name]; !ok {
+					_ = l.Close()
+					delete(bound, name)
+					p.logf("info", "gateway listener %s removed", name)
+				}
+			}
+			for name, addr := range want {
+				if bound[name] != nil {
+					continue
+				}
+				l, err := net.Listen("tcp", addr)
+				if err != nil {
+					p.logf("error", "gateway listener %s on %s: %v", name, addr, err)
+					continue
+				}
+				bound[name] = l
+				go acceptLoop(l, p.atGateway)
+				p.logf("info", "gateway listener %s on %s", name, addr)
+			}
+		}
+		select {
+		case <-changed:
+		case <-s.Done():
+			return
+		}
+	}
 }
 
 func listenerAddress(ls []*listener.Listener, name string) string {

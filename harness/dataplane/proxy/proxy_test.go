@@ -21,6 +21,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpoint "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+
 	"istio.io/istio/pilot/pkg/simulation"
 
 	"github.com/egresslab/egresslab/apps/client/observe"
@@ -111,6 +115,8 @@ type testProxy struct {
 	held      *simulation.Simulation
 	mu        sync.Mutex
 	decisions []Decision
+	endpoints map[string]*endpoint.ClusterLoadAssignment // EDS, by cluster name
+	upstreams map[string]string                          // endpoint address -> where the test dials it
 }
 
 func standIn(t *testing.T, held *simulation.Simulation, in *internet) *testProxy {
@@ -122,17 +128,44 @@ func standIn(t *testing.T, held *simulation.Simulation, in *internet) *testProxy
 // where the app sent it, whatever DNS says of the host.
 func standInDialedAt(t *testing.T, held *simulation.Simulation, in *internet, dialed netip.Addr) *testProxy {
 	t.Helper()
-	tp := &testProxy{accessLog: &bytes.Buffer{}, held: held}
+	tp, p := newTestProcess(t, held, in)
+	p.OriginalDst = func(net.Conn) (netip.AddrPort, error) {
+		return netip.AddrPortFrom(dialed, uint16(tp.port.Load())), nil
+	}
+	tp.listen(t, p.outbound)
+	return tp
+}
+
+// gatewayStandIn is the stand-in as a gateway's proxy on loopback, with config held
+// fixed: every connection is taken as one to the gateway's listener at, as a
+// connection to the gateway pod's port would be.
+func gatewayStandIn(t *testing.T, held *simulation.Simulation, in *internet, at netip.AddrPort) *testProxy {
+	t.Helper()
+	tp, p := newTestProcess(t, held, in)
+	tp.listen(t, func(c net.Conn) {
+		defer c.Close()
+		p.serve(c, at, true)
+	})
+	return tp
+}
+
+// newTestProcess is a stand-in with config held fixed, resolving jsonplaceholder to the
+// external address and reaching only the test's internet (and, through tp.upstreams,
+// other test proxies).
+func newTestProcess(t *testing.T, held *simulation.Simulation, in *internet) (*testProxy, *Process) {
+	tp := &testProxy{accessLog: &bytes.Buffer{}, held: held, upstreams: map[string]string{}}
 	p := New(&Bootstrap{}, lockedWriter{&tp.mu, tp.accessLog}, io.Discard)
 	p.held = func() (*simulation.Simulation, error) { return held, nil }
+	p.heldEndpoints = func(c *cluster.Cluster) *endpoint.ClusterLoadAssignment {
+		tp.mu.Lock()
+		defer tp.mu.Unlock()
+		return tp.endpoints[c.GetName()]
+	}
 	p.Roots = in.roots // the proxy trusts the test internet's CA, as a real one trusts public roots
 	p.decided = func(d Decision) {
 		tp.mu.Lock()
 		defer tp.mu.Unlock()
 		tp.decisions = append(tp.decisions, d)
-	}
-	p.OriginalDst = func(net.Conn) (netip.AddrPort, error) {
-		return netip.AddrPortFrom(dialed, uint16(tp.port.Load())), nil
 	}
 	p.Resolve = func(_ context.Context, host string) ([]string, error) {
 		if host == "jsonplaceholder.typicode.com" {
@@ -148,14 +181,41 @@ func standInDialedAt(t *testing.T, held *simulation.Simulation, in *internet, di
 		case dataplane.ExternalAddress + ":443":
 			return d.DialContext(ctx, network, in.https.Listener.Addr().String())
 		}
+		tp.mu.Lock()
+		to, ok := tp.upstreams[addr]
+		tp.mu.Unlock()
+		if ok {
+			return d.DialContext(ctx, network, to)
+		}
 		return nil, fmt.Errorf("the test lets the stand-in reach only its internet, not %s", addr)
 	}
+	return tp, p
+}
+
+// listen serves the test proxy's loopback listener with serve.
+func (tp *testProxy) listen(t *testing.T, serve func(net.Conn)) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = l.Close() })
 	tp.addr = l.Addr().String()
-	go acceptLoop(l, p.outbound)
-	return tp
+	go acceptLoop(l, serve)
+}
+
+// sendTo gives an EDS cluster one endpoint, at, which the test dials at to: as istiod's
+// EDS names a gateway pod's address, which the test's gateway stand-in serves.
+func (tp *testProxy) sendTo(cluster string, at netip.AddrPort, to string) {
+	tp.mu.Lock()
+	defer tp.mu.Unlock()
+	if tp.endpoints == nil {
+		tp.endpoints = map[string]*endpoint.ClusterLoadAssignment{}
+	}
+	tp.endpoints[cluster] = &endpoint.ClusterLoadAssignment{ClusterName: cluster, Endpoints: []*endpoint.LocalityLbEndpoints{{
+		LbEndpoints: []*endpoint.LbEndpoint{{HostIdentifier: &endpoint.LbEndpoint_Endpoint{Endpoint: &endpoint.Endpoint{
+			Address: &core.Address{Address: &core.Address_SocketAddress{SocketAddress: &core.SocketAddress{
+				Address: at.Addr().String(), PortSpecifier: &core.SocketAddress_PortValue{PortValue: uint32(at.Port())}}}},
+		}}}},
+	}}}
+	tp.upstreams[at.String()] = to
 }
 
 func (tp *testProxy) log() string {
