@@ -7,6 +7,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/egresslab/egresslab/harness/backend"
+	"github.com/egresslab/egresslab/harness/outcome"
+	"github.com/egresslab/egresslab/labs"
 )
 
 // Lines from istio-proxy's log on the offline kind run, in the format istiod configures
@@ -89,4 +91,45 @@ func TestACatchAllLineWithoutSNIIsFoundByTheClientsAddress(t *testing.T) {
 	assert.False(t, ok)
 	_, ok = LastAccessLogEntry(catchAllLog, http, "10.244.0.8:41000")
 	assert.False(t, ok, "the line at 41000 is a call to port 443")
+}
+
+// The egress-gateway lab's last call, on a cluster: the client's sidecar reached the
+// gateway, which answered 503 itself (NC: nothing registers the host there). The
+// client's line shows only an upstream's 503; the gateway's line, found by the
+// x-request-id both log, shows the NC, and no cluster (Envoy records the upstream
+// cluster only once it has found one). Judged from both, the call is blocked as sim
+// says, and the lab's expectation holds; from the client's line alone it was "allowed".
+func TestAGatewaysOwn503IsFoundByItsRequestIDAndJudgedAsSimJudgesIt(t *testing.T) {
+	const id = "6f1e2d3c-4b5a-4978-8a6b-5c4d3e2f1a0b"
+	client := `[2026-11-29T17:40:02.101Z] "GET /todos/1 HTTP/1.1" 503 - via_upstream - "-" 0 0 3 2 "-" "egresslab-client" "` + id +
+		`" "jsonplaceholder.typicode.com" "10.244.0.12:80" outbound|80|jsonplaceholder|istio-egressgateway.istio-system.svc.cluster.local 10.244.0.8:40310 10.244.0.4:80 10.244.0.8:57642 - -`
+	gateway := `2026-11-29T17:40:01.000000Z	info	Envoy proxy is ready
+[2026-11-29T17:40:01.500Z] "GET /todos/1 HTTP/1.1" 200 - via_upstream - "-" 0 359 9 8 "10.244.0.8" "egresslab-client" "11111111-2222-4333-8444-555555555555" "jsonplaceholder.typicode.com" "10.244.0.4:80" outbound|80||jsonplaceholder.typicode.com 10.244.0.12:51000 10.244.0.12:80 10.244.0.8:40300 - -
+[2026-11-29T17:40:02.102Z] "GET /todos/1 HTTP/1.1" 503 NC cluster_not_found - "-" 0 0 0 - "10.244.0.8" "egresslab-client" "` + id +
+		`" "jsonplaceholder.typicode.com" "-" - - 10.244.0.12:80 10.244.0.8:40310 - -`
+
+	c := backend.MustCall("http://jsonplaceholder.typicode.com/todos/1")
+	e, ok := LastAccessLogEntry(client, c, "10.244.0.8:57642")
+	require.True(t, ok)
+	assert.Equal(t, id, RequestIDOf(e.Line))
+	g, ok := AccessLogEntryByRequestID(gateway, id)
+	require.True(t, ok, "the gateway's line has the client's request id")
+	assert.Equal(t, 503, g.Status)
+	assert.Equal(t, "NC", g.Flags)
+	assert.Equal(t, "-", g.Cluster)
+	e.Gateway, e.GatewayName = &g, "istio-system/istio-egressgateway"
+
+	seen := outcome.Classify(outcome.Observation{URL: c.String(), Status: 503, Server: "envoy", UpstreamServiceTime: "2"})
+	require.Equal(t, outcome.Allowed, seen.Kind, "the client alone sees an upstream's 503")
+	require.True(t, outcome.NextHopDecides(seen))
+	v := outcome.AtGateway(seen, e.GatewayName, g.Logged())
+
+	l, err := labs.Load("egress-gateway")
+	require.NoError(t, err)
+	calls := l.Calls()
+	want := calls[len(calls)-1].Expect // the lab's last call: without the entry
+	require.Equal(t, outcome.ReasonNoCluster, want.Reason)
+	assert.Empty(t, want.Check(v), "the lab's expectation, against the verdict from both lines")
+	assert.Empty(t, e.Mismatch(want), "the lines against the clusters the lab names")
+	assert.Equal(t, "istio-system/istio-egressgateway", v.Evidence.GatewayName)
 }

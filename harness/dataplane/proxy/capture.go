@@ -305,6 +305,10 @@ func (p *Process) respond(req *http.Request, dst netip.AddrPort, h *hcm.HttpConn
 	}
 	cl := clusterOf(sim, r.ClusterMatched)
 	if cl == nil {
+		// Envoy's router records the upstream cluster only once it has found it
+		// (source/common/router/router.cc, decodeHeaders: setUpstreamClusterInfo after
+		// getThreadLocalCluster), so an NC line's %UPSTREAM_CLUSTER_RAW% is "-".
+		e.cluster = "-"
 		e.flags, e.details = "NC", "cluster_not_found"
 		return localReply(http.StatusServiceUnavailable, "", server, h)
 	}

@@ -13,11 +13,14 @@
 //     Istio's own simulator (pilot/pkg/simulation) on the config it holds; then does
 //     what Envoy does with that match: a direct response (block_all's 502), a reset
 //     (BlackHoleCluster), a relay to the original destination (PassthroughCluster) or
-//     to the cluster's endpoint, and an access-log line where the config asks for one.
+//     to the cluster's endpoint (its own, or from EDS), TLS where the cluster
+//     originates it, and an access-log line where the config asks for one;
+//   - in a gateway's pod (node type router), serves the Gateway's listeners as they
+//     come, matching each connection as a gateway does (no capture).
 //
 // It is not Envoy and says so wherever it identifies itself. Where the config asks for
-// something it does not do (filters, retries, TLS origination, EDS endpoints), it
-// falls back to the simplest reading and its log says which.
+// something it does not do (filters, retries, Istio mutual TLS), it does less than
+// Envoy, never more, and its log says which (docs/standin-fidelity.md).
 package proxy
 
 import (

@@ -1,0 +1,37 @@
+package proxy
+
+import (
+	"testing"
+
+	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/egresslab/egresslab/harness/manifest"
+)
+
+// The client's cluster for the egress gateway's Service carries Istio's auto-mTLS
+// transport_socket_matches: Envoy picks mutual TLS for an endpoint whose metadata says
+// tlsMode "istio", plaintext for any other. The gateway's pod has no tlsMode label, so
+// the sidecar speaks plaintext to it, and so does the stand-in; for an endpoint that
+// asks for Istio mutual TLS the stand-in says it cannot, rather than speak plaintext
+// where Envoy would not. Before, the stand-in read only the cluster's transport socket
+// and would have sent plaintext to both.
+func TestTheTransportSocketIsPickedByTheEndpointsMetadata(t *testing.T) {
+	held := simConfig(t, manifest.RegistryOnly, "serviceentry/jsonplaceholder.yaml", "apps/egress-gateway.yaml",
+		"egress-gateway/through-the-gateway.yaml")
+	cl := clusterOf(held, "outbound|80|jsonplaceholder|istio-egressgateway.istio-system.svc.cluster.local")
+	require.NotNil(t, cl, "the client's cluster for the gateway's subset")
+	require.NotEmpty(t, cl.GetTransportSocketMatches(), "Istio's auto mTLS writes transport_socket_matches")
+
+	tc, err := upstreamTLS(cl, nil)
+	assert.NoError(t, err)
+	assert.Nil(t, tc, "an endpoint without tlsMode: plaintext, as to a gateway pod")
+
+	istio := &core.Metadata{FilterMetadata: map[string]*structpb.Struct{
+		transportSocketMatch: {Fields: map[string]*structpb.Value{"tlsMode": structpb.NewStringValue("istio")}},
+	}}
+	_, err = upstreamTLS(cl, istio)
+	assert.ErrorContains(t, err, "Istio mutual TLS", "an endpoint with tlsMode istio: mutual TLS, which the stand-in does not speak")
+}
