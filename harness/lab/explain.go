@@ -22,8 +22,12 @@ func Explain(v outcome.Verdict, c backend.Call) string {
 	}
 	switch v.Reason {
 	case outcome.ReasonNoCluster:
-		return fmt.Sprintf("The route sends the call to the cluster %s, which the proxy does not have (no entry registers "+
-			"the host), so Envoy answers 503 itself (NC, cluster not found): the call never leaves.", v.Evidence.Cluster)
+		cluster := "the cluster " + v.Evidence.Cluster
+		if v.Evidence.Cluster == "" || v.Evidence.Cluster == "-" {
+			cluster = "a cluster" // read from a real proxy's NC line, which names none
+		}
+		return fmt.Sprintf("The route sends the call to %s, which the proxy does not have (no entry registers "+
+			"the host), so Envoy answers 503 itself (NC, cluster not found): the call never leaves.", cluster)
 	case outcome.ReasonBlockAll:
 		return fmt.Sprintf("Port %d has an HTTP listener (a Service in the mesh uses that port), but no virtual host on it "+
 			"matches %s, so Envoy's catch-all virtual host block_all answers 502 itself: the call never leaves the pod.", c.Port(), c.Host())

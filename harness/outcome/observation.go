@@ -99,10 +99,11 @@ func NextHopDecides(v Verdict) bool {
 // own answers are blocks (503 NC: its route names a cluster it does not have, nothing
 // registers the host; 404 NR; block_all's 502), a failed upstream is unreachable, and
 // anything else is the upstream's answer. The client saw one answer; the gateway's line
-// says who gave it.
-func AtGateway(v Verdict, gateway string, h Logged) Verdict {
+// says who gave it. sidecar is the client's sidecar's line, which names the gateway's
+// cluster.
+func AtGateway(v Verdict, sidecar Logged, gateway string, h Logged) Verdict {
 	ev := v.Evidence
-	ev.GatewayName = gateway
+	ev.Cluster, ev.GatewayName = sidecar.Cluster, gateway
 	ev.Gateway = &Evidence{FromCall: true, Cluster: h.Cluster, Status: h.Status}
 	flags := strings.Split(h.Flags, ",")
 	has := func(f string) bool {

@@ -122,7 +122,7 @@ func TestAGatewaysOwn503IsFoundByItsRequestIDAndJudgedAsSimJudgesIt(t *testing.T
 	seen := outcome.Classify(outcome.Observation{URL: c.String(), Status: 503, Server: "envoy", UpstreamServiceTime: "2"})
 	require.Equal(t, outcome.Allowed, seen.Kind, "the client alone sees an upstream's 503")
 	require.True(t, outcome.NextHopDecides(seen))
-	v := outcome.AtGateway(seen, e.GatewayName, g.Logged())
+	v := outcome.AtGateway(seen, e.Logged(), e.GatewayName, g.Logged())
 
 	l, err := labs.Load("egress-gateway")
 	require.NoError(t, err)
@@ -132,4 +132,6 @@ func TestAGatewaysOwn503IsFoundByItsRequestIDAndJudgedAsSimJudgesIt(t *testing.T
 	assert.Empty(t, want.Check(v), "the lab's expectation, against the verdict from both lines")
 	assert.Empty(t, e.Mismatch(want), "the lines against the clusters the lab names")
 	assert.Equal(t, "istio-system/istio-egressgateway", v.Evidence.GatewayName)
+	assert.Equal(t, "outbound|80|jsonplaceholder|istio-egressgateway.istio-system.svc.cluster.local", v.Evidence.Cluster,
+		"the sidecar's cluster, from its line")
 }

@@ -259,7 +259,7 @@ func (b *Backend) Call(ctx context.Context, w backend.Workload, c backend.Call) 
 	v := outcome.Classify(obs)
 	if outcome.NextHopDecides(v) {
 		if e, err := b.AccessLogEntry(ctx, w, c, obs.ClientAddress, sent); err == nil && e.Gateway != nil {
-			v = outcome.AtGateway(v, e.GatewayName, e.Gateway.Logged())
+			v = outcome.AtGateway(v, e.Logged(), e.GatewayName, e.Gateway.Logged())
 		}
 	}
 	return v, nil

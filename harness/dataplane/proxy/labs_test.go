@@ -57,7 +57,7 @@ func (b *standInBackend) Call(ctx context.Context, w backend.Workload, c backend
 	v := outcome.Classify(tp.call(b.t, c.String(), b.in.roots))
 	if outcome.NextHopDecides(v) {
 		if e, err := b.AccessLogEntry(ctx, w, c, v.Evidence.ClientAddress, time.Now()); err == nil && e.Gateway != nil {
-			v = outcome.AtGateway(v, e.GatewayName, e.Gateway.Logged())
+			v = outcome.AtGateway(v, e.Logged(), e.GatewayName, e.Gateway.Logged())
 		}
 	}
 	return v, nil
