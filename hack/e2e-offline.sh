@@ -10,7 +10,7 @@
 #      servers' logs and the kubelet's events as evidence), the stand-in internet and
 #      offline DNS, the client with its istio-proxy ready (the real
 #      pilot-agent running the stand-in for Envoy), and nothing reaching past the machine;
-#   4. the scenarios on that cluster (go test ./scenarios/... -backend=kind);
+#   4. the scenarios on that cluster (go test ./scenarios/... -backend=kind), no lab step skipped;
 #   5. propagation on that cluster: 10 apply/delete cycles of the lab's entry
 #      (BenchmarkOfflinePropagation: p50 and max, each way);
 #   6. the lab on that cluster (make lab-serviceentry ARGS="-backend=kind -show-config").
@@ -99,6 +99,11 @@ run "the cluster check" 1 go test ./harness/backend/kind/ -run '^TestOfflineKind
 
 say "4/6 the scenarios on the offline cluster"
 run "the scenarios" 1 go test ./scenarios/... -count=1 -v -timeout 30m -args -backend=kind -require-backend
+# Every call of every lab runs on the offline cluster: a step skipped there (a call the
+# stand-in or the kind backend cannot make) is a failure of this run, not a pass.
+if grep -E -- '--- SKIP: TestLabs' "$log"; then
+  die "lab steps skipped on the offline cluster (above): every call of every lab must run there"
+fi
 
 say "5/6 propagation of the lab's entry, 10 apply/delete cycles"
 run "the propagation benchmark" 1 go test ./harness/backend/kind/ -run '^$' -bench '^BenchmarkOfflinePropagation$' -benchtime 10x -count=1

@@ -191,6 +191,11 @@ func TestEveryCallOfEveryLabThroughTheStandIn(t *testing.T) {
 				require.NoError(t, err, "step %d: every call the stand-in took has its line", c.Step)
 				ds := tp.decided()
 				require.NotEmpty(t, ds)
+				if c.Verdict.Evidence.Gateway != nil {
+					e, err = b.AccessLogEntry(context.Background(), backend.Workload{}, call, c.Verdict.Evidence.ClientAddress, time.Time{})
+					require.NoError(t, err, "step %d: the gateway's line", c.Step)
+				}
+				assertLineFields(t, c.Step, c.URL, c.Verdict, e)
 				f := strings.Fields(e.Line)
 				sni, listener := f[len(f)-2], ds[0].Result.ListenerMatched
 				switch {
@@ -204,5 +209,35 @@ func TestEveryCallOfEveryLabThroughTheStandIn(t *testing.T) {
 			}
 			t.Logf("%s: %d calls through the stand-in, %d skipped", l.Name, len(res.Calls), len(res.Skipped))
 		})
+	}
+}
+
+// assertLineFields holds an access-log line's response fields to what Envoy logs for
+// the verdict the client's observation gave: the status the client saw, and the flags
+// and details of the answer (block_all's direct response, BlackHoleCluster's UH, an
+// upstream's answer), and at the gateway, NC with no cluster for its own 503.
+func assertLineFields(t *testing.T, step int, url string, v outcome.Verdict, e backend.AccessLogEntry) {
+	t.Helper()
+	what := fmt.Sprintf("step %d %s: %s", step, url, e.Line)
+	http := !strings.Contains(e.Line, `"- - -"`) // a TCP proxy's line has no request, status 0
+	if http {
+		assert.Equal(t, v.Evidence.Status, e.Status, "the status the client saw: "+what)
+	}
+	switch {
+	case v.Evidence.Gateway != nil:
+		assert.Equal(t, "via_upstream", e.Details, "the sidecar relays the gateway's answer: "+what)
+		g := e.Gateway
+		require.NotNil(t, g, what)
+		if v.Reason == outcome.ReasonNoCluster {
+			assert.Equal(t, []string{"NC", "cluster_not_found", "-"}, []string{g.Flags, g.Details, g.Cluster}, "the gateway's own 503: "+g.Line)
+		}
+	case v.Reason == outcome.ReasonBlockAll:
+		assert.Equal(t, []string{"-", "direct_response", "-"}, []string{e.Flags, e.Details, e.Cluster}, what)
+	case v.Reason == outcome.ReasonBlackHole:
+		assert.Equal(t, []string{"UH", "BlackHoleCluster"}, []string{e.Flags, e.Cluster}, what)
+	case v.Reason == outcome.ReasonNoCluster:
+		assert.Equal(t, []string{"NC", "cluster_not_found", "-"}, []string{e.Flags, e.Details, e.Cluster}, what)
+	case v.Kind == outcome.Allowed && http:
+		assert.Equal(t, []string{"-", "via_upstream"}, []string{e.Flags, e.Details}, what)
 	}
 }
