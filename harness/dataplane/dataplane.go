@@ -12,10 +12,13 @@ package dataplane
 import (
 	"errors"
 	"fmt"
+	"net"
+	"net/netip"
 	"strings"
 
 	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 
 	"istio.io/istio/pilot/pkg/simulation"
 	"istio.io/istio/pkg/wellknown"
@@ -128,36 +131,66 @@ const serviceDomain = ".svc.cluster.local"
 
 // JudgeIn is Judge with the matched cluster looked up in the config s holds: a route to
 // a cluster the proxy does not have is Envoy's own 503 (NC), and what a cluster it has
-// does with the connection (the TLS it originates) is added to the evidence.
-func JudgeIn(s *simulation.Simulation, r simulation.Result) outcome.Verdict {
+// does with the connection (the TLS it originates for a request to host, the call's
+// Host header) is added to the evidence.
+func JudgeIn(s *simulation.Simulation, r simulation.Result, host string) outcome.Verdict {
 	v := Judge(r)
 	if r.ClusterMatched == "" || v.Kind == outcome.Blocked {
 		return v
 	}
 	for _, c := range s.Clusters {
 		if c.GetName() == r.ClusterMatched {
-			v.Evidence.UpstreamSNI = originatedSNI(c)
+			if u := upstreamTLSContext(c); u != nil {
+				v.Evidence.UpstreamSNI = UpstreamSNI(c, u, host)
+				if v.Evidence.UpstreamSNI == "" {
+					v.Evidence.UpstreamSNI = "(none)"
+				}
+			}
 			return v
 		}
 	}
 	return outcome.Verdict{Kind: outcome.Blocked, Reason: outcome.ReasonNoCluster, Evidence: v.Evidence}
 }
 
-// originatedSNI is the SNI of the TLS a cluster opens to its upstream, "" when it has
-// no TLS transport socket (or one Istio did not write).
-func originatedSNI(c *cluster.Cluster) string {
+// upstreamTLSContext is the TLS context of a cluster's own transport socket, nil when
+// it has none (or one Istio did not write).
+func upstreamTLSContext(c *cluster.Cluster) *tlsv3.UpstreamTlsContext {
 	ts := c.GetTransportSocket()
 	if ts.GetName() != wellknown.TransportSocketTLS {
+		return nil
+	}
+	u := &tlsv3.UpstreamTlsContext{}
+	if err := ts.GetTypedConfig().UnmarshalTo(u); err != nil {
+		return nil
+	}
+	return u
+}
+
+// httpProtocolOptions is where a cluster keeps its upstream HTTP options (auto_sni).
+const httpProtocolOptions = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+
+// UpstreamSNI is the server name Envoy sends in the TLS a cluster opens with context u,
+// for a request whose Host is host: u's sni; else, where the cluster's upstream HTTP
+// options set auto_sni (Istio does for a DestinationRule with SIMPLE TLS and no sni, as
+// istio.io's TLS origination task has), the Host without its port, unless it is an IP
+// address (Envoy's router parses the authority and sets no SNI for an address); else
+// none, "". The sidecar's evidence and the stand-in's TLS both read it here.
+func UpstreamSNI(c *cluster.Cluster, u *tlsv3.UpstreamTlsContext, host string) string {
+	if sni := u.GetSni(); sni != "" {
+		return sni
+	}
+	opts := &httpv3.HttpProtocolOptions{}
+	raw, ok := c.GetTypedExtensionProtocolOptions()[httpProtocolOptions]
+	if !ok || raw.UnmarshalTo(opts) != nil || !opts.GetUpstreamHttpProtocolOptions().GetAutoSni() {
 		return ""
 	}
-	var u tlsv3.UpstreamTlsContext
-	if err := ts.GetTypedConfig().UnmarshalTo(&u); err != nil {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	if _, err := netip.ParseAddr(strings.Trim(host, "[]")); err == nil {
 		return ""
 	}
-	if u.GetSni() == "" {
-		return "(none)"
-	}
-	return u.GetSni()
+	return host
 }
 
 // Judge turns the simulator's match into a verdict, with the match as evidence.

@@ -101,7 +101,7 @@ func TestInjectionRules(t *testing.T) {
 func TestARouteToAClusterTheProxyLacksIsBlocked(t *testing.T) {
 	r := simulation.Result{ListenerMatched: "0.0.0.0_80", VirtualHostMatched: "jsonplaceholder.typicode.com:80",
 		ClusterMatched: "outbound|80||jsonplaceholder.typicode.com"}
-	v := dataplane.JudgeIn(&simulation.Simulation{}, r)
+	v := dataplane.JudgeIn(&simulation.Simulation{}, r, "jsonplaceholder.typicode.com")
 	assert.Equal(t, outcome.Blocked, v.Kind)
 	assert.Equal(t, outcome.ReasonNoCluster, v.Reason)
 	assert.Equal(t, "outbound|80||jsonplaceholder.typicode.com", v.Evidence.Cluster)

@@ -82,7 +82,7 @@ func FollowToGateway(v outcome.Verdict, c backend.Call, find func(host string, p
 	if err != nil {
 		return v, err
 	}
-	at := JudgeIn(s, r)
+	at := JudgeIn(s, r, c.Host())
 	ev := v.Evidence
 	ev.GatewayName, ev.Gateway = gw.Workload.String(), &at.Evidence
 	return outcome.Verdict{Kind: at.Kind, Reason: at.Reason, Evidence: ev}, nil

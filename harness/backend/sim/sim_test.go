@@ -190,3 +190,27 @@ func TestAnEntryInANamespaceThatDoesNotExistIsRefused(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, b.Apply(ctx, inClientNS))
 }
+
+// istio.io's TLS origination task writes a DestinationRule with SIMPLE TLS and no sni:
+// Istio then sets auto_sni on the cluster, and Envoy sends the request's Host as SNI.
+// The evidence said "(none)", read from the transport socket's sni alone.
+func TestTLSOriginationWithoutSNISendsTheHost(t *testing.T) {
+	b := world(t, manifest.RegistryOnly, true, "tls-origination/entry.yaml")
+	dr, err := manifest.Parse("originate-tls-auto-sni.yaml", []byte(`apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: jsonplaceholder-originate-tls
+spec:
+  host: jsonplaceholder.typicode.com
+  trafficPolicy:
+    portLevelSettings:
+    - port: {number: 80}
+      tls: {mode: SIMPLE}
+`), apps.Client.Namespace)
+	require.NoError(t, err)
+	require.NoError(t, b.Apply(context.Background(), dr))
+	v, err := b.Call(context.Background(), apps.Client, backend.MustCall(httpCall))
+	require.NoError(t, err)
+	assert.Equal(t, outcome.Allowed, v.Kind, "%s", v.Evidence)
+	assert.Equal(t, "jsonplaceholder.typicode.com", v.Evidence.UpstreamSNI, "auto_sni: the Host, without its port")
+}

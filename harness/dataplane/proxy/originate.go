@@ -11,15 +11,15 @@ import (
 	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
-	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/egresslab/egresslab/harness/dataplane"
 )
 
 // Where Envoy reads a cluster's TLS: its transport socket, and (for the SNI) the
 // cluster's HTTP protocol options.
 const (
-	tlsTransportSocket  = "envoy.transport_sockets.tls"
-	httpProtocolOptions = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+	tlsTransportSocket = "envoy.transport_sockets.tls"
 )
 
 // transportSocketMatch is the endpoint metadata key Envoy reads a cluster's
@@ -62,24 +62,6 @@ func upstreamTLS(cl *cluster.Cluster, md *core.Metadata) (*tlsv3.UpstreamTlsCont
 	return ctx, nil
 }
 
-// originatedSNI is the server name Envoy sends: the transport socket's sni, else, where
-// the cluster's upstream HTTP options set auto_sni (Istio does for a DestinationRule
-// with SIMPLE TLS and no sni), the request's host; else none.
-func originatedSNI(cl *cluster.Cluster, ctx *tlsv3.UpstreamTlsContext, host string) string {
-	if sni := ctx.GetSni(); sni != "" {
-		return sni
-	}
-	opts := &httpv3.HttpProtocolOptions{}
-	if raw, ok := cl.GetTypedExtensionProtocolOptions()[httpProtocolOptions]; ok && raw.UnmarshalTo(opts) == nil &&
-		opts.GetUpstreamHttpProtocolOptions().GetAutoSni() {
-		if h, _, err := net.SplitHostPort(host); err == nil {
-			return h
-		}
-		return host
-	}
-	return ""
-}
-
 // verifies says whether the context checks the upstream's certificate: a validation
 // context, inline or from SDS (Istio names the proxy's system roots "file-root:system",
 // which pilot-agent serves from the image's CA bundle).
@@ -94,7 +76,7 @@ func verifies(ctx *tlsv3.UpstreamTlsContext) bool {
 // without subjectAltNames names no SAN to match, so the chain is checked and the name
 // is not: neither more nor less than Envoy checks.
 func (p *Process) originateTLS(ctx context.Context, up net.Conn, cl *cluster.Cluster, tc *tlsv3.UpstreamTlsContext, host string) (net.Conn, error) {
-	conf := &tls.Config{ServerName: originatedSNI(cl, tc, host), InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}
+	conf := &tls.Config{ServerName: dataplane.UpstreamSNI(cl, tc, host), InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}
 	if verifies(tc) {
 		roots := p.Roots
 		if roots == nil {

@@ -304,7 +304,7 @@ func TestTheStandInDecidesAsSimAndActsAsEnvoy(t *testing.T) {
 			require.NoError(t, err)
 			want, err := dataplane.Simulate(held, c)
 			require.NoError(t, err)
-			assert.Empty(t, tc.want.Check(dataplane.JudgeIn(held, want)), "sim's own verdict, the ground truth")
+			assert.Empty(t, tc.want.Check(dataplane.JudgeIn(held, want, c.Host())), "sim's own verdict, the ground truth")
 
 			obs := tp.call(t, tc.url, in.roots)
 			got := outcome.Classify(obs)
