@@ -214,3 +214,33 @@ spec:
 	assert.Equal(t, outcome.Allowed, v.Kind, "%s", v.Evidence)
 	assert.Equal(t, "jsonplaceholder.typicode.com", v.Evidence.UpstreamSNI, "auto_sni: the Host, without its port")
 }
+
+// istio.io's http-proxy task: a TCP entry for a company proxy at its address (here in
+// TEST-NET-3), port 3128. A call to that address is routed to the entry's cluster. It
+// was judged as a call to the stand-in address 203.0.113.80, so the entry never
+// matched: BlackHoleCluster under REGISTRY_ONLY, PassthroughCluster under ALLOW_ANY.
+func TestACallToAnAddressMatchesTheEntryWithThatAddress(t *testing.T) {
+	entry, err := manifest.Parse("proxy.yaml", []byte(`apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: proxy
+spec:
+  hosts: [my-company-proxy.com]
+  addresses: [203.0.113.7/32]
+  ports:
+  - {number: 3128, name: tcp, protocol: TCP}
+  location: MESH_EXTERNAL
+`), apps.Client.Namespace)
+	require.NoError(t, err)
+	for _, mode := range []string{manifest.RegistryOnly, manifest.AllowAny} {
+		b := world(t, mode, true)
+		require.NoError(t, b.Apply(context.Background(), entry))
+		v, err := b.Call(context.Background(), apps.Client, backend.MustCall("http://203.0.113.7:3128/"))
+		require.NoError(t, err)
+		assert.Empty(t, outcome.Expect{Kind: outcome.Allowed, Reason: outcome.ReasonRegistered, Listener: "203.0.113.7_3128",
+			Cluster: "outbound|3128||my-company-proxy.com"}.Check(v), "%s: %s", mode, v.Evidence)
+		other, err := b.Call(context.Background(), apps.Client, backend.MustCall("http://203.0.113.8:3128/"))
+		require.NoError(t, err)
+		assert.NotEqual(t, "outbound|3128||my-company-proxy.com", other.Evidence.Cluster, "%s: another address is not the entry's", mode)
+	}
+}
