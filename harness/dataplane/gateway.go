@@ -2,6 +2,8 @@ package dataplane
 
 import (
 	"fmt"
+
+	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	"strconv"
 	"strings"
 
@@ -59,7 +61,7 @@ func GatewayBehind(host string, port int, services []*corev1.Service, pods map[b
 // SNI, no capture), judged on the gateway's own config. The verdict is the gateway's;
 // the evidence is the sidecar's, with the gateway's hop in Evidence.Gateway. A call
 // that reaches no gateway is returned as it was.
-func FollowToGateway(v outcome.Verdict, c backend.Call, find func(host string, port int) (Gateway, bool, error),
+func FollowToGateway(v outcome.Verdict, from *simulation.Simulation, c backend.Call, find func(host string, port int) (Gateway, bool, error),
 	config func(backend.Workload) (*simulation.Simulation, error)) (outcome.Verdict, error) {
 	if v.Kind != outcome.InMesh {
 		return v, nil
@@ -77,6 +79,11 @@ func FollowToGateway(v outcome.Verdict, c backend.Call, find func(host string, p
 		return v, fmt.Errorf("the egress gateway %s's config: %w", gw.Workload, err)
 	}
 	call := SimCall(c)
+	for _, cl := range from.Clusters {
+		if cl.GetName() == v.Evidence.Cluster {
+			call = sentBy(cl, call, c.Host())
+		}
+	}
 	call.Address, call.Port, call.CallMode = gw.Address, gw.Port, simulation.CallModeGateway
 	r, err := SimulateCall(s, call, c.String()+" at the egress gateway "+gw.Workload.String())
 	if err != nil {
@@ -86,6 +93,26 @@ func FollowToGateway(v outcome.Verdict, c backend.Call, find func(host string, p
 	ev := v.Evidence
 	ev.GatewayName, ev.Gateway = gw.Workload.String(), &at.Evidence
 	return outcome.Verdict{Kind: at.Kind, Reason: at.Reason, Evidence: ev}, nil
+}
+
+// sentBy is the call as the sidecar's cluster sends it on: the app's HTTP inside the
+// TLS the cluster originates, if any (Istio mutual TLS where the context presents a
+// certificate, as a DestinationRule's ISTIO_MUTUAL makes it: istio.io's egress gateway
+// tasks), with the SNI and first ALPN that TLS carries. The gateway's listener matches
+// that, not what the app sent.
+func sentBy(cl *cluster.Cluster, call simulation.Call, host string) simulation.Call {
+	u := upstreamTLSContext(cl)
+	if u == nil {
+		return call
+	}
+	call.TLS, call.Sni, call.Alpn = simulation.TLS, UpstreamSNI(cl, u, host), ""
+	if len(u.GetCommonTlsContext().GetTlsCertificateSdsSecretConfigs()) > 0 {
+		call.TLS = simulation.MTLS
+	}
+	if alpn := u.GetCommonTlsContext().GetAlpnProtocols(); len(alpn) > 0 {
+		call.Alpn = alpn[0]
+	}
+	return call
 }
 
 // ServiceOf is the name and namespace of a Kubernetes Service's host,

@@ -258,7 +258,7 @@ func (b *Backend) Call(ctx context.Context, w backend.Workload, c backend.Call) 
 	if err != nil {
 		return outcome.Verdict{}, err
 	}
-	return dataplane.FollowToGateway(dataplane.JudgeIn(s, r, c.Host()), c,
+	return dataplane.FollowToGateway(dataplane.JudgeIn(s, r, c.Host()), s, c,
 		func(host string, port int) (dataplane.Gateway, bool, error) {
 			return b.env.gatewayBehind(ctx, host, port)
 		},

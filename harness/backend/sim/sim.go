@@ -203,7 +203,7 @@ func (b *Backend) Call(_ context.Context, w backend.Workload, c backend.Call) (o
 	if err != nil {
 		return outcome.Verdict{}, err
 	}
-	return dataplane.FollowToGateway(dataplane.JudgeIn(sim, r, c.Host()), c, b.GatewayBehind, b.Simulation)
+	return dataplane.FollowToGateway(dataplane.JudgeIn(sim, r, c.Host()), sim, c, b.GatewayBehind, b.Simulation)
 }
 
 // GatewayBehind finds the egress gateway pod behind an in-mesh Service, among what is

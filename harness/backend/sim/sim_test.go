@@ -2,6 +2,7 @@ package sim_test
 
 import (
 	"context"
+	"os"
 	"strings"
 	"testing"
 
@@ -243,4 +244,26 @@ spec:
 		require.NoError(t, err)
 		assert.NotEqual(t, "outbound|3128||my-company-proxy.com", other.Evidence.Cluster, "%s: another address is not the entry's", mode)
 	}
+}
+
+// A call followed into an egress gateway arrives there as the sidecar's cluster sends
+// it: with istio.io's ISTIO_MUTUAL DestinationRule for the gateway, inside Istio mutual
+// TLS with the rule's SNI, which the Gateway's ISTIO_MUTUAL server terminates; then the
+// gateway originates TLS to the host. It was replayed as the app's plaintext HTTP, and
+// the gateway matched no filter chain: BLOCKED, where the task gets 200.
+func TestAGatewayHopCarriesTheTLSTheSidecarOriginates(t *testing.T) {
+	b := world(t, manifest.RegistryOnly, true, "apps/egress-gateway.yaml")
+	data, err := os.ReadFile("testdata/egress-gateway-mtls.yaml")
+	require.NoError(t, err)
+	set, err := manifest.Parse("testdata/egress-gateway-mtls.yaml", data, apps.Client.Namespace)
+	require.NoError(t, err)
+	require.NoError(t, b.Apply(context.Background(), set))
+	v, err := b.Call(context.Background(), apps.Client, backend.MustCall(httpCall))
+	require.NoError(t, err)
+	assert.Empty(t, outcome.Expect{Kind: outcome.Allowed, Reason: outcome.ReasonRegistered,
+		Cluster: "outbound|80|jsonplaceholder|istio-egressgateway.istio-system.svc.cluster.local", UpstreamSNI: "jsonplaceholder.typicode.com",
+		Gateway: &outcome.Hop{Listener: "0.0.0.0_80", VirtualHost: "jsonplaceholder.typicode.com:80", Cluster: "outbound|443||jsonplaceholder.typicode.com"},
+	}.Check(v), "%s", v.Evidence)
+	require.NotNil(t, v.Evidence.Gateway)
+	assert.Equal(t, "jsonplaceholder.typicode.com", v.Evidence.Gateway.UpstreamSNI, "the gateway originates TLS with the Host (auto_sni)")
 }
