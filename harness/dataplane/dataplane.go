@@ -70,6 +70,9 @@ type Connection struct {
 	// Gateway: the connection came to a gateway's own listener (a router: no iptables,
 	// the address and port are the ones it listens on), not redirected to a sidecar.
 	Gateway bool
+	// MTLS: the TLS was terminated and the client presented a certificate; HTTP then
+	// says what was inside it.
+	MTLS bool
 }
 
 // SimCall is the connection as a call for Istio's simulator. The simulator takes one
@@ -89,6 +92,9 @@ func (c Connection) SimCall() simulation.Call {
 	switch {
 	case c.TLS:
 		call.TLS, call.Sni = simulation.TLS, c.SNI
+		if c.MTLS {
+			call.TLS = simulation.MTLS
+		}
 		if len(c.ALPN) > 0 {
 			call.Alpn = c.ALPN[0]
 		}
@@ -97,6 +103,9 @@ func (c Connection) SimCall() simulation.Call {
 			call.Protocol = simulation.HTTP
 		case "h2":
 			call.Protocol = simulation.HTTP2
+		}
+		if c.HTTP { // a request read inside TLS the proxy terminated
+			call.Protocol, call.HostHeader = simulation.HTTP, c.Host
 		}
 	case c.HTTP:
 		call.Protocol, call.HostHeader = simulation.HTTP, c.Host

@@ -23,7 +23,11 @@ type Bootstrap struct {
 	Node  *core.Node
 	Admin string // host:port
 	// XDS is the gRPC target of the ADS cluster, "unix:///abs/path" for the agent's socket.
-	XDS    string
+	XDS string
+	// SDS is the gRPC target of the agent's secret service (the static cluster
+	// "sds-grpc"): the workload certificate and Istio's root for mutual TLS; "" when the
+	// bootstrap has none.
+	SDS    string
 	Static []StaticListener
 }
 
@@ -112,6 +116,22 @@ func (a jsonAddress) hostPort() string {
 	return net.JoinHostPort(a.SocketAddress.Address, strconv.Itoa(a.SocketAddress.PortValue))
 }
 
+// sdsCluster is the bootstrap's static cluster for pilot-agent's secret service.
+const sdsCluster = "sds-grpc"
+
+// grpcTarget is the address as a gRPC target: "unix:///abs/path" for a pipe, relative
+// paths taken from the current directory as Envoy (started by pilot-agent in /) takes them.
+func (a jsonAddress) grpcTarget() (string, error) {
+	if a.Pipe == nil {
+		return a.hostPort(), nil
+	}
+	p, err := filepath.Abs(a.Pipe.Path)
+	if err != nil {
+		return "", fmt.Errorf("socket %s: %w", a.Pipe.Path, err)
+	}
+	return "unix://" + p, nil
+}
+
 // LoadBootstrap reads the bootstrap file; relative socket paths are taken from the
 // current directory, as Envoy (started by pilot-agent in /) takes them.
 func LoadBootstrap(path string) (*Bootstrap, error) {
@@ -148,17 +168,16 @@ func LoadBootstrap(path string) (*Bootstrap, error) {
 	if gs := jb.DynamicResources.AdsConfig.GrpcServices; len(gs) > 0 {
 		name := gs[0].EnvoyGrpc.ClusterName
 		a, ok := clusters[name]
-		switch {
-		case !ok:
+		if !ok {
 			return nil, fmt.Errorf("Envoy's bootstrap %s: the ADS cluster %q has no static endpoint", path, name)
-		case a.Pipe != nil:
-			p, err := filepath.Abs(a.Pipe.Path)
-			if err != nil {
-				return nil, fmt.Errorf("Envoy's bootstrap %s: ADS socket %s: %w", path, a.Pipe.Path, err)
-			}
-			b.XDS = "unix://" + p
-		default:
-			b.XDS = a.hostPort()
+		}
+		if b.XDS, err = a.grpcTarget(); err != nil {
+			return nil, fmt.Errorf("Envoy's bootstrap %s: ADS: %w", path, err)
+		}
+	}
+	if a, ok := clusters[sdsCluster]; ok {
+		if b.SDS, err = a.grpcTarget(); err != nil {
+			return nil, fmt.Errorf("Envoy's bootstrap %s: SDS: %w", path, err)
 		}
 	}
 	if b.XDS == "" {

@@ -39,6 +39,7 @@ func TestTheStandInReadsPilotAgentsBootstrap(t *testing.T) {
 	assert.Equal(t, node.ID, b.Node.GetId())
 	assert.Equal(t, "127.0.0.1:15000", b.Admin)
 	assert.True(t, strings.HasPrefix(b.XDS, "unix:///") && strings.HasSuffix(b.XDS, "/etc/istio/proxy/XDS"), b.XDS)
+	assert.True(t, strings.HasPrefix(b.SDS, "unix:///") && strings.Contains(b.SDS, "/var/run/secrets/workload-spiffe-uds"), b.SDS)
 	routes := map[string]StaticRoute{}
 	for _, l := range b.Static {
 		for _, r := range l.Routes {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -23,6 +24,7 @@ import (
 	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcm "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tcpproxy "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 
 	"istio.io/istio/pilot/pkg/simulation"
 	"istio.io/istio/pkg/wellknown"
@@ -118,6 +120,18 @@ func (p *Process) serve(c net.Conn, dst netip.AddrPort, gateway bool) {
 		// the field is "-" (virtualOutbound, the catch-all, has none).
 		e.sni = conn.SNI
 	}
+	if dt := downstreamTLS(sim, r); dt != nil {
+		p.terminateTLS(c, br, conn, dt, e)
+		return
+	}
+	p.act(c, br, conn, sim, r, e)
+}
+
+// act does what the filter chain the simulator matched does with the connection:
+// serve its HTTP, relay its TCP, answer 400 for bytes an HTTP listener cannot read, or
+// reset it.
+func (p *Process) act(c net.Conn, br *bufio.Reader, conn dataplane.Connection, sim *simulation.Simulation, r simulation.Result, e *logEntry) {
+	dst := netip.AddrPortFrom(netip.MustParseAddr(conn.Address), uint16(conn.Port))
 	h, tcp := filtersOf(sim, r)
 	switch {
 	case h != nil && conn.HTTP:
@@ -138,6 +152,71 @@ func (p *Process) serve(c net.Conn, dst netip.AddrPort, gateway bool) {
 		reset(c)
 	}
 }
+
+// downstreamTLS is the TLS the matched filter chain terminates (its transport socket:
+// a Gateway server with tls, ISTIO_MUTUAL or SIMPLE), nil for none.
+func downstreamTLS(sim *simulation.Simulation, r simulation.Result) *tlsv3.DownstreamTlsContext {
+	for _, l := range sim.Listeners {
+		if l.GetName() != r.ListenerMatched {
+			continue
+		}
+		for _, fc := range dataplane.FilterChains(l) {
+			if fc.GetName() != r.FilterChainMatched || fc.GetTransportSocket().GetName() != tlsTransportSocket {
+				continue
+			}
+			d := &tlsv3.DownstreamTlsContext{}
+			if fc.GetTransportSocket().GetTypedConfig().UnmarshalTo(d) == nil {
+				return d
+			}
+		}
+	}
+	return nil
+}
+
+// terminateTLS ends the TLS of a connection whose filter chain has a TLS transport
+// socket, then matches and serves what is inside as that chain's filters would: the
+// match again, now with the request (and whether the client presented a certificate).
+// A failed handshake closes the connection with no access-log line, as Envoy's HTTP
+// connection manager logs requests and none came.
+func (p *Process) terminateTLS(c net.Conn, br *bufio.Reader, conn dataplane.Connection, d *tlsv3.DownstreamTlsContext, e *logEntry) {
+	ctx, cancel := context.WithTimeout(context.Background(), defaultConnectTimeout)
+	defer cancel()
+	conf, err := p.serverTLS(ctx, d)
+	if err != nil {
+		p.logf("warning", "%s: the TLS to terminate: %v: reset", describe(conn), err)
+		reset(c)
+		return
+	}
+	tc := tls.Server(bufferedConn{Conn: c, r: br}, conf)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		p.logf("debug", "%s: TLS handshake: %v: closed", describe(conn), err)
+		return
+	}
+	inner := bufio.NewReaderSize(tc, bufSize)
+	in := conn
+	in.MTLS = len(tc.ConnectionState().PeerCertificates) > 0
+	sniff(tc, inner, &in)
+	sim, err := p.config()
+	if err != nil {
+		p.logf("warning", "%s: %v: closed", describe(in), err)
+		return
+	}
+	dec, err := p.decide(sim, in)
+	if err != nil {
+		p.logf("error", "%v: closed", err)
+		return
+	}
+	p.act(tc, inner, in, sim, dec.Result, e)
+}
+
+// bufferedConn is a connection whose first bytes were read into r (to sniff them):
+// reads come from r, the rest from the connection.
+type bufferedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (b bufferedConn) Read(p []byte) (int, error) { return b.r.Read(p) }
 
 // inspectsTLS says whether the listener named ran Envoy's TLS inspector on a connection
 // to port: it lists it among its listener filters, not disabled for that port. Istio
@@ -276,8 +355,9 @@ func (p *Process) decideRequest(req *http.Request, conn dataplane.Connection, h 
 		e.flags, e.details = "NC", "no_config"
 		return nil, simulation.Result{}, localReply(http.StatusServiceUnavailable, "no config from istiod yet", serverName(h), h)
 	}
-	d, err := p.decide(sim, dataplane.Connection{Address: conn.Address, Port: conn.Port, Gateway: conn.Gateway, HTTP: true,
-		Host: req.Host, Path: req.URL.RequestURI()})
+	next := conn // the same connection (its TLS, if terminated), another request
+	next.HTTP, next.Host, next.Path = true, req.Host, req.URL.RequestURI()
+	d, err := p.decide(sim, next)
 	if err != nil {
 		p.logf("error", "%v", err)
 		e.flags, e.details = "-", "standin_cannot_simulate"

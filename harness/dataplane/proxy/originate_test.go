@@ -14,10 +14,10 @@ import (
 // The client's cluster for the egress gateway's Service carries Istio's auto-mTLS
 // transport_socket_matches: Envoy picks mutual TLS for an endpoint whose metadata says
 // tlsMode "istio", plaintext for any other. The gateway's pod has no tlsMode label, so
-// the sidecar speaks plaintext to it, and so does the stand-in; for an endpoint that
-// asks for Istio mutual TLS the stand-in says it cannot, rather than speak plaintext
-// where Envoy would not. Before, the stand-in read only the cluster's transport socket
-// and would have sent plaintext to both.
+// the sidecar speaks plaintext to it, and so does the stand-in; to an endpoint that
+// asks for Istio mutual TLS it speaks that, with the SDS certificate. Before, the
+// stand-in read only the cluster's transport socket and would have sent plaintext to
+// both.
 func TestTheTransportSocketIsPickedByTheEndpointsMetadata(t *testing.T) {
 	held := simConfig(t, manifest.RegistryOnly, "serviceentry/jsonplaceholder.yaml", "apps/egress-gateway.yaml",
 		"egress-gateway/through-the-gateway.yaml")
@@ -32,6 +32,9 @@ func TestTheTransportSocketIsPickedByTheEndpointsMetadata(t *testing.T) {
 	istio := &core.Metadata{FilterMetadata: map[string]*structpb.Struct{
 		transportSocketMatch: {Fields: map[string]*structpb.Value{"tlsMode": structpb.NewStringValue("istio")}},
 	}}
-	_, err = upstreamTLS(cl, istio)
-	assert.ErrorContains(t, err, "Istio mutual TLS", "an endpoint with tlsMode istio: mutual TLS, which the stand-in does not speak")
+	tc, err = upstreamTLS(cl, istio)
+	require.NoError(t, err)
+	require.NotNil(t, tc, "an endpoint with tlsMode istio: mutual TLS")
+	assert.Equal(t, "default", tc.GetCommonTlsContext().GetTlsCertificateSdsSecretConfigs()[0].GetName(),
+		"the workload's certificate from SDS")
 }

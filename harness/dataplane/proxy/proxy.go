@@ -39,6 +39,7 @@ import (
 	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	endpoint "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listener "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 
 	"istio.io/istio/pilot/pkg/model"
 	"istio.io/istio/pilot/pkg/simulation"
@@ -64,6 +65,8 @@ type Process struct {
 	// Roots are the proxy's trusted roots for the TLS it originates; nil is the
 	// system's (the image's CA bundle, which pilot-agent serves as "file-root:system").
 	Roots *x509.CertPool
+	// Secret fetches an SDS secret by name ("default", "ROOTCA") from pilot-agent.
+	Secret func(ctx context.Context, name string) (*tlsv3.Secret, error)
 
 	// held, when set, replaces the config from istiod (tests); decided, when set, is told
 	// every decision (tests).
@@ -83,12 +86,14 @@ type Process struct {
 // New prepares a stand-in for the bootstrap.
 func New(boot *Bootstrap, stdout, stderr io.Writer) *Process {
 	d := &net.Dialer{}
-	return &Process{
+	p := &Process{
 		boot: boot, stdout: stdout, logw: stderr, started: time.Now(), quit: make(chan struct{}),
 		OriginalDst: originalDst,
 		Dial:        d.DialContext,
 		Resolve:     net.DefaultResolver.LookupHost,
 	}
+	p.Secret = p.sdsSecret
+	return p
 }
 
 // logf writes one line of the stand-in's own log, in Envoy's layout.

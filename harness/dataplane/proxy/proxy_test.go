@@ -24,6 +24,7 @@ import (
 	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpoint "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 
 	"istio.io/istio/pilot/pkg/simulation"
 
@@ -70,12 +71,13 @@ func simConfig(t *testing.T, mode string, applied ...string) *simulation.Simulat
 type internet struct {
 	http, https *httptest.Server
 	roots       *x509.CertPool
+	mesh        func(context.Context, string) (*tlsv3.Secret, error) // the mesh CA's SDS, shared by the test's proxies
 	mu          sync.Mutex
 	seen        []string // "scheme host path" of each request that reached it
 }
 
 func newInternet(t *testing.T) *internet {
-	in := &internet{}
+	in := &internet{mesh: meshSecrets(t, labIdentities...)}
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		scheme := "http"
 		if r.TLS != nil {
@@ -162,6 +164,7 @@ func newTestProcess(t *testing.T, held *simulation.Simulation, in *internet) (*t
 		return tp.endpoints[c.GetName()]
 	}
 	p.Roots = in.roots // the proxy trusts the test internet's CA, as a real one trusts public roots
+	p.Secret = in.mesh // pilot-agent's SDS, with the test's mesh CA
 	p.decided = func(d Decision) {
 		tp.mu.Lock()
 		defer tp.mu.Unlock()
