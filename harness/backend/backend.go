@@ -57,8 +57,6 @@ type SidecarStatus struct {
 	Proxy string
 }
 
-// Provider opens a backend for one test or one lab run. sim gives each a fresh, empty
-// world; a cluster backend gives each the same cluster, set up once. The returned
 // AccessLogger is a backend whose sidecars write Envoy's access log: the line of a
 // call names the upstream cluster the sidecar chose, evidence from the data plane
 // itself rather than from the config it holds.
@@ -154,7 +152,9 @@ func ChecksLog(want outcome.Expect) bool {
 	return want.Cluster != "" || (want.Gateway != nil && want.Gateway.Cluster != "")
 }
 
-// release gives back what Open took (it does not tear down a shared cluster).
+// Provider opens a backend for one test or one lab run. sim gives each a fresh, empty
+// world; a cluster backend gives each the same cluster, set up once. The release
+// Open returns gives back what it took (it does not tear down a shared cluster).
 type Provider interface {
 	Name() string
 	Open(ctx context.Context) (b Backend, release func(), err error)
