@@ -68,6 +68,12 @@ e2e:
 e2e-offline:
 	KEEP=$(KEEP) hack/e2e-offline.sh
 
-clean: $(BIN)
-	@$(BIN) clean
+# clean deletes the lab's kind cluster with the lab's binary; it builds the binary only
+# when there is a cluster to delete and no binary to do it (a cold build takes minutes).
+clean:
+	@if [ -x $(BIN) ]; then $(BIN) clean; \
+	elif command -v docker >/dev/null 2>&1 && docker ps -aq --filter label=io.x-k8s.kind.cluster=egresslab 2>/dev/null | grep -q .; then \
+	  echo "make clean: kind cluster egresslab exists and $(BIN) does not: building it to delete the cluster"; \
+	  $(MAKE) --no-print-directory $(BIN) && $(BIN) clean; \
+	else echo "make clean: no $(BIN) and no kind cluster egresslab: nothing to delete but bin/"; fi
 	rm -rf bin
