@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -222,7 +223,7 @@ func TestAStoppedLabDeletesWhatItApplied(t *testing.T) {
 	rb := &recordingBackend{Backend: b}
 	in, enter := io.Pipe()
 	ctx, cancel := context.WithCancel(context.Background())
-	var out bytes.Buffer
+	var out syncBuffer
 	done := make(chan error)
 	go func() {
 		_, err := lab.Run(ctx, rb, serviceEntryLab(t), narrate.New(&out, narrate.WithPause(in)), lab.Options{})
@@ -239,7 +240,25 @@ func TestAStoppedLabDeletesWhatItApplied(t *testing.T) {
 	assert.Equal(t, []string{"labs/serviceentry/jsonplaceholder.yaml"}, rb.deleted)
 }
 
-func waitFor(t *testing.T, out *bytes.Buffer, text string) {
+// syncBuffer is a buffer the lab writes in its goroutine while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func waitFor(t *testing.T, out *syncBuffer, text string) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !strings.Contains(out.String(), text) {
@@ -255,7 +274,7 @@ func TestCtrlCAtAnInstructorPromptRunsNothingMore(t *testing.T) {
 	b := sim.New()
 	defer b.Close()
 	in, enter := io.Pipe()
-	var out bytes.Buffer
+	var out syncBuffer
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() {
