@@ -2,31 +2,18 @@ package backend
 
 import "time"
 
-// Timeouts bound the waits of a run. One set, named, so that a lab, the scenarios and
-// the backends agree on them; each caller passes its own copy down.
+// Timeouts bound the waits a lab and the scenarios share with the backends; each caller
+// passes its own copy down. The waits only a backend knows (a rollout, an install, a
+// cluster's start, one call) are that backend's own, set where it waits.
 type Timeouts struct {
 	// Propagation: from a change (an applied entry, a new mesh mode) to the sidecar
 	// acting on it.
 	Propagation time.Duration
-	// Rollout: a Deployment's pods to be running and ready.
-	Rollout time.Duration
-	// Install: each of Istio's charts to install, and istiod to be ready.
-	Install time.Duration
-	// Cluster: a kind cluster's control plane to be ready once its node runs.
-	Cluster time.Duration
-	// Call: one call from the client (its own --timeout).
-	Call time.Duration
 }
 
 // DefaultTimeouts are generous enough for a first run on a laptop that pulls images.
 func DefaultTimeouts() Timeouts {
-	return Timeouts{
-		Propagation: 60 * time.Second,
-		Rollout:     3 * time.Minute,
-		Install:     5 * time.Minute,
-		Cluster:     3 * time.Minute,
-		Call:        10 * time.Second,
-	}
+	return Timeouts{Propagation: 60 * time.Second}
 }
 
 // The poll intervals Await uses: short first, since istiod usually pushes within a few
