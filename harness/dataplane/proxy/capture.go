@@ -317,7 +317,8 @@ func (p *Process) serveHTTP(c net.Conn, br *bufio.Reader, conn dataplane.Connect
 		if err != nil {
 			return
 		}
-		e := &logEntry{start: time.Now(), downstreamRemote: firstEntry.downstreamRemote, downstreamLocal: firstEntry.downstreamLocal, req: req}
+		e := &logEntry{start: time.Now(), downstreamRemote: firstEntry.downstreamRemote, downstreamLocal: firstEntry.downstreamLocal,
+			sni: firstEntry.sni, req: req} // the connection's SNI, on each of its requests' lines
 		if i == 0 {
 			e.start = firstEntry.start
 		}
