@@ -125,17 +125,30 @@ func (e AccessLogEntry) Logged() outcome.Logged {
 // cluster: Envoy records the upstream cluster only once it has found it. There the
 // cluster the route names is config, which only sim and local read; the log is checked
 // for the flag instead (the verdict's reason, cluster_not_found, comes from it).
+//
+// The proxy that answered a call itself logs how: block_all's 502 is a
+// direct_response with no cluster, a route to a missing cluster is flagged NC. Those
+// are checked too, so that every call whose expectation names a cluster or one of
+// those answers has its line checked, not only its status.
 func (e AccessLogEntry) Mismatch(want outcome.Expect) string {
+	decided := e // the proxy whose answer want's reason names: the gateway, for a call through one
+	if want.Gateway != nil {
+		if e.Gateway == nil {
+			return "no egress gateway logged the call"
+		}
+		decided = *e.Gateway
+	}
+	switch {
+	case want.Reason == outcome.ReasonBlockAll && (decided.Details != "direct_response" || decided.Cluster != "-"):
+		return fmt.Sprintf("the access log says %s with cluster %q; block_all answers with a direct_response and no cluster",
+			decided.Details, decided.Cluster)
+	case want.Reason == outcome.ReasonNoCluster && !decided.noCluster():
+		return fmt.Sprintf("the access log's flags are %q; a route to a cluster the proxy lacks is flagged NC", decided.Flags)
+	}
 	if want.Cluster != "" && !e.noCluster() && e.Cluster != want.Cluster {
 		return fmt.Sprintf("the sidecar's access log names cluster %q, want %q", e.Cluster, want.Cluster)
 	}
-	if want.Gateway == nil || want.Gateway.Cluster == "" {
-		return ""
-	}
-	if e.Gateway == nil {
-		return fmt.Sprintf("no egress gateway logged the call; want its line to name cluster %q", want.Gateway.Cluster)
-	}
-	if !e.Gateway.noCluster() && e.Gateway.Cluster != want.Gateway.Cluster {
+	if want.Gateway != nil && want.Gateway.Cluster != "" && !e.Gateway.noCluster() && e.Gateway.Cluster != want.Gateway.Cluster {
 		return fmt.Sprintf("the egress gateway's access log names cluster %q, want %q", e.Gateway.Cluster, want.Gateway.Cluster)
 	}
 	return ""
@@ -147,9 +160,10 @@ func (e AccessLogEntry) noCluster() bool {
 }
 
 // ChecksLog says whether want names something only a proxy's access log shows of a
-// real call: a cluster, of the sidecar or of the gateway.
+// real call: a cluster, of the sidecar or of the gateway, or an answer the proxy gave
+// itself (block_all, NC).
 func ChecksLog(want outcome.Expect) bool {
-	return want.Cluster != "" || (want.Gateway != nil && want.Gateway.Cluster != "")
+	return want.Cluster != "" || want.Gateway != nil || want.Reason == outcome.ReasonBlockAll || want.Reason == outcome.ReasonNoCluster
 }
 
 // Provider opens a backend for one test or one lab run. sim gives each a fresh, empty

@@ -171,3 +171,28 @@ func TestOpens(t *testing.T) {
 	assert.False(t, backend.Opens(entry, backend.MustCall("http://typicode.org/")))
 	assert.False(t, backend.Opens(entry, backend.MustCall("http://jsonplaceholder.typicode.com:8080/")))
 }
+
+// On a backend whose proxies log, a call the proxy answered itself is checked on its
+// line too, not only its status: block_all's 502 is a direct_response with no cluster,
+// a route to a missing cluster is flagged NC (at the gateway, for a call through one).
+// Before, only expectations naming a cluster had their line checked, so a 502 from
+// anything else passed as block_all.
+func TestTheLogOfAnAnswerTheProxyGaveItselfIsChecked(t *testing.T) {
+	blockAll := outcome.Expect{Kind: outcome.Blocked, Reason: outcome.ReasonBlockAll}
+	assert.True(t, backend.ChecksLog(blockAll))
+	assert.Empty(t, backend.AccessLogEntry{Status: 502, Flags: "-", Details: "direct_response", Cluster: "-"}.Mismatch(blockAll))
+	assert.NotEmpty(t, backend.AccessLogEntry{Status: 502, Flags: "-", Details: "via_upstream", Cluster: "PassthroughCluster"}.Mismatch(blockAll),
+		"an upstream's 502 is not block_all's")
+
+	throughGateway := outcome.Expect{Kind: outcome.Blocked, Reason: outcome.ReasonNoCluster,
+		Cluster: "outbound|80|jsonplaceholder|istio-egressgateway.istio-system.svc.cluster.local",
+		Gateway: &outcome.Hop{Cluster: "outbound|80||jsonplaceholder.typicode.com"}}
+	sidecar := backend.AccessLogEntry{Status: 503, Flags: "-", Details: "via_upstream", Cluster: throughGateway.Cluster}
+	nc := sidecar
+	nc.Gateway = &backend.AccessLogEntry{Status: 503, Flags: "NC", Details: "cluster_not_found", Cluster: "-"}
+	assert.Empty(t, nc.Mismatch(throughGateway))
+	upstream503 := sidecar
+	upstream503.Gateway = &backend.AccessLogEntry{Status: 503, Flags: "-", Details: "via_upstream", Cluster: "outbound|80||jsonplaceholder.typicode.com"}
+	assert.NotEmpty(t, upstream503.Mismatch(throughGateway), "the host's own 503, relayed by the gateway, is not the gateway's NC")
+	assert.NotEmpty(t, sidecar.Mismatch(throughGateway), "no gateway line")
+}
