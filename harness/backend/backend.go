@@ -7,7 +7,6 @@ package backend
 import (
 	"context"
 	"fmt"
-	networking "istio.io/api/networking/v1alpha3"
 	"net"
 	"net/url"
 	"slices"
@@ -250,52 +249,6 @@ func (c Call) Path() string {
 // KubectlCommand is what an attendee types to make this call on a real cluster.
 func (c Call) KubectlCommand(w Workload) string {
 	return fmt.Sprintf("kubectl -n %s exec deploy/%s -c %s -- client call %s", w.Namespace, w.Name, w.Name, c)
-}
-
-// Opens reports whether a ServiceEntry in set lists c's host and port.
-func Opens(set *manifest.Set, c Call) bool {
-	for _, cfg := range set.IstioConfigs() {
-		se, ok := cfg.Spec.(*networking.ServiceEntry)
-		if !ok {
-			continue
-		}
-		for _, h := range se.GetHosts() {
-			if !Covers(h, c.Host()) {
-				continue
-			}
-			for _, p := range se.GetPorts() {
-				if int(p.GetNumber()) == c.Port() {
-					return true
-				}
-			}
-		}
-	}
-	return false
-}
-
-// Expected is the verdict a call should get by the rule a user reasons with: allowed
-// when the mesh allows any host, or when an applied ServiceEntry lists the call's host
-// and port; blocked otherwise. It is what a check, and a lab whose entry or url the
-// user replaced, expect; a lab's own expectations are what Istio computes.
-func Expected(mode string, applied []*manifest.Set, c Call) outcome.Kind {
-	if mode == manifest.AllowAny {
-		return outcome.Allowed
-	}
-	for _, set := range applied {
-		if Opens(set, c) {
-			return outcome.Allowed
-		}
-	}
-	return outcome.Blocked
-}
-
-// Covers reports whether a ServiceEntry host (exact, or "*.example.com") names this call's host.
-func Covers(entryHost, host string) bool {
-	entryHost, host = strings.ToLower(entryHost), strings.ToLower(host)
-	if rest, ok := strings.CutPrefix(entryHost, "*"); ok {
-		return strings.HasSuffix(host, rest)
-	}
-	return entryHost == host
 }
 
 // Instant is implemented by backends whose changes are seen by the very next call, as

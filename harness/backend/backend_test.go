@@ -11,7 +11,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/egresslab/egresslab/harness/backend"
-	"github.com/egresslab/egresslab/harness/manifest"
 	"github.com/egresslab/egresslab/harness/outcome"
 )
 
@@ -162,15 +161,6 @@ spec:
   ports: [{number: 80, name: http, protocol: HTTP}, {number: 443, name: tls, protocol: TLS}]
   resolution: NONE
 `
-
-func TestOpens(t *testing.T) {
-	entry, err := manifest.Parse("e.yaml", []byte(wildcardEntry), "ns")
-	require.NoError(t, err)
-	assert.True(t, backend.Opens(entry, backend.MustCall("http://jsonplaceholder.typicode.com/")))
-	assert.True(t, backend.Opens(entry, backend.MustCall("https://my.typicode.com/")))
-	assert.False(t, backend.Opens(entry, backend.MustCall("http://typicode.org/")))
-	assert.False(t, backend.Opens(entry, backend.MustCall("http://jsonplaceholder.typicode.com:8080/")))
-}
 
 // On a backend whose proxies log, a call the proxy answered itself is checked on its
 // line too, not only its status: block_all's 502 is a direct_response with no cluster,

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/egresslab/egresslab/harness/backend"
+	"github.com/egresslab/egresslab/harness/backend/sim"
 	"github.com/egresslab/egresslab/harness/labfile"
 	"github.com/egresslab/egresslab/harness/manifest"
 	"github.com/egresslab/egresslab/harness/narrate"
@@ -104,10 +105,11 @@ type Runner struct {
 	n    *narrate.Narrator
 	opts Options
 	// derived: the lab's expectations describe its own entry and url; with either
-	// replaced, each call is expected by the rule a user reasons with instead.
+	// replaced, each call is expected to get what Istio's simulator computes for the
+	// same mesh and objects: ref, fed every install, apply and delete the run makes.
 	derived bool
+	ref     *sim.Backend
 
-	mode    string
 	applied []*manifest.Set // in order, not yet deleted
 	res     Result
 
@@ -125,7 +127,23 @@ func Start(b backend.Backend, l *labfile.Lab, n *narrate.Narrator, opts Options)
 	if opts.Propagation == 0 {
 		opts.Propagation = backend.DefaultTimeouts().Propagation
 	}
-	return &Runner{b: b, lab: l, n: n, opts: opts, derived: derived}, nil
+	r := &Runner{b: b, lab: l, n: n, opts: opts, derived: derived}
+	if derived {
+		r.ref = sim.New()
+	}
+	return r, nil
+}
+
+// reference does to the simulator what the run just did to its backend, when the
+// expectations are derived from it.
+func (r *Runner) reference(what string, do func(backend.Backend) error) error {
+	if r.ref == nil {
+		return nil
+	}
+	if err := do(r.ref); err != nil {
+		return fmt.Errorf("Istio's simulator, which says what each call should get with the lab's url or entry replaced: %s: %w", what, err)
+	}
+	return nil
 }
 
 // Result is what the run has seen so far.
@@ -192,7 +210,9 @@ func (r *Runner) installMesh(ctx context.Context, mode string) error {
 	if err := r.b.InstallMesh(ctx, values); err != nil {
 		return fmt.Errorf("install the mesh (%s): %w", mode, err)
 	}
-	r.mode = mode
+	if err := r.reference("install the mesh", func(b backend.Backend) error { return b.InstallMesh(ctx, values) }); err != nil {
+		return err
+	}
 	r.n.Say("The mesh config's outboundTrafficPolicy.mode is %s.", values.OutboundMode())
 	return nil
 }
@@ -208,6 +228,9 @@ func (r *Runner) deploy(ctx context.Context, set *manifest.Set) error {
 	r.n.Command("kubectl apply -f " + set.Source)
 	if err := r.b.Apply(ctx, set); err != nil {
 		return fmt.Errorf("deploy %s: %w", set.Source, err)
+	}
+	if err := r.reference("deploy "+set.Source, func(b backend.Backend) error { return b.Apply(ctx, set) }); err != nil {
+		return err
 	}
 	for _, w := range workloads(set) {
 		sc, err := r.b.Sidecar(ctx, w)
@@ -239,6 +262,9 @@ func (r *Runner) apply(ctx context.Context, set *manifest.Set) error {
 	if err := r.b.Apply(ctx, set); err != nil {
 		return fmt.Errorf("apply %s: %w", set.Source, err)
 	}
+	if err := r.reference("apply "+set.Source, func(b backend.Backend) error { return b.Apply(ctx, set) }); err != nil {
+		return err
+	}
 	if !slices.Contains(r.applied, set) {
 		r.applied = append(r.applied, set)
 	}
@@ -250,6 +276,9 @@ func (r *Runner) delete(ctx context.Context, set *manifest.Set) error {
 	r.n.Command("kubectl delete " + set.NamespaceFlag() + "-f " + set.Source)
 	if err := r.b.Delete(ctx, set); err != nil {
 		return fmt.Errorf("delete %s: %w", set.Source, err)
+	}
+	if err := r.reference("delete "+set.Source, func(b backend.Backend) error { return b.Delete(ctx, set) }); err != nil {
+		return err
 	}
 	r.applied = slices.DeleteFunc(r.applied, func(s *manifest.Set) bool { return s == set })
 	r.changed(set)
@@ -274,12 +303,17 @@ func (r *Runner) changed(set *manifest.Set) {
 }
 
 // expected is what a call must get: what the lab states, or, with its entry or url
-// replaced, the verdict the mode and the applied entries call for.
-func (r *Runner) expected(c *labfile.Call) outcome.Expect {
+// replaced, what Istio's simulator computes for the same mesh and objects (its
+// verdict, and the listener, route and cluster it matched).
+func (r *Runner) expected(ctx context.Context, c *labfile.Call) (outcome.Expect, error) {
 	if !r.derived {
-		return c.Expect
+		return c.Expect, nil
 	}
-	return outcome.Expect{Kind: backend.Expected(r.mode, r.applied, c.URL)}
+	v, err := r.ref.Call(ctx, c.From, c.URL)
+	if err != nil {
+		return outcome.Expect{}, fmt.Errorf("Istio's simulator, for what %s should get: %w", c.URL, err)
+	}
+	return outcome.ExpectOf(v), nil
 }
 
 // needs are the data-plane behaviours an expectation's verdict depends on, beyond a
@@ -296,7 +330,10 @@ func needs(want outcome.Expect) []backend.Need {
 }
 
 func (r *Runner) call(ctx context.Context, step int, c *labfile.Call) error {
-	want := r.expected(c)
+	want, err := r.expected(ctx, c)
+	if err != nil {
+		return err
+	}
 	r.n.Command(c.URL.KubectlCommand(c.From))
 	for _, need := range needs(want) {
 		if why := backend.CannotDo(r.b, need); why != "" {
@@ -385,6 +422,9 @@ func (r *Runner) Cleanup(ctx context.Context) error {
 		return nil
 	}
 	r.cleaned = true
+	if r.ref != nil {
+		defer r.ref.Close()
+	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), backend.DefaultTimeouts().Propagation)
 	defer cancel()
 	var errs []error

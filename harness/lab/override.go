@@ -15,8 +15,8 @@ import (
 // -url replaces every call to the lab's url, every call to the same host and path over
 // HTTPS (with the new URL's host and path), and the old host wherever a step's title or
 // prose names it. The lab's expectations describe its own url and entry; with either
-// replaced, each call is expected ALLOWED only where the mode or an applied entry lets
-// its host and port out (backend.Expected), and its evidence is shown, not checked.
+// replaced, each call is expected to get what Istio's simulator computes for the same
+// mesh and objects, its evidence included (the Runner's reference).
 func Override(l *labfile.Lab, opts Options) (*labfile.Lab, bool, error) {
 	if opts.Entry != nil && l.Entry == "" {
 		return nil, false, fmt.Errorf("-entry: lab %s has no entry to replace (%s names none)", l.Name, l.File)

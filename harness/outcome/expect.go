@@ -58,6 +58,19 @@ func (e Expect) Check(v Verdict) []string {
 	return out
 }
 
+// ExpectOf is what a verdict reached on the proxies' config (Istio's simulator, the
+// ground truth) expects of the same call on another backend: its kind and reason, and
+// the listener, route and cluster matched, at the egress gateway too.
+func ExpectOf(v Verdict) Expect {
+	ev := v.Evidence
+	e := Expect{Kind: v.Kind, Reason: v.Reason, Listener: ev.Listener, RouteConfig: ev.RouteConfig,
+		VirtualHost: ev.VirtualHost, Cluster: ev.Cluster, UpstreamSNI: ev.UpstreamSNI}
+	if g := ev.Gateway; g != nil {
+		e.Gateway = &Hop{Listener: g.Listener, RouteConfig: g.RouteConfig, VirtualHost: g.VirtualHost, Cluster: g.Cluster}
+	}
+	return e
+}
+
 // Hop is what a second proxy on the call's way (an egress gateway) must match.
 type Hop struct {
 	Listener    string

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/egresslab/egresslab/harness/backend"
+	"github.com/egresslab/egresslab/harness/backend/sim"
 	"github.com/egresslab/egresslab/harness/manifest"
 	"github.com/egresslab/egresslab/harness/outcome"
 	"github.com/egresslab/egresslab/labs"
@@ -31,13 +32,21 @@ type Question struct {
 type Answer struct {
 	Verdict       outcome.Verdict
 	SidecarConfig string
+	// Simulated is what Istio's config generator and simulator compute for the same
+	// objects: the verdict a cluster backend waits for.
+	Simulated outcome.Verdict
+	// Unsettled says why Verdict is not Simulated: the backend's sidecar did not come to
+	// it within the propagation time (Verdict is then the last call's); nil when it did.
+	Unsettled error
 }
 
 // Check sets up the mesh and the client app on b, applies the entries, makes the call
 // once the sidecar has them, and deletes the entries again (a kept cluster is left as
-// it was found). On a backend where config takes time to arrive, it repeats the call
-// until the verdict is the one the entries and the mode call for, up to propagation;
-// the verdict it then reports is the last one seen, whatever it is.
+// it was found). What the call should get is what Istio's simulator computes for the
+// same objects (sim); on a backend where config takes time to arrive, Check repeats the
+// call until the verdict and its evidence are that, up to propagation. When they never
+// are, the answer says so (Unsettled), with the last verdict seen: never a stale one
+// passed off as the answer.
 func Check(ctx context.Context, b backend.Backend, q Question, propagation time.Duration) (_ Answer, err error) {
 	call, err := backend.ParseCall(q.URL)
 	if err != nil {
@@ -74,16 +83,43 @@ func Check(ctx context.Context, b backend.Backend, q Question, propagation time.
 			return Answer{}, fmt.Errorf("apply %s: %w", e.Source, err)
 		}
 	}
-	expected := backend.Expected(values.OutboundMode(), q.Entries, call)
-	v, _, err := backend.Await(ctx, b, apps.Client, call, expected, propagation)
+	simulated, err := simulate(ctx, values, app, q.Entries, call)
+	if err != nil {
+		return Answer{}, err
+	}
+	v, _, err := backend.AwaitExpected(ctx, b, apps.Client, call, outcome.ExpectOf(simulated), propagation)
 	if err != nil && v.Kind == "" {
 		return Answer{}, err
 	}
-	a := Answer{Verdict: v}
+	a := Answer{Verdict: v, Simulated: simulated}
+	if err != nil {
+		a.Unsettled = fmt.Errorf("the %s backend's sidecar did not come to Istio's simulator's verdict, %s (%s), within %s: %w",
+			b.Name(), simulated, simulated.Evidence, propagation, err)
+	}
 	if q.WithConfig {
 		if a.SidecarConfig, err = b.SidecarConfig(ctx, apps.Client, call); err != nil {
 			return a, fmt.Errorf("read the sidecar's config: %w", err)
 		}
 	}
 	return a, nil
+}
+
+// simulate is the verdict Istio's config generator and simulator compute for the call
+// with the same mesh values and objects: what a cluster's sidecar should come to.
+func simulate(ctx context.Context, values manifest.MeshValues, app *manifest.Set, entries []*manifest.Set, call backend.Call) (outcome.Verdict, error) {
+	ref := sim.New()
+	defer ref.Close()
+	if err := ref.InstallMesh(ctx, values); err != nil {
+		return outcome.Verdict{}, fmt.Errorf("Istio's simulator: install the mesh: %w", err)
+	}
+	for _, set := range append([]*manifest.Set{app}, entries...) {
+		if err := ref.Apply(ctx, set); err != nil {
+			return outcome.Verdict{}, fmt.Errorf("Istio's simulator: apply %s: %w", set.Source, err)
+		}
+	}
+	v, err := ref.Call(ctx, apps.Client, call)
+	if err != nil {
+		return outcome.Verdict{}, fmt.Errorf("Istio's simulator: %w", err)
+	}
+	return v, nil
 }

@@ -111,3 +111,45 @@ func TestCheckAnswers(t *testing.T) {
 		})
 	}
 }
+
+// A Sidecar that gives the client ALLOW_ANY in a REGISTRY_ONLY mesh: Istio's simulator
+// says ALLOWED (PassthroughCluster). check used to await a rule of thumb instead
+// ("allowed when the mode is ALLOW_ANY or an entry lists the host"), which said
+// BLOCKED, and so reported the stale BLOCKED of the first call, made before the Sidecar
+// reached the proxy: the one false answer this tool must never give.
+func TestCheckAwaitsWhatTheSimulatorSaysNotARuleOfThumb(t *testing.T) {
+	b := &slowCluster{Backend: sim.New(), lag: 300 * time.Millisecond}
+	t.Cleanup(b.Close)
+	sidecar, err := manifest.Parse("allow-any-sidecar.yaml", []byte(`apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata:
+  name: client-allow-any
+spec:
+  workloadSelector:
+    labels: {app: client}
+  outboundTrafficPolicy: {mode: ALLOW_ANY}
+`), apps.Client.Namespace)
+	require.NoError(t, err)
+	a, err := check.Check(context.Background(), b, check.Question{URL: "http://jsonplaceholder.typicode.com/todos/1",
+		Mode: manifest.RegistryOnly, Entries: []*manifest.Set{sidecar}}, 5*time.Second)
+	require.NoError(t, err)
+	assert.NoError(t, a.Unsettled)
+	assert.Empty(t, outcome.Expect{Kind: outcome.Allowed, Reason: outcome.ReasonPassthrough, Cluster: "PassthroughCluster"}.Check(a.Verdict),
+		"%s %s", a.Verdict, a.Verdict.Evidence)
+	assert.Equal(t, a.Simulated.Kind, a.Verdict.Kind)
+}
+
+// When the backend never comes to the simulator's verdict, the answer says so rather
+// than pass the last call off as the answer.
+func TestCheckSaysWhenTheBackendNeverAgrees(t *testing.T) {
+	b := &slowCluster{Backend: sim.New(), lag: time.Hour}
+	t.Cleanup(b.Close)
+	entry, err := labs.Manifest(labs.SeedServiceEntry, apps.Client.Namespace)
+	require.NoError(t, err)
+	a, err := check.Check(context.Background(), b, check.Question{URL: "http://jsonplaceholder.typicode.com/todos/1",
+		Mode: manifest.RegistryOnly, Entries: []*manifest.Set{entry}}, 500*time.Millisecond)
+	require.NoError(t, err)
+	assert.Equal(t, outcome.Blocked, a.Verdict.Kind, "the last call's, before the entry arrived")
+	assert.Equal(t, outcome.Allowed, a.Simulated.Kind)
+	assert.ErrorContains(t, a.Unsettled, "did not come to Istio's simulator's verdict")
+}

@@ -309,6 +309,12 @@ func runCheck(ctx context.Context, args []string, s Streams) int {
 	if a.SidecarConfig != "" {
 		fmt.Fprintf(s.Out, "\nSidecar config that decided the call:\n%s", a.SidecarConfig)
 	}
+	if a.Unsettled != nil {
+		// The last call's verdict is not the answer: the sidecar had not (yet) the config
+		// the simulator judges, or the cluster does something else; say both.
+		fmt.Fprintf(s.Err, "egresslab check: %v\n", a.Unsettled)
+		return ExitUnexpected
+	}
 	if want != "" && a.Verdict.Kind != want {
 		fmt.Fprintf(s.Err, "egresslab check: expected %s, got %s\n", want, a.Verdict)
 		return ExitUnexpected
