@@ -3,7 +3,8 @@
 #   make lab-serviceentry   the narrated ServiceEntry lab (ARGS="-instructor -show-config -entry FILE")
 #   make lab LAB=name       any lab of labs/ (bin/egresslab lab list names them); LAB=path/lab.yaml for your own
 #   make handouts           write each lab's handout, labs/NAME/README.md, from its lab.yaml
-#   make test               go vet + every test; the scenarios on sim and on the local control plane
+#   make test               go vet + every test; the scenarios on sim and on the local control plane; -race where light
+#   make race               the race detector on the packages with goroutines (the stand-in, the engine, the apps)
 #   make check URL=...      would a call to URL be allowed? (ARGS="-mode ALLOW_ANY -entry FILE")
 #   make bench              the benchmarks quoted in README.md
 #   make e2e                the scenarios on a real kind cluster (needs Docker and internet; fails without them)
@@ -21,7 +22,7 @@ ARGS  ?=
 SOURCES := $(shell find . -path ./tools -prune -o -path ./.cache -prune -o -name '*.go' ! -name '*_test.go' -print) \
            $(shell find manifests labs -name '*.yaml') go.mod go.sum
 
-.PHONY: lab-serviceentry lab handouts check test bench e2e e2e-offline clean controlplane-binaries
+.PHONY: lab-serviceentry lab handouts check test race bench e2e e2e-offline clean controlplane-binaries
 
 $(BIN): $(SOURCES)
 	@echo "building $(BIN) (the first build compiles Istio and Kubernetes libraries: several minutes; later ones take seconds)" >&2
@@ -48,10 +49,22 @@ controlplane-binaries:
 
 # Every test (the scenarios on sim), then the scenarios again on the local control plane.
 # Both must run: here a backend that cannot start is a failure, not a skip.
+# RACE_LIGHT are the packages whose race build needs no Istio or Kubernetes library:
+# make test runs them under the race detector (25 s here, warm). RACE_HEAVY, the
+# stand-in for Envoy and the lab engine, need a race build of Istio's libraries
+# (several minutes cold on 2 cores, 70 s warm): make race runs them.
+RACE_LIGHT = ./apps/... ./harness/outcome/ ./harness/backend/kind/internal/appimage/ \
+	./harness/backend/kind/internal/cluster/ ./harness/backend/kind/internal/engine/ ./harness/backend/kind/internal/offline/
+RACE_HEAVY = ./harness/dataplane/proxy/ ./harness/steps/ ./labs/
+
 test: controlplane-binaries
 	$(GO) vet ./...
 	EGRESSLAB_REQUIRE_LOCAL=1 $(GO) test ./...
 	$(GO) test ./scenarios/... -count=1 -args -backend=local -require-backend
+	$(GO) test -race $(RACE_LIGHT)
+
+race:
+	$(GO) test -race $(RACE_LIGHT) $(RACE_HEAVY)
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 20x ./harness/backend/sim/ ./labs/
