@@ -67,10 +67,10 @@ const (
 
 // Verdict is what happened to one call, with the evidence for it.
 type Verdict struct {
-	Kind Kind
+	Kind Kind `json:"verdict"`
 	// Reason says why: one of the Reason constants, or a short phrase for errors.
-	Reason   string
-	Evidence Evidence
+	Reason   string   `json:"reason,omitempty"`
+	Evidence Evidence `json:"evidence"`
 }
 
 // Evidence is what a verdict was reached from. A simulated verdict fills the first
@@ -79,37 +79,37 @@ type Verdict struct {
 type Evidence struct {
 	// FromConfig: the first group was read from the sidecar's configuration.
 	// FromCall: the second group was observed on a real call.
-	FromConfig bool
-	FromCall   bool
+	FromConfig bool `json:"fromConfig,omitempty"`
+	FromCall   bool `json:"fromCall,omitempty"`
 
-	Listener    string
-	FilterChain string
-	RouteConfig string
-	VirtualHost string
-	Route       string
-	Cluster     string
+	Listener    string `json:"listener,omitempty"`
+	FilterChain string `json:"filterChain,omitempty"`
+	RouteConfig string `json:"routeConfig,omitempty"`
+	VirtualHost string `json:"virtualHost,omitempty"`
+	Route       string `json:"route,omitempty"`
+	Cluster     string `json:"cluster,omitempty"`
 	// UpstreamSNI is the SNI of the TLS the cluster originates to its upstream (its TLS
 	// transport socket), "" when it sends what the app sent as it is.
-	UpstreamSNI string
+	UpstreamSNI string `json:"upstreamSNI,omitempty"`
 	// GatewayName and Gateway are the egress gateway the sidecar sent the call to, and
 	// what that gateway's proxy matched: the call's second hop, which decided it.
-	GatewayName string
-	Gateway     *Evidence
+	GatewayName string    `json:"gatewayName,omitempty"`
+	Gateway     *Evidence `json:"gateway,omitempty"`
 
-	Status int
+	Status int `json:"status,omitempty"`
 	// Server is the response's `server` header: "envoy" when the sidecar answered itself.
-	Server string
+	Server string `json:"server,omitempty"`
 	// UpstreamServiceTime is `x-envoy-upstream-service-time`: set only when Envoy reached an upstream.
-	UpstreamServiceTime string
-	ErrorClass          ErrorClass
-	Error               string
-	Duration            time.Duration
-	BodyPrefix          string
+	UpstreamServiceTime string        `json:"upstreamServiceTime,omitempty"`
+	ErrorClass          ErrorClass    `json:"errorClass,omitempty"`
+	Error               string        `json:"error,omitempty"`
+	Duration            time.Duration `json:"-"`
+	BodyPrefix          string        `json:"body,omitempty"`
 	// ClientAddress is the app's own address and port of the call's connection: the
 	// sidecar's access log names the call's line by it (%DOWNSTREAM_REMOTE_ADDRESS%).
-	ClientAddress string
+	ClientAddress string `json:"clientAddress,omitempty"`
 	// RequestID is the x-request-id the client sent: every proxy's line names the call by it.
-	RequestID string
+	RequestID string `json:"requestId,omitempty"`
 }
 
 // String is the one-line form: "BLOCKED (block_all)".

@@ -4,6 +4,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -257,6 +258,7 @@ func runCheck(ctx context.Context, args []string, s Streams) int {
 	fs.Var(&entryFiles, "entry", "a ServiceEntry file to apply (repeat for more)")
 	showConfig := fs.Bool("show-config", false, "also print the sidecar's config that decided the call")
 	expect := fs.String("expect", "", "exit 1 unless the verdict is this: allowed, blocked or unreachable")
+	output := fs.String("o", "text", "the answer's form: text, or json (one object: the verdict, its evidence, the simulator's verdict)")
 	positional, err := parseInterspersed(fs, args)
 	if err != nil {
 		return exitForFlagError(err)
@@ -271,6 +273,9 @@ func runCheck(ctx context.Context, args []string, s Streams) int {
 	}
 	if !slices.Contains(manifest.Modes, q.Mode) {
 		return badInput(s, fmt.Errorf("-mode %q: use one of %s", *mode, strings.Join(manifest.Modes, ", ")))
+	}
+	if *output != "text" && *output != "json" {
+		return badInput(s, fmt.Errorf("-o %q: use text or json", *output))
 	}
 	var want outcome.Kind
 	if *expect != "" {
@@ -301,13 +306,20 @@ func runCheck(ctx context.Context, args []string, s Streams) int {
 		fmt.Fprintf(s.Err, "egresslab check: %v\n", err)
 		return ExitInfrastructure
 	}
-	fmt.Fprintf(s.Out, "%s %s under %s with %s: %s\n", "GET", q.URL, q.Mode, applied(q.Entries), a.Verdict)
-	for _, f := range a.Verdict.Evidence.Fields() {
-		fmt.Fprintf(s.Out, "  %-30s %s\n", f[0], f[1])
-	}
-	fmt.Fprintf(s.Out, "  (%s backend)\n", b.Name())
-	if a.SidecarConfig != "" {
-		fmt.Fprintf(s.Out, "\nSidecar config that decided the call:\n%s", a.SidecarConfig)
+	if *output == "json" {
+		if err := writeCheckJSON(s.Out, q, b.Name(), a); err != nil {
+			fmt.Fprintf(s.Err, "egresslab check: %v\n", err)
+			return ExitInfrastructure
+		}
+	} else {
+		fmt.Fprintf(s.Out, "%s %s under %s with %s: %s\n", "GET", q.URL, q.Mode, applied(q.Entries), a.Verdict)
+		for _, f := range a.Verdict.Evidence.Fields() {
+			fmt.Fprintf(s.Out, "  %-30s %s\n", f[0], f[1])
+		}
+		fmt.Fprintf(s.Out, "  (%s backend)\n", b.Name())
+		if a.SidecarConfig != "" {
+			fmt.Fprintf(s.Out, "\nSidecar config that decided the call:\n%s", a.SidecarConfig)
+		}
 	}
 	if a.Unsettled != nil {
 		// The last call's verdict is not the answer: the sidecar had not (yet) the config
@@ -320,6 +332,39 @@ func runCheck(ctx context.Context, args []string, s Streams) int {
 		return ExitUnexpected
 	}
 	return ExitOK
+}
+
+// checkReport is check's answer as JSON (-o json), for a CI job to read.
+type checkReport struct {
+	URL     string   `json:"url"`
+	Mode    string   `json:"mode"`
+	Entries []string `json:"entries"`
+	Backend string   `json:"backend"`
+	outcome.Verdict
+	// Simulated is what Istio's simulator computes for the same objects; Unsettled,
+	// when set, says why the verdict is not that.
+	Simulated     *outcome.Verdict `json:"simulated,omitempty"`
+	Unsettled     string           `json:"unsettled,omitempty"`
+	SidecarConfig string           `json:"sidecarConfig,omitempty"`
+}
+
+func writeCheckJSON(w io.Writer, q check.Question, backendName string, a check.Answer) error {
+	r := checkReport{URL: q.URL, Mode: q.Mode, Entries: []string{}, Backend: backendName, Verdict: a.Verdict, SidecarConfig: a.SidecarConfig}
+	for _, e := range q.Entries {
+		r.Entries = append(r.Entries, e.Source)
+	}
+	if a.Simulated.Kind != "" {
+		r.Simulated = &a.Simulated
+	}
+	if a.Unsettled != nil {
+		r.Unsettled = a.Unsettled.Error()
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(r); err != nil {
+		return fmt.Errorf("write the answer as JSON: %w", err)
+	}
+	return nil
 }
 
 // runBundle writes a workshop bundle through the provider that downloads and pulls

@@ -3,12 +3,14 @@ package cli_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/egresslab/egresslab/internal/cli"
 )
@@ -256,4 +258,41 @@ func TestBundleRefusesBadArgumentsBeforeFetchingAnything(t *testing.T) {
 	code, _, stderr = run(t, "", "bundle", "-istio-source", t.TempDir(), filepath.Join(t.TempDir(), "x.bundle"))
 	assert.Equal(t, cli.ExitBadInput, code)
 	assert.Contains(t, stderr, "-istio-source and -images go together")
+}
+
+// check -o json gives the whole answer as one object a CI job can read: the verdict,
+// its reason and evidence, and what Istio's simulator computes for the same objects.
+func TestCheckAnswersInJSON(t *testing.T) {
+	code, out, errs := run(t, "", "check", "-o", "json", "-entry", "../../labs/serviceentry/jsonplaceholder.yaml",
+		"http://jsonplaceholder.typicode.com/todos/1")
+	require.Equal(t, cli.ExitOK, code, errs)
+	var got struct {
+		URL      string   `json:"url"`
+		Mode     string   `json:"mode"`
+		Entries  []string `json:"entries"`
+		Backend  string   `json:"backend"`
+		Verdict  string   `json:"verdict"`
+		Reason   string   `json:"reason"`
+		Evidence struct {
+			Listener string `json:"listener"`
+			Cluster  string `json:"cluster"`
+		} `json:"evidence"`
+		Simulated struct {
+			Verdict string `json:"verdict"`
+		} `json:"simulated"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(out), &got), out)
+	assert.Equal(t, "http://jsonplaceholder.typicode.com/todos/1", got.URL)
+	assert.Equal(t, "REGISTRY_ONLY", got.Mode)
+	assert.Equal(t, []string{"../../labs/serviceentry/jsonplaceholder.yaml"}, got.Entries, "the files as given")
+	assert.Equal(t, "sim", got.Backend)
+	assert.Equal(t, "ALLOWED", got.Verdict)
+	assert.Equal(t, "registered service", got.Reason)
+	assert.Equal(t, "0.0.0.0_80", got.Evidence.Listener)
+	assert.Equal(t, "outbound|80||jsonplaceholder.typicode.com", got.Evidence.Cluster)
+	assert.Equal(t, "ALLOWED", got.Simulated.Verdict)
+
+	code, _, errs = run(t, "", "check", "-o", "yaml", "http://jsonplaceholder.typicode.com/todos/1")
+	assert.Equal(t, cli.ExitBadInput, code)
+	assert.Contains(t, errs, "-o \"yaml\": use text or json")
 }
