@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -136,23 +137,14 @@ func (s *Sidecar) receive(stream discovery.AggregatedDiscoveryService_StreamAggr
 			if names := edsNames(s.clusters); !slices.Equal(names, s.wantEDS) {
 				s.wantEDS = names
 				ask = &discovery.DiscoveryRequest{TypeUrl: endpointType, ResourceNames: names}
-				for n := range s.endpoints {
-					if !slices.Contains(names, n) {
-						delete(s.endpoints, n)
-					}
-				}
+				forgetAllBut(s.endpoints, names)
 			}
 		case listenerType:
 			s.listeners = decodeAll[listener.Listener](resp.Resources)
 			if names := routeNames(s.listeners); !slices.Equal(names, s.wantRDS) {
 				s.wantRDS = names
 				ask = &discovery.DiscoveryRequest{TypeUrl: routeType, ResourceNames: names}
-				// Routes no listener names any more are gone, as Envoy would forget them.
-				for n := range s.routes {
-					if !slices.Contains(names, n) {
-						delete(s.routes, n)
-					}
-				}
+				forgetAllBut(s.routes, names)
 			}
 		case routeType:
 			for _, rc := range decodeAll[route.RouteConfiguration](resp.Resources) {
@@ -174,6 +166,12 @@ func (s *Sidecar) receive(stream discovery.AggregatedDiscoveryService_StreamAggr
 			err = stream.Send(ask)
 		}
 	}
+}
+
+// forgetAllBut drops the resources no longer asked for (routes no listener names,
+// endpoints of clusters gone), as Envoy forgets them.
+func forgetAllBut[V any](m map[string]V, names []string) {
+	maps.DeleteFunc(m, func(n string, _ V) bool { return !slices.Contains(names, n) })
 }
 
 // notify wakes whoever waits for a change; s.mu is held.
