@@ -39,7 +39,10 @@ type Source struct {
 // file, the line, the step and the fix of every problem found.
 func Load(src Source, file, name string) (*Lab, error) {
 	shown := path.Join(src.Shown, src.Dir, file)
-	data, err := fs.ReadFile(src.FS, path.Join(src.Dir, file))
+	data, err := manifest.ReadInput(src.FS, path.Join(src.Dir, file))
+	if errors.Is(err, manifest.ErrNotInput) {
+		return nil, Errors{{File: shown, Reason: err.Error(), Fix: "give a " + FileName + " file: one YAML mapping with title, summary and steps"}}
+	}
 	if err != nil {
 		return nil, Errors{{File: shown, Reason: "cannot read it: " + unwrapAll(err).Error(),
 			Fix: "check the path: a lab is a " + FileName + " file in a folder with the manifests it applies"}}
@@ -392,7 +395,11 @@ func (p *parser) read(f field, deploy bool) (shown string, data []byte, ok bool)
 			"put the file beside "+FileName+" and name it without a folder, e.g. `"+f.key+": entry.yaml`")
 		return "", nil, false
 	}
-	data, err := fs.ReadFile(fsys, at)
+	data, err := manifest.ReadInput(fsys, at)
+	if errors.Is(err, manifest.ErrNotInput) {
+		p.fail(f.line, fmt.Sprintf("%s %s: %v", f.key, name, err), "name a YAML file of Kubernetes or Istio objects")
+		return "", nil, false
+	}
 	if err != nil {
 		dir := path.Join(root, path.Dir(at))
 		fix := "put " + path.Base(at) + " in " + dir

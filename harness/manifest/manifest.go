@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"io"
 	"k8s.io/apimachinery/pkg/util/validation"
-	"os"
 	"strings"
 	"time"
 
@@ -185,7 +184,10 @@ func (es Errors) Error() string {
 
 // LoadFile loads a manifest a user names.
 func LoadFile(path, defaultNamespace string) (*Set, error) {
-	data, err := os.ReadFile(path)
+	data, err := ReadInputFile(path)
+	if errors.Is(err, ErrNotInput) {
+		return nil, &Error{File: path, Reason: err.Error(), Fix: "give a YAML file of Kubernetes or Istio objects"}
+	}
 	if err != nil {
 		return nil, &Error{File: path, Reason: fmt.Sprintf("cannot read it: %v", errors.Unwrap(err)),
 			Fix: "check the path; it is read relative to the directory you ran the command from"}

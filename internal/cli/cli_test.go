@@ -7,7 +7,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -295,4 +297,62 @@ func TestCheckAnswersInJSON(t *testing.T) {
 	code, _, errs = run(t, "", "check", "-o", "yaml", "http://jsonplaceholder.typicode.com/todos/1")
 	assert.Equal(t, cli.ExitBadInput, code)
 	assert.Contains(t, errs, "-o \"yaml\": use text or json")
+}
+
+// A file that is not a regular file, or too big for a manifest, is refused at once
+// with exit 2, wherever it is named: reading a FIFO blocked the program (Ctrl-C did not
+// stop it), /dev/zero ran it out of memory, a directory was "no such file".
+func TestAnInputThatIsNotARegularFileIsRefusedAtOnce(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo.yaml")
+	require.NoError(t, syscall.Mkfifo(fifo, 0o644))
+	big := filepath.Join(dir, "big.yaml")
+	require.NoError(t, os.WriteFile(big, bytes.Repeat([]byte("# padding\n"), 500_000), 0o644))
+	labDir := filepath.Join(dir, "lab")
+	require.NoError(t, os.MkdirAll(labDir, 0o755))
+	require.NoError(t, syscall.Mkfifo(filepath.Join(labDir, "entry.yaml"), 0o644))
+	labFile := writeFile(t, "lab.yaml", `title: A lab whose entry is a FIFO
+summary: it must be refused before anything runs.
+steps:
+- title: one
+  do:
+  - mesh: REGISTRY_ONLY
+  - apply: entry.yaml
+`)
+	require.NoError(t, os.Rename(labFile, filepath.Join(labDir, "lab.yaml")))
+	fifoLab := filepath.Join(dir, "fifo-lab")
+	require.NoError(t, os.MkdirAll(fifoLab, 0o755))
+	require.NoError(t, syscall.Mkfifo(filepath.Join(fifoLab, "lab.yaml"), 0o644))
+
+	cases := map[string]struct {
+		args []string
+		says string
+	}{
+		"check -entry FIFO":       {[]string{"check", "-entry", fifo, "http://example.com/"}, "named pipe"},
+		"check -entry /dev/zero":  {[]string{"check", "-entry", "/dev/zero", "http://example.com/"}, "device"},
+		"check -entry directory":  {[]string{"check", "-entry", dir, "http://example.com/"}, "directory"},
+		"check -entry too big":    {[]string{"check", "-entry", big, "http://example.com/"}, "more than the"},
+		"lab -f FIFO":             {[]string{"lab", "-f", filepath.Join(fifoLab, "lab.yaml")}, "named pipe"},
+		"lab step applies a FIFO": {[]string{"lab", "-f", filepath.Join(labDir, "lab.yaml")}, "named pipe"},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			type result struct {
+				code      int
+				out, errs string
+			}
+			done := make(chan result, 1)
+			go func() {
+				code, out, errs := run(t, "", tc.args...)
+				done <- result{code, out, errs}
+			}()
+			select {
+			case r := <-done:
+				assert.Equal(t, cli.ExitBadInput, r.code, "%s\n%s", r.out, r.errs)
+				assert.Contains(t, r.errs, tc.says)
+			case <-time.After(20 * time.Second):
+				t.Fatalf("%v still runs after 20 s: it waits on the input", tc.args)
+			}
+		})
+	}
 }
