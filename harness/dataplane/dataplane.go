@@ -17,8 +17,10 @@ import (
 	"strings"
 
 	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	"google.golang.org/protobuf/proto"
 
 	"istio.io/istio/pilot/pkg/simulation"
 	"istio.io/istio/pkg/wellknown"
@@ -155,7 +157,7 @@ func JudgeIn(s *simulation.Simulation, r simulation.Result, host string) outcome
 	}
 	for _, c := range s.Clusters {
 		if c.GetName() == r.ClusterMatched {
-			if u := upstreamTLSContext(c); u != nil {
+			if u, _ := UpstreamTLS(c, nil); u != nil { // a socket it cannot read originates nothing here
 				v.Evidence.UpstreamSNI = UpstreamSNI(c, u, host)
 				if v.Evidence.UpstreamSNI == "" {
 					v.Evidence.UpstreamSNI = "(none)"
@@ -167,18 +169,42 @@ func JudgeIn(s *simulation.Simulation, r simulation.Result, host string) outcome
 	return outcome.Verdict{Kind: outcome.Blocked, Reason: outcome.ReasonNoCluster, Evidence: v.Evidence}
 }
 
-// upstreamTLSContext is the TLS context of a cluster's own transport socket, nil when
-// it has none (or one Istio did not write).
-func upstreamTLSContext(c *cluster.Cluster) *tlsv3.UpstreamTlsContext {
-	ts := c.GetTransportSocket()
+// TransportSocketMatch is the endpoint metadata key Envoy reads a cluster's
+// transport_socket_matches against (Istio writes tlsMode there).
+const TransportSocketMatch = "envoy.transport_socket_match"
+
+// UpstreamTLS is the TLS a cluster originates to an endpoint with metadata md: the
+// first of the cluster's transport_socket_matches whose match the endpoint's
+// envoy.transport_socket_match metadata satisfies, else the cluster's transport socket
+// (a DestinationRule's tls mode SIMPLE or ISTIO_MUTUAL gives one). Istio's auto mTLS
+// writes two matches (tlsMode "istio": mutual TLS; else plaintext); an egress gateway's
+// pod carries no tlsMode label, so a sidecar speaks plaintext to it unless a
+// DestinationRule asks for ISTIO_MUTUAL. nil: the bytes go as they are. The
+// simulator's judgement knows no endpoint and passes nil metadata, which matches what
+// Istio writes for an endpoint without tlsMode; the stand-in passes the endpoint's.
+func UpstreamTLS(cl *cluster.Cluster, md *core.Metadata) (*tlsv3.UpstreamTlsContext, error) {
+	ts := cl.GetTransportSocket()
+	fields := md.GetFilterMetadata()[TransportSocketMatch].GetFields()
+	for _, m := range cl.GetTransportSocketMatches() {
+		matches := true
+		for k, v := range m.GetMatch().GetFields() {
+			if got, ok := fields[k]; !ok || !proto.Equal(got, v) {
+				matches = false
+			}
+		}
+		if matches {
+			ts = m.GetTransportSocket()
+			break
+		}
+	}
 	if ts.GetName() != wellknown.TransportSocketTLS {
-		return nil
+		return nil, nil
 	}
-	u := &tlsv3.UpstreamTlsContext{}
-	if err := ts.GetTypedConfig().UnmarshalTo(u); err != nil {
-		return nil
+	ctx := &tlsv3.UpstreamTlsContext{}
+	if err := ts.GetTypedConfig().UnmarshalTo(ctx); err != nil {
+		return nil, fmt.Errorf("read the TLS transport socket of cluster %s: %w", cl.GetName(), err)
 	}
-	return u
+	return ctx, nil
 }
 
 // httpProtocolOptions is where a cluster keeps its upstream HTTP options (auto_sni).

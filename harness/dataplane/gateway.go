@@ -101,7 +101,7 @@ func FollowToGateway(v outcome.Verdict, from *simulation.Simulation, c backend.C
 // tasks), with the SNI and first ALPN that TLS carries. The gateway's listener matches
 // that, not what the app sent.
 func sentBy(cl *cluster.Cluster, call simulation.Call, host string) simulation.Call {
-	u := upstreamTLSContext(cl)
+	u, _ := UpstreamTLS(cl, nil) // the socket for an endpoint without tlsMode: a gateway pod's
 	if u == nil {
 		return call
 	}

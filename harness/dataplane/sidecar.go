@@ -226,11 +226,7 @@ func edsNames(cs []*cluster.Cluster) []string {
 		if c.GetType() != cluster.Cluster_EDS {
 			continue
 		}
-		n := c.GetEdsClusterConfig().GetServiceName()
-		if n == "" {
-			n = c.GetName()
-		}
-		if !slices.Contains(names, n) {
+		if n := edsName(c); !slices.Contains(names, n) {
 			names = append(names, n)
 		}
 	}
@@ -241,13 +237,18 @@ func edsNames(cs []*cluster.Cluster) []string {
 // Endpoints is the load assignment istiod sent for an EDS cluster; nil when none has
 // arrived (Envoy would have no host to send to).
 func (s *Sidecar) Endpoints(c *cluster.Cluster) *endpoint.ClusterLoadAssignment {
-	n := c.GetEdsClusterConfig().GetServiceName()
-	if n == "" {
-		n = c.GetName()
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.endpoints[n]
+	return s.endpoints[edsName(c)]
+}
+
+// edsName is the name an EDS cluster loads its endpoints under: its service_name,
+// else its own name.
+func edsName(c *cluster.Cluster) string {
+	if n := c.GetEdsClusterConfig().GetServiceName(); n != "" {
+		return n
+	}
+	return c.GetName()
 }
 
 // errNoConfig is returned until the sidecar holds a complete configuration.

@@ -20,31 +20,25 @@ var ErrNotInput = errors.New("not a file egresslab reads")
 // block the program and a device never end; a directory is not a manifest), of at most
 // MaxInputBytes. Its errors say which and wrap ErrNotInput.
 func ReadInput(fsys fs.FS, name string) ([]byte, error) {
-	info, err := fs.Stat(fsys, name)
-	if err != nil {
-		return nil, err
-	}
-	if err := regular(info); err != nil {
-		return nil, err
-	}
-	f, err := fsys.Open(name)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return readBounded(f)
+	return readInput(func() (fs.FileInfo, error) { return fs.Stat(fsys, name) }, func() (fs.File, error) { return fsys.Open(name) })
 }
 
 // ReadInputFile is ReadInput for a path on disk, relative to the working directory.
 func ReadInputFile(path string) ([]byte, error) {
-	info, err := os.Stat(path)
+	return readInput(func() (fs.FileInfo, error) { return os.Stat(path) }, func() (fs.File, error) { return os.Open(path) })
+}
+
+// readInput looks at the file before it opens it: opening a FIFO for reading already
+// waits for a writer.
+func readInput(stat func() (fs.FileInfo, error), open func() (fs.File, error)) ([]byte, error) {
+	info, err := stat()
 	if err != nil {
 		return nil, err
 	}
 	if err := regular(info); err != nil {
 		return nil, err
 	}
-	f, err := os.Open(path)
+	f, err := open()
 	if err != nil {
 		return nil, err
 	}

@@ -156,21 +156,35 @@ func (p *Process) act(c net.Conn, br *bufio.Reader, conn dataplane.Connection, s
 // downstreamTLS is the TLS the matched filter chain terminates (its transport socket:
 // a Gateway server with tls, ISTIO_MUTUAL or SIMPLE), nil for none.
 func downstreamTLS(sim *simulation.Simulation, r simulation.Result) *tlsv3.DownstreamTlsContext {
+	for _, fc := range matchedChains(sim, r) {
+		if fc.GetTransportSocket().GetName() != wellknown.TransportSocketTLS {
+			continue
+		}
+		d := &tlsv3.DownstreamTlsContext{}
+		if fc.GetTransportSocket().GetTypedConfig().UnmarshalTo(d) == nil {
+			return d
+		}
+	}
+	return nil
+}
+
+// matchedChains are the filter chains of the listener the simulator matched that bear
+// the matched chain's name. The simulator names the chain, not its place, and Istio
+// leaves some chains unnamed (a gateway's), so there may be several: the caller picks
+// by what else the result says.
+func matchedChains(sim *simulation.Simulation, r simulation.Result) []*listener.FilterChain {
+	var out []*listener.FilterChain
 	for _, l := range sim.Listeners {
 		if l.GetName() != r.ListenerMatched {
 			continue
 		}
 		for _, fc := range dataplane.FilterChains(l) {
-			if fc.GetName() != r.FilterChainMatched || fc.GetTransportSocket().GetName() != tlsTransportSocket {
-				continue
-			}
-			d := &tlsv3.DownstreamTlsContext{}
-			if fc.GetTransportSocket().GetTypedConfig().UnmarshalTo(d) == nil {
-				return d
+			if fc.GetName() == r.FilterChainMatched {
+				out = append(out, fc)
 			}
 		}
 	}
-	return nil
+	return out
 }
 
 // terminateTLS ends the TLS of a connection whose filter chain has a TLS transport
@@ -275,19 +289,7 @@ func evaluate(p *listener.ListenerFilterChainMatchPredicate, port int) (value, k
 // filtersOf finds the HTTP connection manager or TCP proxy of the filter chain the
 // simulator matched.
 func filtersOf(sim *simulation.Simulation, r simulation.Result) (*hcm.HttpConnectionManager, *tcpproxy.TcpProxy) {
-	var l *listener.Listener
-	for _, x := range sim.Listeners {
-		if x.GetName() == r.ListenerMatched {
-			l = x
-		}
-	}
-	if l == nil {
-		return nil, nil
-	}
-	for _, fc := range dataplane.FilterChains(l) {
-		if fc.GetName() != r.FilterChainMatched {
-			continue
-		}
+	for _, fc := range matchedChains(sim, r) {
 		for _, f := range fc.GetFilters() {
 			switch f.GetName() {
 			case wellknown.HTTPConnectionManager:
@@ -402,7 +404,7 @@ func (p *Process) respond(req *http.Request, dst netip.AddrPort, h *hcm.HttpConn
 		return localReply(http.StatusServiceUnavailable, "no healthy upstream", server, h)
 	}
 	e.upstreamHost = to.addr
-	tc, err := upstreamTLS(cl, to.metadata)
+	tc, err := dataplane.UpstreamTLS(cl, to.metadata)
 	if err != nil {
 		p.logf("warning", "cluster %s: %v: 503", cl.GetName(), err)
 		e.flags, e.details = "UF", "standin_cannot_originate{"+strings.ReplaceAll(err.Error(), " ", "_")+"}"
@@ -633,7 +635,7 @@ func (p *Process) serveTCP(c net.Conn, br *bufio.Reader, dst netip.AddrPort, sim
 		return
 	}
 	e.upstreamHost = to.addr
-	if tc, err := upstreamTLS(cl, to.metadata); tc != nil || err != nil {
+	if tc, err := dataplane.UpstreamTLS(cl, to.metadata); tc != nil || err != nil {
 		// A TCP proxy to a cluster that originates TLS (TLS origination for TCP, or
 		// Istio mutual TLS to another proxy): not in these labs, and not done.
 		cancel()

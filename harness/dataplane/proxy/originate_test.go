@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/egresslab/egresslab/harness/dataplane"
 	"github.com/egresslab/egresslab/harness/manifest"
 )
 
@@ -25,14 +26,14 @@ func TestTheTransportSocketIsPickedByTheEndpointsMetadata(t *testing.T) {
 	require.NotNil(t, cl, "the client's cluster for the gateway's subset")
 	require.NotEmpty(t, cl.GetTransportSocketMatches(), "Istio's auto mTLS writes transport_socket_matches")
 
-	tc, err := upstreamTLS(cl, nil)
+	tc, err := dataplane.UpstreamTLS(cl, nil)
 	assert.NoError(t, err)
 	assert.Nil(t, tc, "an endpoint without tlsMode: plaintext, as to a gateway pod")
 
 	istio := &core.Metadata{FilterMetadata: map[string]*structpb.Struct{
-		transportSocketMatch: {Fields: map[string]*structpb.Value{"tlsMode": structpb.NewStringValue("istio")}},
+		dataplane.TransportSocketMatch: {Fields: map[string]*structpb.Value{"tlsMode": structpb.NewStringValue("istio")}},
 	}}
-	tc, err = upstreamTLS(cl, istio)
+	tc, err = dataplane.UpstreamTLS(cl, istio)
 	require.NoError(t, err)
 	require.NotNil(t, tc, "an endpoint with tlsMode istio: mutual TLS")
 	assert.Equal(t, "default", tc.GetCommonTlsContext().GetTlsCertificateSdsSecretConfigs()[0].GetName(),

@@ -302,7 +302,7 @@ func (p *Process) followGatewayListeners(s *dataplane.Sidecar) {
 		if sim, _, err := s.Simulation(); err == nil {
 			want := map[string]string{}
 			for _, l := range sim.Listeners {
-				if addr := listenerAddress(sim.Listeners, l.GetName()); addr != "" && l.GetAddress().GetSocketAddress() != nil {
+				if addr := socketAddress(l); addr != "" {
 					want[l.GetName()] = addr
 				}
 			}
@@ -335,14 +335,23 @@ func (p *Process) followGatewayListeners(s *dataplane.Sidecar) {
 	}
 }
 
+// listenerAddress is the socket address of the listener named, "" for none.
 func listenerAddress(ls []*listener.Listener, name string) string {
 	for _, l := range ls {
 		if l.GetName() == name {
-			sa := l.GetAddress().GetSocketAddress()
-			return net.JoinHostPort(sa.GetAddress(), fmt.Sprint(sa.GetPortValue()))
+			return socketAddress(l)
 		}
 	}
 	return ""
+}
+
+// socketAddress is where a listener binds, "" when it binds no socket address.
+func socketAddress(l *listener.Listener) string {
+	sa := l.GetAddress().GetSocketAddress()
+	if sa == nil {
+		return ""
+	}
+	return net.JoinHostPort(sa.GetAddress(), fmt.Sprint(sa.GetPortValue()))
 }
 
 func acceptLoop(l net.Listener, serve func(net.Conn)) {
