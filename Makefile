@@ -6,7 +6,7 @@
 #   make test               go vet + every test; the scenarios on sim and on the local control plane; -race where light
 #   make race               the race detector on the packages with goroutines (the stand-in, the engine, the apps)
 #   make check URL=...      would a call to URL be allowed? (ARGS="-mode ALLOW_ANY -entry FILE")
-#   make bench              the benchmarks quoted in README.md
+#   make bench              the benchmarks quoted in docs/performance.md
 #   make e2e                the scenarios on a real kind cluster (needs Docker and internet; fails without them)
 #   make e2e-offline        as root, no Docker or internet needed: kind on the project's own engine and
 #                           images built from source, a stand-in for Envoy and for the internet: the

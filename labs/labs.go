@@ -1,8 +1,8 @@
 // Package labs holds egresslab's labs, one folder each: its lab.yaml (the steps, their
 // prose, what each applies and calls, and the verdict each call must get), the
 // manifests it applies, and its handout (README.md, made from lab.yaml). The apps the
-// labs deploy are in apps/. A lab is data: writing one needs no Go (see README,
-// "Writing a lab"); harness/lab runs it.
+// labs deploy are in apps/. A lab is data: writing one needs no Go (see
+// docs/lab-format.md); harness/lab runs it.
 package labs
 
 import (
@@ -13,9 +13,11 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 
+	"github.com/egresslab/egresslab/harness/backend"
 	"github.com/egresslab/egresslab/harness/labfile"
 	"github.com/egresslab/egresslab/harness/manifest"
 	"github.com/egresslab/egresslab/harness/outcome"
@@ -99,6 +101,32 @@ func Manifest(name, namespace string) (*manifest.Set, error) {
 	}
 	return manifest.Parse(path.Join(Folder, name), data, namespace)
 }
+
+// ClientManifest is the client app (apps/client.yaml) deployed as workload w: its
+// namespace (sidecar injection on), service account, Service and Deployment named for
+// w, and its pods labelled app: NAME, so that a Sidecar's workload selector or an
+// AuthorizationPolicy's service account picks it out as it would a team's own app. The
+// container is named NAME too: the backends exec into the container named for the
+// workload.
+func ClientManifest(w backend.Workload) (*manifest.Set, error) {
+	if w == apps.Client {
+		return Manifest(ClientApp, w.Namespace)
+	}
+	data, err := fs.ReadFile(FS, ClientApp)
+	if err != nil {
+		return nil, fmt.Errorf("read manifest %s: %w", ClientApp, err)
+	}
+	text := clientNamespace.ReplaceAllString(string(data), "${1}"+w.Namespace)
+	text = clientName.ReplaceAllString(text, "${1}"+w.Name)
+	return manifest.Parse(fmt.Sprintf("%s (as %s)", path.Join(Folder, ClientApp), w), []byte(text), w.Namespace)
+}
+
+// The lines of apps/client.yaml that name its namespace, and those that name the
+// workload (metadata and container names, the app label, the service account).
+var (
+	clientNamespace = regexp.MustCompile(`(?m)^(\s*(?:name|namespace): )` + regexp.QuoteMeta(apps.Client.Namespace) + `$`)
+	clientName      = regexp.MustCompile(`(?m)^(\s*(?:- )?(?:name|app|serviceAccountName): )` + regexp.QuoteMeta(apps.Client.Name) + `$`)
+)
 
 // Expect is the expectation a lab's call with this id states, for the Go tests that
 // hold a backend to the same expectations as the lab. It panics when there is none:

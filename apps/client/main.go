@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"syscall"
@@ -36,7 +37,9 @@ func main() {
 }
 
 const usage = `usage:
-  client call [--timeout=10s] URL   make one GET, print one JSON line
+  client call [--timeout=10s] [--address=IP] URL
+                                    make one GET, print one JSON line; --address connects
+                                    to IP instead of the host's address (curl's --resolve)
   client serve [--listen=:8080]     answer /healthz until stopped`
 
 // run is main without the process: it returns the exit code. A call that fails is
@@ -51,6 +54,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fs := flag.NewFlagSet("call", flag.ContinueOnError)
 		fs.SetOutput(stderr)
 		timeout := fs.Duration("timeout", 10*time.Second, "give up on the call after this long")
+		address := fs.String("address", "", "connect to this IP address instead of the one DNS gives the URL's host (Host and SNI stay the URL's)")
 		if err := fs.Parse(args[1:]); err != nil {
 			return 2
 		}
@@ -58,7 +62,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr, "client call: give exactly one URL, e.g. client call http://jsonplaceholder.typicode.com/todos/1")
 			return 2
 		}
-		obs := observe.Call(ctx, fs.Arg(0), *timeout)
+		var opts []observe.Option
+		if *address != "" {
+			if _, err := netip.ParseAddr(*address); err != nil {
+				fmt.Fprintf(stderr, "client call: --address %q is not an IP address, e.g. 10.20.30.40\n", *address)
+				return 2
+			}
+			opts = append(opts, observe.ConnectTo(*address))
+		}
+		obs := observe.Call(ctx, fs.Arg(0), *timeout, opts...)
 		if err := json.NewEncoder(stdout).Encode(obs); err != nil {
 			fmt.Fprintf(stderr, "client call: write the observation: %v\n", err)
 			return 1

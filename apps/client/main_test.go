@@ -212,8 +212,25 @@ func TestCallKeepsOnlyABodyPrefix(t *testing.T) {
 	assert.Len(t, o.BodyPrefix, observe.BodyPrefixBytes)
 }
 
+// --address connects to that address, as curl's --resolve does: the name in the URL
+// resolves nowhere (.invalid), yet the call reaches the server, with the URL's Host.
+func TestCallConnectsToTheAddressGiven(t *testing.T) {
+	var host string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { host = r.Host }))
+	defer srv.Close()
+	addr, port, err := net.SplitHostPort(srv.Listener.Addr().String())
+	require.NoError(t, err)
+	var out, errOut bytes.Buffer
+	code := run(context.Background(), []string{"call", "--address=" + addr, "http://api.example.invalid:" + port + "/v1"}, &out, &errOut)
+	require.Equal(t, 0, code, errOut.String())
+	var o outcome.Observation
+	require.NoError(t, json.Unmarshal(out.Bytes(), &o))
+	assert.Equal(t, 200, o.Status, "observation: %+v", o)
+	assert.Equal(t, "api.example.invalid:"+port, host)
+}
+
 func TestUsageErrors(t *testing.T) {
-	for _, args := range [][]string{nil, {"fly"}, {"call"}, {"call", "a", "b"}, {"call", "--nope", "x"}} {
+	for _, args := range [][]string{nil, {"fly"}, {"call"}, {"call", "a", "b"}, {"call", "--nope", "x"}, {"call", "--address=proxy.corp", "http://x/"}} {
 		var out, errOut bytes.Buffer
 		assert.Equal(t, 2, run(context.Background(), args, &out, &errOut), "args %q", args)
 		assert.Empty(t, out.String())

@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strconv"
@@ -184,6 +185,21 @@ func (w Workload) String() string { return w.Namespace + "/" + w.Name }
 // Call is one request the client makes.
 type Call struct {
 	URL *url.URL
+	// Address, when set, is the IP address the app connects to instead of the one DNS
+	// gives the URL's host, as curl's --resolve: the Host header and the SNI are still
+	// the URL's. A sidecar matches the connection by this address (a ServiceEntry's
+	// addresses, a company proxy at its IP).
+	Address string
+}
+
+// At is the call made to addr, an IP address, whatever the URL's host resolves to.
+func (c Call) At(addr string) (Call, error) {
+	ip, err := netip.ParseAddr(addr)
+	if err != nil || ip.Zone() != "" {
+		return Call{}, fmt.Errorf("address %q is not an IP address, e.g. 10.20.30.40", addr)
+	}
+	c.Address = ip.String()
+	return c, nil
 }
 
 // ParseCall reads an http:// or https:// URL.
@@ -248,7 +264,16 @@ func (c Call) Path() string {
 
 // KubectlCommand is what an attendee types to make this call on a real cluster.
 func (c Call) KubectlCommand(w Workload) string {
-	return fmt.Sprintf("kubectl -n %s exec deploy/%s -c %s -- client call %s", w.Namespace, w.Name, w.Name, c)
+	return fmt.Sprintf("kubectl -n %s exec deploy/%s -c %s -- client call %s", w.Namespace, w.Name, w.Name, strings.Join(c.ClientArgs(), " "))
+}
+
+// ClientArgs are the arguments of the client app's `call` command (apps/client) that
+// make this call: the URL, after --address when the call names one.
+func (c Call) ClientArgs() []string {
+	if c.Address != "" {
+		return []string{"--address=" + c.Address, c.URL.String()}
+	}
+	return []string{c.URL.String()}
 }
 
 // Instant is implemented by backends whose changes are seen by the very next call, as

@@ -37,13 +37,16 @@ const ExternalAddress = "203.0.113.80"
 // SimCall is the call as the client's sidecar receives it, for Istio's simulator:
 // iptables redirects every outbound connection to the sidecar, which then matches
 // address, port, Host header and SNI. A host name's address is ExternalAddress; an IP
-// address in the URL is its own.
+// address in the URL is its own, and so is the call's Address when it names one.
 func SimCall(c backend.Call) simulation.Call {
 	conn := Connection{Address: ExternalAddress, Port: c.Port(), Host: c.Host(), Path: c.Path(), HTTP: true}
 	if ip, err := netip.ParseAddr(c.Host()); err == nil {
 		// An address in the URL is where the app connects: a ServiceEntry with
 		// addresses (a company proxy at its IP) is matched by it.
 		conn.Address = ip.String()
+	}
+	if c.Address != "" {
+		conn.Address = c.Address // the address the app was told to connect to
 	}
 	if c.HTTPS() {
 		// An HTTP/1.1 client in TLS: what the simulator calls an HTTP call over TLS.

@@ -54,7 +54,7 @@ func Load(src Source, file, name string) (*Lab, error) {
 		return nil, p.errs
 	}
 	if len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
-		p.fail(1, "the file is empty or not a mapping", "start with `title:`, `summary:` and `steps:` (see README, \"Writing a lab\")")
+		p.fail(1, "the file is empty or not a mapping", "start with `title:`, `summary:` and `steps:` (docs/lab-format.md)")
 		return nil, p.errs
 	}
 	p.top(doc.Content[0])
@@ -121,6 +121,9 @@ type parser struct {
 	unread   map[string]bool
 	deployed []backend.Workload
 	before   bool // a call marked config: before
+	// callsFile: the calls are `egresslab check`'s (ParseCalls), not a lab's: check
+	// deploys each call's workload itself, and a call may expect nothing (it reports).
+	callsFile bool
 }
 
 func (p *parser) fail(line int, reason, fix string) {
@@ -259,7 +262,7 @@ func actionNames() []string {
 
 func actionList() string { return strings.Join(actionNames(), ", ") }
 
-var callFields = []string{"from", "expect", "config", "propagation", "id"}
+var callFields = []string{"from", "address", "expect", "config", "propagation", "id"}
 
 func (p *parser) action(n *yaml.Node) (Action, bool) {
 	if n.Kind != yaml.MappingNode {
@@ -447,6 +450,13 @@ func (p *parser) call(f field, mods []field) *Call {
 				continue
 			}
 			c.From = backend.Workload{Namespace: ns, Name: name}
+		case "address":
+			if c.URL.URL == nil {
+				continue // the URL is refused already
+			}
+			if c.URL, err = c.URL.At(p.text(m)); err != nil {
+				p.fail(m.line, err.Error(), "give the IP address the app connects to (the URL's host stays its Host and SNI), e.g. `address: 10.20.30.40`")
+			}
 		case "expect":
 			expect = &m
 			c.Expect = p.expect(m.val)
@@ -468,6 +478,9 @@ func (p *parser) call(f field, mods []field) *Call {
 				p.fail(m.line, fmt.Sprintf("propagation %q is not true or false", m.val.Value), "write `propagation: true` to report how long the change took to reach the sidecar")
 			}
 		}
+	}
+	if p.callsFile {
+		return c
 	}
 	if expect == nil {
 		p.fail(f.line, "the call expects nothing", "add `expect: {verdict: BLOCKED, reason: block_all}` (what Istio's simulator computes: run the lab on sim to see it)")

@@ -7,13 +7,18 @@ package manifest
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"k8s.io/apimachinery/pkg/util/validation"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"time"
+
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -361,4 +366,64 @@ func fixFor(msg string) string {
 		return "each entry under spec.ports needs a number, a name and a protocol"
 	}
 	return "correct the field Istio names; `istioctl validate -f FILE` gives the same verdict on a real cluster"
+}
+
+// LoadPaths loads what `kubectl apply -f PATH` would for each path: a file, or a folder's
+// .yaml, .yml and .json files in name order (not its subfolders, as kubectl without -R).
+// The objects of all of them make one set, Namespaces first, so that an object may go
+// in a namespace another file creates, and the set is refused whole when any file is.
+func LoadPaths(paths []string, defaultNamespace string) (*Set, error) {
+	var files []string
+	var errs Errors
+	for _, p := range paths {
+		info, err := os.Stat(p)
+		if err != nil || !info.IsDir() {
+			files = append(files, p) // LoadFile says what is wrong with it
+			continue
+		}
+		entries, err := os.ReadDir(p)
+		if err != nil {
+			errs = append(errs, &Error{File: p, Reason: fmt.Sprintf("cannot read the folder: %v", errors.Unwrap(err)), Fix: "check its permissions"})
+			continue
+		}
+		before := len(files)
+		for _, e := range entries {
+			if ext := filepath.Ext(e.Name()); !e.IsDir() && (ext == ".yaml" || ext == ".yml" || ext == ".json") {
+				files = append(files, filepath.Join(p, e.Name()))
+			}
+		}
+		if len(files) == before {
+			errs = append(errs, &Error{File: p, Reason: "the folder holds no .yaml, .yml or .json file", Fix: "name a folder of manifests, or the files themselves"})
+		}
+	}
+	all := &Set{Source: strings.Join(paths, ", ")}
+	for _, f := range files {
+		set, err := LoadFile(f, defaultNamespace)
+		var fileErrs Errors
+		var one *Error
+		switch {
+		case errors.As(err, &fileErrs):
+			errs = append(errs, fileErrs...)
+		case errors.As(err, &one):
+			errs = append(errs, one)
+		case err != nil:
+			return nil, err
+		default:
+			all.Objects = append(all.Objects, set.Objects...)
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	slices.SortStableFunc(all.Objects, func(a, b Object) int {
+		return cmp.Compare(boolRank(a.Kind != "Namespace"), boolRank(b.Kind != "Namespace"))
+	})
+	return all, nil
+}
+
+func boolRank(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -42,7 +42,7 @@ func (b recorder) Call(ctx context.Context, w backend.Workload, c backend.Call) 
 	return v, err
 }
 
-// A partial run (-assess='step 5', as README shows) carries out the steps before it
+// A partial run (-assess='step 5', as docs/scenarios.md shows) carries out the steps before it
 // first: step 5 of the serviceentry lab calls through the entry step 4 applies, on the
 // mesh step 1 installs. e2e-framework skips the other assessments, so step 5 ran on a
 // backend with no mesh and could not be carried out.

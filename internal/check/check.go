@@ -1,7 +1,13 @@
-// Package check answers `egresslab check`: would a call to a URL from the client be
-// allowed, under this mesh mode, with these ServiceEntries applied? It is a tool beside
-// the labs, not part of one: it sets up the mesh and the client, applies the entries,
-// waits for the sidecar to have them as a lab does, calls, and takes the entries away.
+// Package check answers `egresslab check`: would these calls, each from its workload,
+// be allowed, under this mesh mode, with these Kubernetes and Istio objects applied? It
+// is a tool beside the labs, not part of one. What each call should get is what Istio's
+// config generator and simulator compute for the same objects (the sim backend): check
+// asks it first, so input the simulator refuses (an object in a namespace that neither
+// exists nor is created) is refused before a cluster is touched. On a cluster backend it
+// then sets up the mesh and the calling workloads, applies the objects, makes each call
+// once its sidecar has come to the simulator's verdict (or says it never did), and
+// deletes the objects again. The verdicts themselves are the backends' (dataplane on
+// config, outcome.Classify on a real call); check only compares them.
 package check
 
 import (
@@ -15,111 +21,179 @@ import (
 	"github.com/egresslab/egresslab/harness/manifest"
 	"github.com/egresslab/egresslab/harness/outcome"
 	"github.com/egresslab/egresslab/labs"
-	"github.com/egresslab/egresslab/labs/apps"
 )
 
-// Question is what `egresslab check` answers: would a call to URL from the lab's
-// client be allowed, under this mesh mode, with these ServiceEntries applied?
+// Question is what `egresslab check` answers.
 type Question struct {
-	URL     string
-	Mode    string          // REGISTRY_ONLY or ALLOW_ANY
-	Entries []*manifest.Set // applied in order
-	// WithConfig also returns the sidecar's config that decided the call.
+	Mode string // an outbound traffic policy mode; "" keeps the lab's (REGISTRY_ONLY)
+	// Objects are applied in order before the calls (the files and folders of -f).
+	Objects []*manifest.Set
+	Calls   []Call
+	// WithConfig also returns each call's sidecar config that decided it.
 	WithConfig bool
 }
 
-// Answer is the verdict, with its evidence, and the sidecar config when asked for.
+// Call is one call of a question: the request, the workload that makes it, and what
+// the user expects of it (nil: nothing, the answer only reports).
+type Call struct {
+	From   backend.Workload
+	Call   backend.Call
+	Expect *outcome.Expect
+}
+
+// Answer is one call's verdict, with its evidence, and the sidecar config when asked for.
 type Answer struct {
-	Verdict       outcome.Verdict
-	SidecarConfig string
+	Call
+	Verdict outcome.Verdict
 	// Simulated is what Istio's config generator and simulator compute for the same
 	// objects: the verdict a cluster backend waits for.
 	Simulated outcome.Verdict
 	// Unsettled says why Verdict is not Simulated: the backend's sidecar did not come to
 	// it within the propagation time (Verdict is then the last call's); nil when it did.
 	Unsettled error
+	// Mismatches lists every way Verdict differs from what the call expects.
+	Mismatches    []string
+	SidecarConfig string
 }
 
-// Check sets up the mesh and the client app on b, applies the entries, makes the call
-// once the sidecar has them, and deletes the entries again (a kept cluster is left as
-// it was found). What the call should get is what Istio's simulator computes for the
-// same objects (sim); on a backend where config takes time to arrive, Check repeats the
-// call until the verdict and its evidence are that, up to propagation. When they never
-// are, the answer says so (Unsettled), with the last verdict seen: never a stale one
-// passed off as the answer.
-func Check(ctx context.Context, b backend.Backend, q Question, propagation time.Duration) (_ Answer, err error) {
-	call, err := backend.ParseCall(q.URL)
-	if err != nil {
-		return Answer{}, err
-	}
+// Passed reports whether the answer is settled and what the call expects.
+func (a Answer) Passed() bool { return a.Unsettled == nil && len(a.Mismatches) == 0 }
+
+// Check answers q on b. Each calling workload is deployed first: the one the objects
+// deploy, or else the lab's client app deployed as that workload (labs.ClientManifest).
+// The workloads stay, as a lab's apps do; the objects are deleted again, so a kept
+// cluster is left as it was found. Input the simulator refuses is returned as the
+// manifest errors that say why (bad input: nothing was applied to b).
+func Check(ctx context.Context, b backend.Backend, q Question, propagation time.Duration) (_ []Answer, err error) {
 	values, err := manifest.LoadMeshValues()
 	if err != nil {
-		return Answer{}, err
+		return nil, err
 	}
 	if q.Mode != "" {
 		if values, err = values.WithOutboundMode(q.Mode); err != nil {
-			return Answer{}, err
+			return nil, err
 		}
 	}
-	if err := b.InstallMesh(ctx, values); err != nil {
-		return Answer{}, fmt.Errorf("install the mesh (%s): %w", values.OutboundMode(), err)
-	}
-	app, err := labs.Manifest(labs.ClientApp, apps.Client.Namespace)
+	apps, err := workloads(q)
 	if err != nil {
-		return Answer{}, err
+		return nil, err
 	}
-	if err := b.Apply(ctx, app); err != nil {
-		return Answer{}, fmt.Errorf("deploy the client: %w", err)
+	sets := append(apps, q.Objects...)
+
+	// The simulator's verdicts; on sim, b is the simulator and they are the answers.
+	ref, onSim := b.(*sim.Backend)
+	if !onSim {
+		ref = sim.New()
+		defer ref.Close()
 	}
-	defer func() {
-		for i := len(q.Entries) - 1; i >= 0; i-- {
-			if derr := b.Delete(context.WithoutCancel(ctx), q.Entries[i]); derr != nil {
-				err = errors.Join(err, fmt.Errorf("delete %s again: %w", q.Entries[i].Source, derr))
+	simulated, err := simulate(ctx, ref, values, sets, q.Calls)
+	if err != nil {
+		return nil, err
+	}
+	answers := make([]Answer, len(q.Calls))
+	for i, c := range q.Calls {
+		answers[i] = Answer{Call: c, Verdict: simulated[i], Simulated: simulated[i]}
+	}
+	if onSim {
+		defer deleteAll(ctx, b, q.Objects, &err)
+	} else {
+		if err := b.InstallMesh(ctx, values); err != nil {
+			return nil, fmt.Errorf("install the mesh (%s): %w", values.OutboundMode(), err)
+		}
+		for _, set := range apps {
+			if err := b.Apply(ctx, set); err != nil {
+				return nil, fmt.Errorf("deploy %s: %w", set.Source, err)
 			}
 		}
-	}()
-	for _, e := range q.Entries {
-		if err := b.Apply(ctx, e); err != nil {
-			return Answer{}, fmt.Errorf("apply %s: %w", e.Source, err)
+		defer deleteAll(ctx, b, q.Objects, &err)
+		for _, set := range q.Objects {
+			if err := b.Apply(ctx, set); err != nil {
+				return nil, fmt.Errorf("apply %s: %w", set.Source, err)
+			}
+		}
+		for i := range answers {
+			a := &answers[i]
+			v, _, err := backend.AwaitExpected(ctx, b, a.From, a.Call.Call, outcome.ExpectOf(a.Simulated), propagation)
+			if err != nil && v.Kind == "" {
+				return nil, err
+			}
+			a.Verdict = v
+			if err != nil {
+				a.Unsettled = fmt.Errorf("the %s backend's sidecar did not come to Istio's simulator's verdict, %s (%s), within %s: %w",
+					b.Name(), a.Simulated, a.Simulated.Evidence, propagation, err)
+			}
 		}
 	}
-	simulated, err := simulate(ctx, values, app, q.Entries, call)
-	if err != nil {
-		return Answer{}, err
-	}
-	v, _, err := backend.AwaitExpected(ctx, b, apps.Client, call, outcome.ExpectOf(simulated), propagation)
-	if err != nil && v.Kind == "" {
-		return Answer{}, err
-	}
-	a := Answer{Verdict: v, Simulated: simulated}
-	if err != nil {
-		a.Unsettled = fmt.Errorf("the %s backend's sidecar did not come to Istio's simulator's verdict, %s (%s), within %s: %w",
-			b.Name(), simulated, simulated.Evidence, propagation, err)
-	}
-	if q.WithConfig {
-		if a.SidecarConfig, err = b.SidecarConfig(ctx, apps.Client, call); err != nil {
-			return a, fmt.Errorf("read the sidecar's config: %w", err)
+	for i := range answers {
+		a := &answers[i]
+		if a.Expect != nil {
+			a.Mismatches = a.Expect.Check(a.Verdict)
+		}
+		if q.WithConfig {
+			if a.SidecarConfig, err = b.SidecarConfig(ctx, a.From, a.Call.Call); err != nil {
+				return answers, fmt.Errorf("read the sidecar's config of %s: %w", a.From, err)
+			}
 		}
 	}
-	return a, nil
+	return answers, nil
 }
 
-// simulate is the verdict Istio's config generator and simulator compute for the call
-// with the same mesh values and objects: what a cluster's sidecar should come to.
-func simulate(ctx context.Context, values manifest.MeshValues, app *manifest.Set, entries []*manifest.Set, call backend.Call) (outcome.Verdict, error) {
-	ref := sim.New()
-	defer ref.Close()
-	if err := ref.InstallMesh(ctx, values); err != nil {
-		return outcome.Verdict{}, fmt.Errorf("Istio's simulator: install the mesh: %w", err)
-	}
-	for _, set := range append([]*manifest.Set{app}, entries...) {
-		if err := ref.Apply(ctx, set); err != nil {
-			return outcome.Verdict{}, fmt.Errorf("Istio's simulator: apply %s: %w", set.Source, err)
+// workloads are the manifests that deploy each calling workload the objects do not.
+func workloads(q Question) ([]*manifest.Set, error) {
+	deployed := map[backend.Workload]bool{}
+	for _, set := range q.Objects {
+		for _, o := range set.Objects {
+			if o.Kind == "Deployment" {
+				deployed[backend.Workload{Namespace: o.Namespace, Name: o.Name}] = true
+			}
 		}
 	}
-	v, err := ref.Call(ctx, apps.Client, call)
-	if err != nil {
-		return outcome.Verdict{}, fmt.Errorf("Istio's simulator: %w", err)
+	var sets []*manifest.Set
+	for _, c := range q.Calls {
+		if deployed[c.From] {
+			continue
+		}
+		deployed[c.From] = true
+		set, err := labs.ClientManifest(c.From)
+		if err != nil {
+			return nil, fmt.Errorf("the client app as %s: %w", c.From, err)
+		}
+		sets = append(sets, set)
 	}
-	return v, nil
+	return sets, nil
+}
+
+// simulate is each call's verdict as Istio's config generator and simulator compute it
+// with these mesh values and objects: what a cluster's sidecar should come to.
+func simulate(ctx context.Context, ref *sim.Backend, values manifest.MeshValues, sets []*manifest.Set, calls []Call) ([]outcome.Verdict, error) {
+	if err := ref.InstallMesh(ctx, values); err != nil {
+		return nil, fmt.Errorf("Istio's simulator: install the mesh: %w", err)
+	}
+	for _, set := range sets {
+		if err := ref.Apply(ctx, set); err != nil {
+			if refused := (manifest.Errors)(nil); errors.As(err, &refused) {
+				return nil, err // bad input, said in the manifest's words
+			}
+			return nil, fmt.Errorf("Istio's simulator: apply %s: %w", set.Source, err)
+		}
+	}
+	out := make([]outcome.Verdict, len(calls))
+	for i, c := range calls {
+		v, err := ref.Call(ctx, c.From, c.Call)
+		if err != nil {
+			return nil, fmt.Errorf("Istio's simulator: call %s from %s: %w", c.Call, c.From, err)
+		}
+		out[i] = v
+	}
+	return out, nil
+}
+
+// deleteAll deletes the objects again, the last applied first, whatever ctx says: an
+// interrupted check still leaves the cluster as it found it.
+func deleteAll(ctx context.Context, b backend.Backend, sets []*manifest.Set, err *error) {
+	for i := len(sets) - 1; i >= 0; i-- {
+		if derr := b.Delete(context.WithoutCancel(ctx), sets[i]); derr != nil {
+			*err = errors.Join(*err, fmt.Errorf("delete %s again: %w", sets[i].Source, derr))
+		}
+	}
 }

@@ -11,8 +11,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/egresslab/egresslab/harness/backend"
@@ -64,8 +66,9 @@ const usage = `egresslab: a lab for how an Istio mesh controls traffic that leav
 Usage:
   egresslab lab list [-names]          the labs, in workshop order
   egresslab lab NAME [flags]           a narrated lab, e.g. egresslab lab serviceentry (flags: -h)
-  egresslab lab -f FILE [flags]        your own lab file (README: "Writing a lab")
+  egresslab lab -f FILE [flags]        your own lab file (docs/lab-format.md)
   egresslab check [flags] URL          would a call to URL from the client be allowed? (flags: -h)
+  egresslab check [flags] -calls FILE  the same for every call of FILE, as a table (docs/check.md)
   egresslab clean                      delete the lab's kind cluster, if there is one
   egresslab bundle FILE                save Istio's charts and images in FILE for kind runs without the internet
                                        (EGRESSLAB_BUNDLE=FILE; flags: -h)
@@ -248,120 +251,297 @@ func runCheck(ctx context.Context, args []string, s Streams) int {
 	fs := flag.NewFlagSet("egresslab check", flag.ContinueOnError)
 	fs.SetOutput(s.Err)
 	fs.Usage = func() {
-		fmt.Fprintf(s.Err, "Usage: egresslab check [flags] URL\n\n"+
-			"Would a call to URL from the lab's client be allowed, under this mesh mode, with these ServiceEntries?\n\n")
+		fmt.Fprintf(s.Err, "Usage: egresslab check [flags] URL\n"+
+			"       egresslab check [flags] -calls FILE\n\n"+
+			"Would a call to URL (or each call of FILE) be allowed, under this mesh mode, with these objects applied?\n"+
+			"The answer is Istio's own config generator and simulator's; on a cluster backend, what its sidecar does.\n\n")
 		fs.PrintDefaults()
 	}
 	backendName := fs.String("backend", "sim", "where to ask: "+strings.Join(backend.Names(), ", ")+" or auto")
 	mode := fs.String("mode", manifest.RegistryOnly, "outboundTrafficPolicy mode: "+strings.Join(manifest.Modes, ", "))
-	var entryFiles listFlag
-	fs.Var(&entryFiles, "entry", "a ServiceEntry file to apply (repeat for more)")
+	var paths, entryFiles listFlag
+	fs.Var(&paths, "f", "a file or folder of Kubernetes and Istio objects to apply, as kubectl apply -f (repeat for more; objects\n"+
+		"that name no namespace go in "+apps.Client.Namespace+", the client's)")
+	fs.Var(&entryFiles, "entry", "a file of Istio objects (a ServiceEntry) to apply, after those of -f (repeat for more)")
+	from := fs.String("from", apps.Client.String(), "the workload that calls, NAMESPACE/NAME: one the -f objects deploy, or else the\n"+
+		"lab's client app deployed as that workload")
+	address := fs.String("address", "", "the IP address the call connects to instead of the one DNS gives the URL's host\n"+
+		"(as curl --resolve; the Host and SNI stay the URL's)")
+	calls := fs.String("calls", "", "a file of calls to check in one run, each `- call: URL` with from, address and expect\n"+
+		"as in a lab file (docs/check.md); printed as a table")
 	showConfig := fs.Bool("show-config", false, "also print the sidecar's config that decided the call")
-	expect := fs.String("expect", "", "exit 1 unless the verdict is this: allowed, blocked or unreachable")
-	output := fs.String("o", "text", "the answer's form: text, or json (one object: the verdict, its evidence, the simulator's verdict)")
+	expect := fs.String("expect", "", "exit 1 unless the call gets this: a verdict (allowed, blocked, unreachable, in_mesh), or an\n"+
+		"expectation as a lab writes it, e.g. '{verdict: ALLOWED, cluster: \"outbound|443||api.example.com\"}'")
+	output := fs.String("o", "text", "the answer's form: text, or json (the verdict, its evidence, the simulator's verdict)")
 	positional, err := parseInterspersed(fs, args)
 	if err != nil {
 		return exitForFlagError(err)
 	}
-	if len(positional) != 1 {
-		fs.Usage()
-		return ExitBadInput
-	}
-	q := check.Question{URL: positional[0], Mode: strings.ToUpper(*mode), WithConfig: *showConfig}
-	if _, err := backend.ParseCall(q.URL); err != nil {
-		return badInput(s, err)
-	}
+	q := check.Question{Mode: strings.ToUpper(*mode), WithConfig: *showConfig}
 	if !slices.Contains(manifest.Modes, q.Mode) {
 		return badInput(s, fmt.Errorf("-mode %q: use one of %s", *mode, strings.Join(manifest.Modes, ", ")))
 	}
 	if *output != "text" && *output != "json" {
 		return badInput(s, fmt.Errorf("-o %q: use text or json", *output))
 	}
-	var want outcome.Kind
-	if *expect != "" {
-		want = outcome.Kind(strings.ToUpper(*expect))
-		if want != outcome.Allowed && want != outcome.Blocked && want != outcome.Unreachable {
-			return badInput(s, fmt.Errorf("-expect %q: use allowed, blocked or unreachable", *expect))
+	if *calls != "" {
+		if len(positional) > 0 {
+			return badInput(s, fmt.Errorf("give either a URL or -calls %s, not both (got %s)", *calls, strings.Join(positional, " ")))
 		}
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		for _, name := range []string{"from", "address", "expect"} {
+			if set[name] {
+				return badInput(s, fmt.Errorf("-%s is for a URL's call; with -calls, write `%s:` on each call of %s", name, name, *calls))
+			}
+		}
+		if q.Calls, err = loadCalls(*calls); err != nil {
+			return badInput(s, err)
+		}
+	} else {
+		if len(positional) != 1 {
+			return badInput(s, fmt.Errorf("give one URL to call (got %d: %q), or -calls FILE; egresslab check -h says more", len(positional), positional))
+		}
+		c, err := urlCall(positional[0], *from, *address, *expect)
+		if err != nil {
+			return badInput(s, err)
+		}
+		q.Calls = []check.Call{c}
+	}
+	if len(paths) > 0 {
+		set, err := manifest.LoadPaths(paths, apps.Client.Namespace)
+		if err != nil {
+			return badInput(s, err)
+		}
+		q.Objects = append(q.Objects, set)
 	}
 	for _, f := range entryFiles {
 		set, err := loadEntry(f)
 		if err != nil {
 			return badInput(s, err)
 		}
-		q.Entries = append(q.Entries, set)
+		q.Objects = append(q.Objects, set)
 	}
 
-	b, release, _, code := open(ctx, *backendName, s, backend.MustCall(q.URL).HostPort())
+	var callsTo []string
+	for _, c := range q.Calls {
+		callsTo = append(callsTo, c.Call.HostPort())
+	}
+	b, release, _, code := open(ctx, *backendName, s, callsTo...)
 	if b == nil {
 		return code
 	}
 	defer release()
-	a, err := check.Check(ctx, b, q, backend.DefaultTimeouts().Propagation)
+	answers, err := check.Check(ctx, b, q, backend.DefaultTimeouts().Propagation)
+	var refused manifest.Errors
 	switch {
 	case ctx.Err() != nil:
 		fmt.Fprintln(s.Err, "egresslab check: interrupted; cleaned up")
 		return ExitInterrupted
+	case errors.As(err, &refused):
+		return badInput(s, err)
 	case err != nil:
 		fmt.Fprintf(s.Err, "egresslab check: %v\n", err)
 		return ExitInfrastructure
 	}
-	if *output == "json" {
-		if err := writeCheckJSON(s.Out, q, b.Name(), a); err != nil {
-			fmt.Fprintf(s.Err, "egresslab check: %v\n", err)
-			return ExitInfrastructure
+	files := append(slices.Clone(paths), entryFiles...)
+	switch {
+	case *output == "json":
+		err = writeCheckJSON(s.Out, q, files, b.Name(), answers, *calls != "")
+	case *calls != "":
+		err = writeCheckTable(s.Out, q, b.Name(), answers)
+	default:
+		writeCheckText(s.Out, q, b.Name(), answers[0])
+	}
+	if err != nil {
+		fmt.Fprintf(s.Err, "egresslab check: %v\n", err)
+		return ExitInfrastructure
+	}
+	code = ExitOK
+	for _, a := range answers {
+		if a.Unsettled != nil {
+			// The last call's verdict is not the answer: the sidecar had not (yet) the
+			// config the simulator judges, or the cluster does something else; say both.
+			fmt.Fprintf(s.Err, "egresslab check: %s from %s: %v\n", a.Call.Call, a.From, a.Unsettled)
+			code = ExitUnexpected
 		}
-	} else {
-		fmt.Fprintf(s.Out, "%s %s under %s with %s: %s\n", "GET", q.URL, q.Mode, applied(q.Entries), a.Verdict)
-		for _, f := range a.Verdict.Evidence.Fields() {
-			fmt.Fprintf(s.Out, "  %-30s %s\n", f[0], f[1])
-		}
-		fmt.Fprintf(s.Out, "  (%s backend)\n", b.Name())
-		if a.SidecarConfig != "" {
-			fmt.Fprintf(s.Out, "\nSidecar config that decided the call:\n%s", a.SidecarConfig)
+		if len(a.Mismatches) > 0 {
+			fmt.Fprintf(s.Err, "egresslab check: %s from %s: expected %s, got %s: %s\n",
+				a.Call.Call, a.From, a.Expect.Kind, a.Verdict, strings.Join(a.Mismatches, "; "))
+			code = ExitUnexpected
 		}
 	}
-	if a.Unsettled != nil {
-		// The last call's verdict is not the answer: the sidecar had not (yet) the config
-		// the simulator judges, or the cluster does something else; say both.
-		fmt.Fprintf(s.Err, "egresslab check: %v\n", a.Unsettled)
-		return ExitUnexpected
-	}
-	if want != "" && a.Verdict.Kind != want {
-		fmt.Fprintf(s.Err, "egresslab check: expected %s, got %s\n", want, a.Verdict)
-		return ExitUnexpected
-	}
-	return ExitOK
+	return code
 }
 
-// checkReport is check's answer as JSON (-o json), for a CI job to read.
-type checkReport struct {
-	URL     string   `json:"url"`
-	Mode    string   `json:"mode"`
-	Entries []string `json:"entries"`
-	Backend string   `json:"backend"`
+// urlCall is the call check's URL and flags ask about.
+func urlCall(url, from, address, expect string) (check.Call, error) {
+	var c check.Call
+	var err error
+	if c.Call, err = backend.ParseCall(url); err != nil {
+		return c, err
+	}
+	if address != "" {
+		if c.Call, err = c.Call.At(address); err != nil {
+			return c, fmt.Errorf("-address: %w", err)
+		}
+	}
+	if c.From, err = parseWorkload(from); err != nil {
+		return c, fmt.Errorf("-from: %w", err)
+	}
+	if expect != "" {
+		e, err := labfile.ParseExpect(expect)
+		if err != nil {
+			return c, err
+		}
+		c.Expect = &e
+	}
+	return c, nil
+}
+
+// parseWorkload reads NAMESPACE/NAME, each a Kubernetes name.
+func parseWorkload(s string) (backend.Workload, error) {
+	ns, name, ok := strings.Cut(s, "/")
+	if !ok || !dnsLabel.MatchString(ns) || !dnsLabel.MatchString(name) {
+		return backend.Workload{}, fmt.Errorf("%q: name the workload as NAMESPACE/NAME, each lower-case letters, digits and '-', e.g. team-b/client", s)
+	}
+	return backend.Workload{Namespace: ns, Name: name}, nil
+}
+
+var dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
+
+// loadCalls reads a calls file (labfile.ParseCalls).
+func loadCalls(file string) ([]check.Call, error) {
+	data, err := manifest.ReadInputFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("-calls %s: %w", file, err)
+	}
+	parsed, err := labfile.ParseCalls(file, data, apps.Client)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]check.Call, len(parsed))
+	for i, c := range parsed {
+		out[i] = check.Call{From: c.From, Call: c.URL}
+		if c.Expect.Kind != "" {
+			e := c.Expect
+			out[i].Expect = &e
+		}
+	}
+	return out, nil
+}
+
+func writeCheckText(w io.Writer, q check.Question, backendName string, a check.Answer) {
+	from := ""
+	if a.From != apps.Client {
+		from = " from " + a.From.String()
+	}
+	at := ""
+	if a.Call.Call.Address != "" {
+		at = " at " + a.Call.Call.Address
+	}
+	fmt.Fprintf(w, "%s %s%s%s under %s with %s: %s\n", "GET", a.Call.Call, at, from, q.Mode, applied(q.Objects), a.Verdict)
+	for _, f := range a.Verdict.Evidence.Fields() {
+		fmt.Fprintf(w, "  %-30s %s\n", f[0], f[1])
+	}
+	fmt.Fprintf(w, "  (%s backend)\n", backendName)
+	if a.SidecarConfig != "" {
+		fmt.Fprintf(w, "\nSidecar config that decided the call:\n%s", a.SidecarConfig)
+	}
+}
+
+// writeCheckTable writes one line per call, for a CI job's log: what was called, from
+// where, the verdict with the cluster (or reason) that decided it, and whether it is
+// what the call expects.
+func writeCheckTable(w io.Writer, q check.Question, backendName string, answers []check.Answer) error {
+	fmt.Fprintf(w, "%d calls under %s with %s (%s backend):\n", len(answers), q.Mode, applied(q.Objects), backendName)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "CALL\tFROM\tVERDICT\tREASON\tCLUSTER\tRESULT")
+	for _, a := range answers {
+		call := a.Call.Call.String()
+		if a.Call.Call.Address != "" {
+			call += " @" + a.Call.Call.Address
+		}
+		result := "-"
+		switch {
+		case a.Unsettled != nil:
+			result = "UNSETTLED (the backend did not come to the simulator's verdict)"
+		case len(a.Mismatches) > 0:
+			result = "UNEXPECTED: " + strings.Join(a.Mismatches, "; ")
+		case a.Expect != nil:
+			result = "ok"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", call, a.From, a.Verdict.Kind, orDash(a.Verdict.Reason), orDash(a.Verdict.Evidence.Cluster), result)
+	}
+	if err := tw.Flush(); err != nil {
+		return fmt.Errorf("write the table: %w", err)
+	}
+	return nil
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// checkCall is one call's answer as JSON (-o json), for a CI job to read.
+type checkCall struct {
+	URL     string `json:"url"`
+	Address string `json:"address,omitempty"`
+	From    string `json:"from"`
 	outcome.Verdict
 	// Simulated is what Istio's simulator computes for the same objects; Unsettled,
 	// when set, says why the verdict is not that.
-	Simulated     *outcome.Verdict `json:"simulated,omitempty"`
-	Unsettled     string           `json:"unsettled,omitempty"`
-	SidecarConfig string           `json:"sidecarConfig,omitempty"`
+	Simulated *outcome.Verdict `json:"simulated,omitempty"`
+	Unsettled string           `json:"unsettled,omitempty"`
+	// Passed: settled, and what the call expects (true when it expects nothing).
+	Passed        bool     `json:"passed"`
+	Mismatches    []string `json:"mismatches,omitempty"`
+	SidecarConfig string   `json:"sidecarConfig,omitempty"`
 }
 
-func writeCheckJSON(w io.Writer, q check.Question, backendName string, a check.Answer) error {
-	r := checkReport{URL: q.URL, Mode: q.Mode, Entries: []string{}, Backend: backendName, Verdict: a.Verdict, SidecarConfig: a.SidecarConfig}
-	for _, e := range q.Entries {
-		r.Entries = append(r.Entries, e.Source)
+// checkRun is what a check was asked: the mode, the files applied and the backend.
+type checkRun struct {
+	Mode    string   `json:"mode"`
+	Files   []string `json:"files"`
+	Backend string   `json:"backend"`
+}
+
+// writeCheckJSON writes the answer as one JSON object: for a URL, the call's answer
+// with the run's mode, files and backend; for a calls file, those with "calls", one
+// answer per call.
+func writeCheckJSON(w io.Writer, q check.Question, files []string, backendName string, answers []check.Answer, many bool) error {
+	run := checkRun{Mode: q.Mode, Files: files, Backend: backendName}
+	if run.Files == nil {
+		run.Files = []string{}
 	}
-	if a.Simulated.Kind != "" {
-		r.Simulated = &a.Simulated
+	reports := make([]checkCall, len(answers))
+	for i, a := range answers {
+		r := checkCall{URL: a.Call.Call.String(), Address: a.Call.Call.Address, From: a.From.String(), Verdict: a.Verdict,
+			Passed: a.Passed(), Mismatches: a.Mismatches, SidecarConfig: a.SidecarConfig}
+		if a.Simulated.Kind != "" {
+			r.Simulated = &a.Simulated
+		}
+		if a.Unsettled != nil {
+			r.Unsettled = a.Unsettled.Error()
+		}
+		reports[i] = r
 	}
-	if a.Unsettled != nil {
-		r.Unsettled = a.Unsettled.Error()
+	var v any = struct {
+		checkRun
+		Calls []checkCall `json:"calls"`
+	}{run, reports}
+	if !many {
+		v = struct {
+			checkRun
+			checkCall
+		}{run, reports[0]}
 	}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	if err := enc.Encode(r); err != nil {
+	if err := enc.Encode(v); err != nil {
 		return fmt.Errorf("write the answer as JSON: %w", err)
 	}
 	return nil

@@ -92,6 +92,12 @@ func TestCheckRefusesBadArguments(t *testing.T) {
 		"bad backend":   {"check", "-backend", "nope", "http://example.com/"},
 		"unknown cmd":   {"frobnicate"},
 		"missing entry": {"check", "-entry", "/does/not/exist.yaml", "http://example.com/"},
+		"two urls":      {"check", "http://example.com/", "http://example.org/"},
+		"bad from":      {"check", "-from", "client", "http://example.com/"},
+		"bad address":   {"check", "-address", "proxy.corp", "http://example.com/"},
+		"bad evidence":  {"check", "-expect", "{verdict: ALLOWED, clustr: x}", "http://example.com/"},
+		"url and calls": {"check", "-calls", "x.yaml", "http://example.com/"},
+		"missing -f":    {"check", "-f", "/does/not/exist", "http://example.com/"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			code, _, errs := run(t, "", args...)
@@ -271,7 +277,9 @@ func TestCheckAnswersInJSON(t *testing.T) {
 	var got struct {
 		URL      string   `json:"url"`
 		Mode     string   `json:"mode"`
-		Entries  []string `json:"entries"`
+		Files    []string `json:"files"`
+		From     string   `json:"from"`
+		Passed   bool     `json:"passed"`
 		Backend  string   `json:"backend"`
 		Verdict  string   `json:"verdict"`
 		Reason   string   `json:"reason"`
@@ -286,7 +294,9 @@ func TestCheckAnswersInJSON(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(out), &got), out)
 	assert.Equal(t, "http://jsonplaceholder.typicode.com/todos/1", got.URL)
 	assert.Equal(t, "REGISTRY_ONLY", got.Mode)
-	assert.Equal(t, []string{"../../labs/serviceentry/jsonplaceholder.yaml"}, got.Entries, "the files as given")
+	assert.Equal(t, []string{"../../labs/serviceentry/jsonplaceholder.yaml"}, got.Files, "the files as given")
+	assert.Equal(t, "egresslab/client", got.From)
+	assert.True(t, got.Passed)
 	assert.Equal(t, "sim", got.Backend)
 	assert.Equal(t, "ALLOWED", got.Verdict)
 	assert.Equal(t, "registered service", got.Reason)
@@ -354,5 +364,100 @@ steps:
 				t.Fatalf("%v still runs after 20 s: it waits on the input", tc.args)
 			}
 		})
+	}
+}
+
+// A team's configuration kept as a folder: a Namespace, and an entry there exported to
+// that namespace only. -from names the calling workload (the client app deployed as
+// payments/api): the entry lets it out, and not the lab's client.
+func TestCheckTakesAFolderOfObjectsAndTheCallingWorkload(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "entry.yaml"), []byte(`apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: jsonplaceholder, namespace: payments}
+spec:
+  hosts: [jsonplaceholder.typicode.com]
+  exportTo: ["."]
+  resolution: DNS
+  ports: [{number: 80, name: http, protocol: HTTP}]
+`), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "namespace.yaml"), []byte("apiVersion: v1\nkind: Namespace\nmetadata: {name: payments, labels: {istio-injection: enabled}}\n"), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("not a manifest"), 0o644))
+
+	code, out, errs := run(t, "", "check", "-f", dir, "-from", "payments/api", "-o", "json",
+		"-expect", `{verdict: ALLOWED, cluster: "outbound|80||jsonplaceholder.typicode.com"}`, "http://jsonplaceholder.typicode.com/todos/1")
+	require.Equal(t, cli.ExitOK, code, errs)
+	var got struct {
+		From     string `json:"from"`
+		Verdict  string `json:"verdict"`
+		Passed   bool   `json:"passed"`
+		Evidence struct {
+			Cluster string `json:"cluster"`
+		} `json:"evidence"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(out), &got), out)
+	assert.Equal(t, "payments/api", got.From)
+	assert.Equal(t, "ALLOWED", got.Verdict)
+	assert.True(t, got.Passed)
+
+	code, out, errs = run(t, "", "check", "-f", dir, "-expect", "allowed", "http://jsonplaceholder.typicode.com/todos/1")
+	assert.Equal(t, cli.ExitUnexpected, code, out)
+	assert.Contains(t, out, "with 1 Namespace and 1 ServiceEntry: BLOCKED")
+	assert.Contains(t, errs, "from egresslab/client: expected ALLOWED, got BLOCKED")
+}
+
+// An object in a namespace nobody creates is bad input, refused before anything is
+// applied (it was a backend failure, exit 3).
+func TestCheckRefusesAnObjectInANamespaceThatDoesNotExist(t *testing.T) {
+	f := writeFile(t, "stray.yaml", "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: x, namespace: nowhere}\n"+
+		"spec:\n  hosts: [api.example.com]\n  ports: [{number: 80, name: http, protocol: HTTP}]\n")
+	code, out, errs := run(t, "", "check", "-f", f, "http://api.example.com/")
+	assert.Equal(t, cli.ExitBadInput, code, out)
+	assert.Contains(t, errs, `namespace "nowhere" does not exist`)
+	assert.Contains(t, errs, "Nothing was applied.")
+	assert.Empty(t, out)
+}
+
+// Several calls in one run, from a calls file written as a lab's calls: a table, and
+// exit 1 when any call is not what it expects, naming that call.
+func TestCheckRunsACallsFileAsATable(t *testing.T) {
+	calls := writeFile(t, "calls.yaml", `calls:
+- call: http://jsonplaceholder.typicode.com/todos/1
+  expect: {verdict: ALLOWED, cluster: "outbound|80||jsonplaceholder.typicode.com"}
+- call: https://jsonplaceholder.typicode.com/
+  expect: {verdict: BLOCKED, reason: BlackHoleCluster}
+- call: http://example.com/
+  from: team-b/client
+`)
+	code, out, errs := run(t, "", "check", "-entry", "../../labs/serviceentry/jsonplaceholder.yaml", "-calls", calls)
+	require.Equal(t, cli.ExitOK, code, errs)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	require.Len(t, lines, 5, out)
+	assert.Contains(t, lines[0], "3 calls under REGISTRY_ONLY with 1 ServiceEntry (sim backend)")
+	assert.Regexp(t, `^CALL\s+FROM\s+VERDICT\s+REASON\s+CLUSTER\s+RESULT$`, lines[1])
+	assert.Regexp(t, `^http://jsonplaceholder.typicode.com/todos/1\s+egresslab/client\s+ALLOWED\s+registered service\s+outbound\|80\|\|jsonplaceholder.typicode.com\s+ok$`, lines[2])
+	assert.Regexp(t, `^https://jsonplaceholder.typicode.com/\s+egresslab/client\s+BLOCKED\s+BlackHoleCluster\s+BlackHoleCluster\s+ok$`, lines[3])
+	assert.Regexp(t, `^http://example.com/\s+team-b/client\s+BLOCKED\s+block_all\s+-\s+-$`, lines[4])
+
+	// Without the entry the first call is blocked: exit 1, and the table says which.
+	code, out, errs = run(t, "", "check", "-calls", calls)
+	assert.Equal(t, cli.ExitUnexpected, code)
+	assert.Contains(t, out, "UNEXPECTED: verdict: want ALLOWED, got BLOCKED")
+	assert.Contains(t, errs, "http://jsonplaceholder.typicode.com/todos/1 from egresslab/client: expected ALLOWED")
+}
+
+func TestACallsFileIsRefusedWholeWithTheLineAndTheFix(t *testing.T) {
+	calls := writeFile(t, "calls.yaml", `calls:
+- call: http://example.com/
+  expect: {verdict: MAYBE}
+- apply: entry.yaml
+- call: http://example.com/
+  adress: 10.0.0.1
+`)
+	code, out, errs := run(t, "", "check", "-calls", calls)
+	assert.Equal(t, cli.ExitBadInput, code, out)
+	for _, want := range []string{calls + ":3", `verdict "MAYBE" is not a verdict`, calls + ":4", "a calls file holds calls only, not apply",
+		calls + ":6", "did you mean `address`?", "Nothing was applied."} {
+		assert.Contains(t, errs, want)
 	}
 }

@@ -38,6 +38,19 @@ func WithDial(dial func(ctx context.Context, network, addr string) (net.Conn, er
 	return func(o *options) { o.dial = dial }
 }
 
+// ConnectTo connects to addr (an IP address) at the URL's port whatever the URL's host
+// resolves to, as curl's --resolve: the request's Host and SNI stay the URL's.
+func ConnectTo(addr string) Option {
+	return WithDial(func(ctx context.Context, network, hostport string) (net.Conn, error) {
+		_, port, err := net.SplitHostPort(hostport)
+		if err != nil {
+			return nil, err
+		}
+		var d net.Dialer
+		return d.DialContext(ctx, network, net.JoinHostPort(addr, port))
+	})
+}
+
 // WithRootCAs trusts these roots instead of the system's.
 func WithRootCAs(pool *x509.CertPool) Option {
 	return func(o *options) { o.tls = &tls.Config{RootCAs: pool} }

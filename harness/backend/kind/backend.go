@@ -245,7 +245,7 @@ func (b *Backend) Call(ctx context.Context, w backend.Workload, c backend.Call) 
 	if err != nil {
 		return outcome.Verdict{}, err
 	}
-	cmd := []string{appimage.Client.Entrypoint, "call", "--timeout=" + b.callTimeout.String(), c.String()}
+	cmd := append([]string{appimage.Client.Entrypoint, "call", "--timeout=" + b.callTimeout.String()}, c.ClientArgs()...)
 	sent := time.Now()
 	stdout, stderr, err := b.exec.Exec(ctx, w.Namespace, pod.Name, w.Name, cmd)
 	if err != nil {

@@ -18,7 +18,7 @@ import (
 
 // MinMemory is what the container runtime must have for one kind node with istiod, the
 // client and its sidecar: the node alone takes about 1 GiB, istiod asks for 256 MiB and
-// pulling and unpacking images needs headroom. README asks for "4 GB" of memory for
+// pulling and unpacking images needs headroom. docs/backends.md asks for "4 GB" of memory for
 // Docker; a Docker Desktop VM set to exactly 4 GB reports a MemTotal of about 3.84 GiB
 // (the guest kernel keeps the rest), so the floor sits below that.
 const MinMemory = 3584 << 20 // 3.5 GiB
