@@ -111,6 +111,22 @@ func Check(ctx context.Context, b backend.Backend, q Question, propagation time.
 				return nil, fmt.Errorf("apply %s: %w", set.Source, err)
 			}
 		}
+		// A call from a pod without a sidecar proves nothing about the mesh; on a
+		// cluster this also waits for each workload's pod to run.
+		checked := map[backend.Workload]bool{}
+		for _, c := range q.Calls {
+			if checked[c.From] {
+				continue
+			}
+			checked[c.From] = true
+			sc, err := b.Sidecar(ctx, c.From)
+			if err != nil {
+				return nil, fmt.Errorf("check the sidecar of %s: %w", c.From, err)
+			}
+			if !sc.Injected {
+				return nil, fmt.Errorf("pod %s of %s runs without an istio-proxy sidecar, so its calls prove nothing about the mesh: %s", sc.Pod, c.From, sc.Rule)
+			}
+		}
 		for i := range answers {
 			a := &answers[i]
 			v, _, err := backend.AwaitExpected(ctx, b, a.From, a.Call.Call, outcome.ExpectOf(a.Simulated), propagation)
