@@ -14,9 +14,11 @@ import (
 )
 
 func main() {
-	// Ctrl-C cancels the context: backends stop waiting and clean up before exiting.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	// Ctrl-C cancels the context: backends stop waiting and clean up before exiting. A
+	// second Ctrl-C quits at once.
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	ctx, stop := cli.OnInterrupt(context.Background(), sig, os.Stderr, os.Exit)
 	code := cli.Run(ctx, os.Args[1:], cli.Streams{In: os.Stdin, Out: os.Stdout, Err: os.Stderr, Env: os.Getenv})
 	stop()
 	os.Exit(code)

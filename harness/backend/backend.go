@@ -231,7 +231,8 @@ func MustCall(raw string) Call {
 	return c
 }
 
-func (c Call) String() string { return c.URL.String() }
+// String is the URL as messages show it: a password in it is shown as xxxxx.
+func (c Call) String() string { return c.URL.Redacted() }
 
 // Host is the host name, without port.
 func (c Call) Host() string { return c.URL.Hostname() }

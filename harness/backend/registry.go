@@ -62,6 +62,13 @@ type Cleaner interface {
 	Clean(ctx context.Context) (string, error)
 }
 
+// Versioned is implemented by providers that run software of their own choosing (a
+// kind node image, an Istio release, a kube-apiserver): `egresslab version` lists it.
+type Versioned interface {
+	// Versions names each piece and its version, e.g. "Istio release installed: 1.31.0".
+	Versions() []string
+}
+
 var registry = map[string]Registration{}
 
 // UnknownError is Select's error for a name no backend is registered under: bad input,

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -70,6 +71,7 @@ Usage:
   egresslab check [flags] URL          would a call to URL from the client be allowed? (flags: -h)
   egresslab check [flags] -calls FILE  the same for every call of FILE, as a table (docs/check.md)
   egresslab clean                      delete the lab's kind cluster, if there is one
+  egresslab version                    this binary's version, the Istio library it links, what each backend runs
   egresslab bundle FILE                save Istio's charts and images in FILE for kind runs without the internet
                                        (EGRESSLAB_BUNDLE=FILE; flags: -h)
 `
@@ -83,14 +85,70 @@ func Run(ctx context.Context, args []string, s Streams) int {
 		return runCheck(ctx, args[1:], s)
 	case len(args) == 1 && args[0] == "clean":
 		return runClean(ctx, s)
+	case len(args) == 1 && args[0] == "version":
+		return runVersion(s)
 	case len(args) >= 1 && args[0] == "bundle":
 		return runBundle(ctx, args[1:], s)
 	case len(args) >= 1 && (args[0] == "help" || args[0] == "-h" || args[0] == "--help"):
 		fmt.Fprint(s.Out, usage)
 		return ExitOK
 	}
-	fmt.Fprint(s.Err, usage)
+	fmt.Fprintf(s.Err, "egresslab: %s\n\n%s", whatIsWrong(args), usage)
 	return ExitBadInput
+}
+
+// whatIsWrong says what is wrong with a command line Run does not take.
+func whatIsWrong(args []string) string {
+	switch {
+	case len(args) == 0:
+		return "name a command"
+	case args[0] == "lab":
+		return "egresslab lab: name a lab (egresslab lab list names them), or give -f FILE"
+	case args[0] == "clean" || args[0] == "version":
+		return fmt.Sprintf("egresslab %s takes no arguments (got %q)", args[0], args[1:])
+	case strings.HasPrefix(args[0], "-"):
+		return fmt.Sprintf("%s is not a command: flags go after the command (egresslab lab NAME %s), and egresslab version prints the version", args[0], args[0])
+	}
+	return fmt.Sprintf("unknown command %q", args[0])
+}
+
+// runVersion prints the binary's version, the Istio library it judges calls with, and
+// the software each backend runs.
+func runVersion(s Streams) int {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		fmt.Fprintln(s.Err, "egresslab version: the binary carries no build information")
+		return ExitInfrastructure
+	}
+	version := info.Main.Version
+	for _, kv := range info.Settings {
+		switch kv.Key {
+		case "vcs.revision":
+			version += " (commit " + kv.Value + ")"
+		case "vcs.modified":
+			if kv.Value == "true" {
+				version += " with local changes"
+			}
+		}
+	}
+	fmt.Fprintf(s.Out, "egresslab %s, built with %s\n", version, info.GoVersion)
+	for _, d := range info.Deps {
+		switch d.Path {
+		case "istio.io/istio":
+			fmt.Fprintf(s.Out, "  Istio library (the simulator, and istiod on local): %s\n", d.Version)
+		case "k8s.io/client-go":
+			fmt.Fprintf(s.Out, "  Kubernetes client: %s\n", d.Version)
+		}
+	}
+	providers := backend.Providers(backend.Settings{Env: s.env(), Progress: io.Discard})
+	for _, name := range backend.Names() {
+		if v, ok := providers[name].(backend.Versioned); ok {
+			for _, line := range v.Versions() {
+				fmt.Fprintf(s.Out, "  %s backend: %s\n", name, line)
+			}
+		}
+	}
+	return ExitOK
 }
 
 func runLab(ctx context.Context, args []string, s Streams) int {
@@ -121,9 +179,10 @@ func runLab(ctx context.Context, args []string, s Streams) int {
 		l, err = labs.LoadFile(*file)
 	case *file == "" && len(positional) == 1:
 		l, err = labs.Load(positional[0])
+	case *file != "":
+		return badInput(s, fmt.Errorf("egresslab lab -f %s runs that file: give no lab name besides it (got %q)", *file, positional))
 	default:
-		fs.Usage()
-		return ExitBadInput
+		return badInput(s, fmt.Errorf("egresslab lab: name one lab (got %d: %q); egresslab lab list names them", len(positional), positional))
 	}
 	if err != nil {
 		return badInput(s, err)
@@ -203,6 +262,9 @@ func listLabs(ctx context.Context, args []string, s Streams) int {
 	names := fs.Bool("names", false, "print only the labs' names, one a line")
 	if err := fs.Parse(args); err != nil {
 		return exitForFlagError(err)
+	}
+	if fs.NArg() > 0 {
+		return badInput(s, fmt.Errorf("egresslab lab list takes no arguments (got %q); egresslab lab NAME runs one", fs.Args()))
 	}
 	all, err := labs.All()
 	if err != nil {

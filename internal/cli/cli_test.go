@@ -461,3 +461,52 @@ func TestACallsFileIsRefusedWholeWithTheLineAndTheFix(t *testing.T) {
 		assert.Contains(t, errs, want)
 	}
 }
+
+// A password in a URL is not echoed back, in text or JSON.
+func TestCheckDoesNotEchoAPasswordInTheURL(t *testing.T) {
+	for _, format := range []string{"text", "json"} {
+		code, out, errs := run(t, "", "check", "-o", format, "http://user:s3cret@example.com/")
+		assert.Equal(t, cli.ExitOK, code, errs)
+		assert.NotContains(t, out+errs, "s3cret")
+		assert.Contains(t, out, "user:xxxxx@example.com")
+	}
+}
+
+// A command line egresslab does not take says what is wrong with it, not only usage.
+func TestAWrongCommandLineSaysWhatIsWrong(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		says string
+	}{
+		{[]string{"frobnicate"}, `unknown command "frobnicate"`},
+		{[]string{"-v"}, "-v is not a command"},
+		{nil, "name a command"},
+		{[]string{"lab"}, "name a lab"},
+		{[]string{"lab", "serviceentry", "modes"}, `name one lab (got 2: ["serviceentry" "modes"])`},
+		{[]string{"lab", "list", "extra"}, "egresslab lab list takes no arguments"},
+		{[]string{"check", "http://a.example/", "http://b.example/"}, "give one URL to call (got 2"},
+		{[]string{"clean", "now"}, "egresslab clean takes no arguments"},
+	} {
+		code, out, errs := run(t, "", tc.args...)
+		assert.Equal(t, cli.ExitBadInput, code, "%q: %s", tc.args, out)
+		assert.Contains(t, errs, tc.says, "%q", tc.args)
+	}
+}
+
+// -expect takes every verdict egresslab gives, IN_MESH too.
+func TestCheckExpectTakesEveryVerdict(t *testing.T) {
+	code, _, errs := run(t, "", "check", "-expect", "in_mesh", "http://example.com/")
+	assert.Equal(t, cli.ExitUnexpected, code, "a blocked call is not IN_MESH; but in_mesh is not bad input: %s", errs)
+	assert.Contains(t, errs, "expected IN_MESH, got BLOCKED")
+}
+
+// (The Istio library's line comes from the binary's build information, whose
+// dependencies a test binary does not list: `bin/egresslab version` shows it.)
+func TestVersionNamesWhatEachBackendRuns(t *testing.T) {
+	code, out, errs := run(t, "", "version")
+	require.Equal(t, cli.ExitOK, code, errs)
+	assert.Contains(t, out, "egresslab ")
+	assert.Contains(t, out, "kind backend: Istio release installed: 1.31.0")
+	assert.Contains(t, out, "kind backend: kind node image: kindest/node:v1.35.8")
+	assert.Contains(t, out, "local backend: kube-apiserver: v1.35.8")
+}

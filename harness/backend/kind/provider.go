@@ -205,6 +205,12 @@ var _ backend.Cleaner = (*Provider)(nil)
 
 func (p *Provider) Name() string { return "kind" }
 
+// Versions are the Istio release a kind run installs and the node image it runs, as
+// the settings (EGRESSLAB_ISTIO_VERSION, EGRESSLAB_KIND_IMAGE) leave them.
+func (p *Provider) Versions() []string {
+	return []string{"Istio release installed: " + p.o.istioVersion, "kind node image: " + p.o.nodeImage}
+}
+
 // state is what Setup built.
 type state struct {
 	cluster  *cluster.Cluster // nil on an existing cluster (WithKubeconfig)

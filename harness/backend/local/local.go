@@ -93,6 +93,12 @@ func New(cfg Config, w io.Writer) *Provider { return &Provider{cfg: cfg, progres
 
 func (p *Provider) Name() string { return Name }
 
+// Versions is the kube-apiserver the local control plane runs (istiod is built from
+// the Istio library the binary links).
+func (p *Provider) Versions() []string {
+	return []string{"kube-apiserver: " + controlplane.KubeVersion}
+}
+
 // Setup starts the control plane the scenarios share.
 func (p *Provider) Setup(ctx context.Context) (context.Context, error) {
 	p.mu.Lock()
