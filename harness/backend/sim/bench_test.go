@@ -2,6 +2,7 @@ package sim_test
 
 import (
 	"context"
+	"runtime"
 	"testing"
 
 	"github.com/egresslab/egresslab/harness/backend"
@@ -44,4 +45,47 @@ func BenchmarkVerdict(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkLongLab is a long lab on one backend: each cycle applies the seed entry,
+// calls, deletes it and calls again, so each cycle builds two control planes. It
+// reports the live heap after a GC once the run is over (live-MB), its growth per cycle
+// from the first cycle on (live-KB/cycle), and the goroutines left over at the end
+// beyond those there were after the first cycle (goroutines-grown). A bounded backend
+// keeps live-KB/cycle near zero however long the lab.
+func BenchmarkLongLab(b *testing.B) {
+	ctx := context.Background()
+	call := backend.MustCall(httpCall)
+	entry, err := labs.Manifest(labs.SeedServiceEntry, apps.Client.Namespace)
+	if err != nil {
+		b.Fatal(err)
+	}
+	w := world(b, manifest.RegistryOnly, true)
+	cycle := func() {
+		for _, apply := range []bool{true, false} {
+			change, want := w.Delete, outcome.Blocked
+			if apply {
+				change, want = w.Apply, outcome.Allowed
+			}
+			if err := change(ctx, entry); err != nil {
+				b.Fatal(err)
+			}
+			v, err := w.Call(ctx, apps.Client, call)
+			if err != nil || v.Kind != want {
+				b.Fatalf("%v %v", v, err)
+			}
+		}
+	}
+	cycle() // Istio's one-time state (schemas, caches, metrics) is not the lab's growth
+	heap0, goroutines0 := liveHeap(), runtime.NumGoroutine()
+	cycles := 0
+	for b.Loop() {
+		cycle()
+		cycles++
+	}
+	b.StopTimer()
+	heap := liveHeap()
+	b.ReportMetric(float64(heap)/(1<<20), "live-MB")
+	b.ReportMetric((float64(heap)-float64(heap0))/1024/float64(cycles), "live-KB/cycle")
+	b.ReportMetric(float64(waitGoroutines(goroutines0)-goroutines0), "goroutines-grown")
 }

@@ -24,6 +24,7 @@ import (
 	"istio.io/istio/pilot/pkg/simulation"
 	"istio.io/istio/pilot/test/xds"
 	"istio.io/istio/pkg/config"
+	"istio.io/istio/pkg/kube/krt"
 	istiolog "istio.io/istio/pkg/log"
 
 	"github.com/egresslab/egresslab/harness/backend"
@@ -376,4 +377,16 @@ func setIstioLogs(level string) {
 	_ = istiolog.Configure(o)
 }
 
-func init() { setIstioLogs("") }
+func init() {
+	setIstioLogs("")
+	forgetKrtCollections()
+}
+
+// forgetKrtCollections stops Istio's krt collections from registering in its global
+// debug handler (istiod's /debug/krtz), which only ever appends: Istio's fake control
+// plane registers every collection it builds there, so each world the backend built
+// and closed stayed reachable from that global, informers, caches and all, about 2 MB
+// an apply or delete (issue 24). Nothing in the process serves that page; nil is the
+// value Istio's own controllers take for "no debugging". It is set once, before any
+// goroutine could read it.
+func forgetKrtCollections() { krt.GlobalDebugHandler = nil }
