@@ -3,6 +3,8 @@ package backend_test
 import (
 	"bytes"
 	"context"
+	"os"
+	"os/signal"
 	"sync"
 	"syscall"
 	"testing"
@@ -51,12 +53,33 @@ func TestCtrlCDuringTheRunCancelsFinishesAndExits(t *testing.T) {
 	assert.Contains(t, out.String(), "interrupt: stopping the run and cleaning up")
 }
 
+// After stop, a Ctrl-C is no longer the watch's: it neither cancels nor finishes the
+// run, nor exits.
 func TestAFinishedRunStopsWatching(t *testing.T) {
 	lc := &recordingLifecycle{}
-	stop := backend.FinishOnSignal(lc, func() {}, &bytes.Buffer{}, func() { t.Error("exit after stop") })
+	acted := make(chan string, 3)
+	stop := backend.FinishOnSignal(lc, func() { acted <- "cancel" }, &bytes.Buffer{}, func() { acted <- "exit" })
 	stop()
-	time.Sleep(20 * time.Millisecond)
+	// The test's own handler takes the signal, so that it does not end the test binary;
+	// once it has it, the signal has been delivered to every handler it will reach.
+	own := make(chan os.Signal, 1)
+	signal.Notify(own, syscall.SIGINT)
+	defer signal.Stop(own)
+	require.NoError(t, syscall.Kill(syscall.Getpid(), syscall.SIGINT))
+	select {
+	case <-own:
+	case <-time.After(5 * time.Second):
+		t.Fatal("SIGINT never arrived")
+	}
+	// That nothing happens can only be watched for a while: a watch that stop left
+	// running would have cancelled the run at once, so a short look finds it, and a slow
+	// machine can only make the look miss it, never fail a correct stop.
+	select {
+	case what := <-acted:
+		t.Fatalf("the watch went on after stop: %s", what)
+	case <-time.After(100 * time.Millisecond):
+	}
 	lc.mu.Lock()
 	defer lc.mu.Unlock()
-	assert.False(t, lc.finished)
+	assert.False(t, lc.finished, "Finish ran after stop")
 }

@@ -6,7 +6,10 @@
 // would run, and a stand-in sidecar that receives istiod's pushes over ADS.
 //
 // sim generates the config in process; local receives it from a real istiod; both judge
-// it here, so their verdicts cannot drift apart.
+// it here, so their verdicts cannot drift apart. This is the simulator's side of a
+// verdict: which listener, route and cluster a call matches, and the verdict that
+// follows (Judge, JudgeIn). Whether it is the verdict a lab expects is for
+// outcome.Expect.Check and harness/lab to say.
 package dataplane
 
 import (

@@ -3,6 +3,14 @@
 // each call against the verdict and evidence the lab states. The narrated walkthrough
 // (egresslab lab), the scenarios (go test ./scenarios/...) and the handouts are all
 // made from the same lab file through this package.
+//
+// The backend reaches each call's verdict; this package decides whether each step
+// passed, and records it in its Result. A call passes when outcome.Expect.Check (and,
+// where sidecars log, the access log) finds no mismatch with what the lab states, or,
+// with -url or -entry, with what Istio's simulator computes. A step fails when one of
+// its calls does not pass or one of its actions cannot be carried out; a call the
+// backend cannot make as Envoy would is skipped. harness/narrate only prints what this
+// package hands it.
 package lab
 
 import (
@@ -38,22 +46,32 @@ type Options struct {
 }
 
 // Result is what a run saw: each call's verdict, and every step that did not behave as
-// expected (none when all did).
+// expected (none when all did). The engine fills it; it is the run's verdict.
 type Result struct {
 	Calls []CallResult
 	// Propagation is how long the first call marked `propagation: true` waited for the
 	// change before it to reach the sidecar.
 	Propagation time.Duration
-	Failures    []string
-	// Skipped lists the calls this backend could not make as Envoy would, and why.
+	// Failures lists, in order, "step N: ..." for each call whose verdict or evidence was
+	// not the one expected (its mismatches, joined by "; "), each step that could not be
+	// carried out, and what the lab applied that it could not delete at its end. The lab
+	// passed when it is empty.
+	Failures []string
+	// Skipped lists, as "step N: the call (what it needs): why", the calls this backend
+	// could not make as Envoy would. A skipped call is not a failure.
 	Skipped []string
 }
 
-// CallResult is one call a step made and its verdict.
+// Passed reports whether every step behaved as expected.
+func (r *Result) Passed() bool { return len(r.Failures) == 0 }
+
+// CallResult is one call a step made, its verdict, and how it differed from the
+// verdict expected (nothing when it passed).
 type CallResult struct {
-	Step    int
-	URL     string
-	Verdict outcome.Verdict
+	Step       int
+	URL        string
+	Verdict    outcome.Verdict
+	Mismatches []string
 }
 
 // Verdict is the verdict of the call to url in step, and whether that call was made.
@@ -68,8 +86,9 @@ func (r *Result) Verdict(step int, url string) (outcome.Verdict, bool) {
 
 // Run walks through the lab l on b, telling the story on n, and deletes what it applied
 // at the end. The error is for a lab that was stopped (ctx ended) or could not start;
-// a step that did not behave as expected is in Result.Failures, and a step that could
-// not be carried out stops the lab there and is counted as a failure.
+// a step that did not behave as expected is in Result.Failures and the steps after it
+// run, while a step that could not be carried out stops the lab there and is counted
+// as a failure.
 func Run(ctx context.Context, b backend.Backend, l *labfile.Lab, n *narrate.Narrator, opts Options) (*Result, error) {
 	r, err := Start(b, l, n, opts)
 	if err != nil {
@@ -86,14 +105,14 @@ func Run(ctx context.Context, b backend.Backend, l *labfile.Lab, n *narrate.Narr
 			}
 			// Each step builds on the one before: after a step that could not be
 			// carried out, the rest would only repeat its failure.
-			n.Fail(err)
+			r.failed(i+1, err)
 			break
 		}
 	}
 	if err := r.Cleanup(ctx); err != nil {
-		n.Fail(err)
+		r.failed(r.step, err)
 	}
-	n.Finish()
+	n.Finish(r.res.Failures, r.res.Skipped)
 	return r.Result(), nil
 }
 
@@ -112,6 +131,7 @@ type Runner struct {
 
 	applied []*manifest.Set // in order, not yet deleted
 	res     Result
+	step    int // the step carried out last (from 1), 0 before the first
 
 	configBefore  string
 	changedBefore []string // kinds applied or deleted since the config marked before
@@ -147,17 +167,21 @@ func (r *Runner) reference(what string, do func(backend.Backend) error) error {
 }
 
 // Result is what the run has seen so far.
-func (r *Runner) Result() *Result {
-	r.res.Failures = r.n.Failures()
-	r.res.Skipped = r.n.Skipped()
-	return &r.res
+func (r *Runner) Result() *Result { return &r.res }
+
+// failed records that step (from 1) could not be carried out, and tells it.
+func (r *Runner) failed(step int, err error) {
+	r.res.Failures = append(r.res.Failures, fmt.Sprintf("step %d: %v", step, err))
+	r.n.Failed(err)
 }
 
 // Step carries out step i (from 0): its heading and prose, then each action. It
-// returns an error when an action could not be carried out; a call whose verdict was
-// not the expected one is a failure recorded on the narrator, not an error.
+// returns an error when an action could not be carried out (the caller decides what
+// that means for the run); a call whose verdict was not the expected one is a failure
+// recorded in the Result, not an error, and the step goes on.
 func (r *Runner) Step(ctx context.Context, i int) error {
 	s := r.lab.Steps[i]
+	r.step = i + 1
 	r.n.Step(s.Title, s.Prose)
 	for _, a := range s.Actions {
 		if err := ctx.Err(); err != nil {
@@ -337,7 +361,9 @@ func (r *Runner) call(ctx context.Context, step int, c *labfile.Call) error {
 	r.n.Command(c.URL.KubectlCommand(c.From))
 	for _, need := range needs(want) {
 		if why := backend.CannotDo(r.b, need); why != "" {
-			r.n.Skip(c.URL.String()+" (it needs "+string(need)+")", why)
+			what := c.URL.String() + " (it needs " + string(need) + ")"
+			r.res.Skipped = append(r.res.Skipped, fmt.Sprintf("step %d: %s: %s", step, what, why))
+			r.n.Skip(what, why)
 			return nil
 		}
 	}
@@ -353,7 +379,10 @@ func (r *Runner) call(ctx context.Context, step int, c *labfile.Call) error {
 	} else if logMismatch != "" {
 		mismatches = append(mismatches, logMismatch)
 	}
-	r.res.Calls = append(r.res.Calls, CallResult{Step: step, URL: c.URL.String(), Verdict: v})
+	r.res.Calls = append(r.res.Calls, CallResult{Step: step, URL: c.URL.String(), Verdict: v, Mismatches: mismatches})
+	if len(mismatches) > 0 {
+		r.res.Failures = append(r.res.Failures, fmt.Sprintf("step %d: %s", step, strings.Join(mismatches, "; ")))
+	}
 	r.n.Verdict(v, want.Kind, mismatches)
 	if logLine != "" {
 		r.n.Block("the sidecar's access log", logLine)

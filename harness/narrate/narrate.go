@@ -1,6 +1,10 @@
 // Package narrate prints a lab as a story: numbered steps, each with a heading, a short
 // why, the YAML or setting applied, the command an attendee would type on a real
 // cluster, the verdict with its evidence, and the time the step took.
+//
+// It only prints. Whether a call or a step passed is decided by the engine
+// (harness/lab), which hands the narrator the verdict, the mismatches and, at the end,
+// the failures and skips to show; the narrator keeps no record of them.
 package narrate
 
 import (
@@ -27,9 +31,7 @@ type Narrator struct {
 	lines     chan string // lines read from pause, by one reader goroutine
 	start     time.Time
 	stepStart time.Time
-	step      int
-	failures  []string
-	skipped   []string
+	step      int // the number of the step being told, for headings and timings
 }
 
 // Option configures a Narrator.
@@ -157,8 +159,8 @@ func (n *Narrator) Say(format string, args ...any) {
 	n.printf("%s\n", Wrap(fmt.Sprintf(format, args...), 76, "  "))
 }
 
-// Verdict shows a verdict, its evidence, and whether it was the one expected. A
-// mismatch is remembered and counted in Finish.
+// Verdict shows a verdict, its evidence, and whether it was the one expected: as
+// expected when mismatches, the engine's list of how it differed, is empty.
 func (n *Narrator) Verdict(v outcome.Verdict, want outcome.Kind, mismatches []string) {
 	ok := len(mismatches) == 0
 	mark, code := "✔", green
@@ -181,24 +183,17 @@ func (n *Narrator) Verdict(v outcome.Verdict, want outcome.Kind, mismatches []st
 		for _, m := range mismatches {
 			n.printf("    %s %s\n", n.paint(red, "mismatch:"), m)
 		}
-		n.failures = append(n.failures, fmt.Sprintf("step %d: %s", n.step, strings.Join(mismatches, "; ")))
 	}
 }
 
-// Skip says that a call was not made on this backend, and why; it is remembered and
-// counted in Finish, never as a failure.
+// Skip says that a call was not made on this backend, and why.
 func (n *Narrator) Skip(what, why string) {
 	n.printf("  %s\n%s\n", n.paint(dim, "– skipped: "+what), Wrap(why, 76, "    "))
-	n.skipped = append(n.skipped, fmt.Sprintf("step %d: %s: %s", n.step, what, why))
 }
 
-// Skipped lists every call skipped so far.
-func (n *Narrator) Skipped() []string { return n.skipped }
-
-// Fail records a step that could not be carried out.
-func (n *Narrator) Fail(err error) {
+// Failed says that a step could not be carried out, and why.
+func (n *Narrator) Failed(err error) {
 	n.printf("  %s %v\n", n.paint(red, "✘ failed:"), err)
-	n.failures = append(n.failures, fmt.Sprintf("step %d: %v", n.step, err))
 }
 
 // Diff shows how text changed from before to after, as a unified diff.
@@ -225,25 +220,24 @@ func (n *Narrator) Diff(title, beforeName, before, afterName, after string) {
 	}
 }
 
-// Failures lists every mismatch and failure so far.
-func (n *Narrator) Failures() []string { return n.failures }
-
-// Finish closes the story with a summary and the total time.
-func (n *Narrator) Finish() {
+// Finish closes the story with a summary and the total time: the engine's failures
+// (each step that did not behave as expected), or, when there are none, that every
+// step did, with the calls it skipped.
+func (n *Narrator) Finish(failures, skipped []string) {
 	n.endStep()
 	n.printf("\n")
-	if len(n.failures) == 0 {
+	if len(failures) == 0 {
 		n.printf("%s\n", n.paint(bold+";"+green, fmt.Sprintf("All %d steps behaved as expected (%s in all).", n.step, since(n.start))))
-		if len(n.skipped) > 0 {
-			n.printf("Skipped on this backend (%d):\n", len(n.skipped))
-			for _, s := range n.skipped {
+		if len(skipped) > 0 {
+			n.printf("Skipped on this backend (%d):\n", len(skipped))
+			for _, s := range skipped {
 				n.printf("  - %s\n", s)
 			}
 		}
 		return
 	}
-	n.printf("%s\n", n.paint(bold+";"+red, fmt.Sprintf("%d of %d steps did not behave as expected (%s in all):", len(n.failures), n.step, since(n.start))))
-	for _, f := range n.failures {
+	n.printf("%s\n", n.paint(bold+";"+red, fmt.Sprintf("%d of %d steps did not behave as expected (%s in all):", len(failures), n.step, since(n.start))))
+	for _, f := range failures {
 		n.printf("  - %s\n", f)
 	}
 }

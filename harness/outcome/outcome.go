@@ -2,6 +2,15 @@
 // was Allowed out of the mesh, Blocked by it (and why), or Unreachable (the mesh let it
 // out but DNS, the network or the upstream failed). A verdict always carries the
 // evidence it was reached from.
+//
+// Who owns which part of a verdict:
+//   - harness/dataplane reaches it from config, on the backends that run no Envoy
+//     (sim, local): Judge and JudgeIn turn the simulator's match into a Verdict;
+//   - on a cluster, apps/client/observe names how a real call failed (an ErrorClass)
+//     in its Observation, and Classify, here, turns that Observation into a Verdict;
+//   - Expect.Check, here, lists how a verdict differs from what was expected;
+//   - harness/lab decides from those differences whether a step passed;
+//   - harness/narrate only prints what harness/lab hands it.
 package outcome
 
 import (

@@ -1,7 +1,9 @@
 // Package observe is the client app's one call and what it saw: the status and the
 // headers that tell who answered, or the way the call failed, as an
 // outcome.Observation. The client app runs it in the pod; tests run the same code
-// against stand-ins.
+// against stand-ins. It only observes: Classify names how a call failed (an
+// outcome.ErrorClass); outcome.Classify turns the Observation into a verdict, and
+// harness/lab decides whether it was the one expected.
 package observe
 
 import (

@@ -67,7 +67,21 @@ func TestCtrlCDuringTheOfflineRunLeavesNothing(t *testing.T) {
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		t.Fatalf("the run never got to creating the cluster:\n%s", log.String())
 	}
-	time.Sleep(3 * time.Second) // kind is creating the node's container now
+	// Ctrl-C once the node's container exists: kind is still setting the node up then
+	// (kubeadm init takes a minute or more), so the run is stopped mid-creation.
+	nodeCreated := func() bool {
+		env, err := exec.Command(engine, "env").Output()
+		if err != nil {
+			return false // the engine is not up yet
+		}
+		host := strings.TrimPrefix(strings.TrimSpace(lastLine(string(env))), "DOCKER_HOST=")
+		ids, err := exec.Command("docker", "-H", host, "ps", "-a", "-q", "--filter", "label=io.x-k8s.kind.cluster").Output()
+		return err == nil && strings.TrimSpace(string(ids)) != ""
+	}
+	if !assert.Eventually(t, nodeCreated, 5*time.Minute, 500*time.Millisecond, "kind never created the node's container") {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		t.FailNow()
+	}
 	require.NoError(t, syscall.Kill(-cmd.Process.Pid, syscall.SIGINT))
 	stopped := time.Now()
 	waitErr := cmd.Wait()

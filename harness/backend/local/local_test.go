@@ -179,7 +179,7 @@ func TestVerdictsMatchSim(t *testing.T) {
 func checkSynced(ctx context.Context, t *testing.T, cp *controlplane.ControlPlane, proxy string) {
 	t.Helper()
 	var last string
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+	synced := func() bool {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+cp.DebugAddress+"/debug/syncz", nil)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
@@ -202,12 +202,28 @@ func checkSynced(ctx context.Context, t *testing.T, cp *controlplane.ControlPlan
 				ok = ok && sent != "" && sent == st[typ+"_acked"]
 			}
 			if ok {
-				t.Logf("istiod sees proxy %s synced: CDS, LDS and RDS acknowledged", proxy)
-				return
+				return true
 			}
 		}
+		return false
 	}
-	t.Errorf("istiod does not see proxy %s synced; last status: %s", proxy, last)
+	// istiod's view is asked again until it shows the acknowledgements, within a
+	// generous bound: they come within a second or so.
+	poll := time.NewTicker(100 * time.Millisecond)
+	defer poll.Stop()
+	giveUp := time.After(time.Minute)
+	for !synced() {
+		select {
+		case <-giveUp:
+			t.Errorf("istiod does not see proxy %s synced; last status: %s", proxy, last)
+			return
+		case <-ctx.Done():
+			t.Errorf("istiod does not see proxy %s synced (%v); last status: %s", proxy, ctx.Err(), last)
+			return
+		case <-poll.C:
+		}
+	}
+	t.Logf("istiod sees proxy %s synced: CDS, LDS and RDS acknowledged", proxy)
 }
 
 // A namespace without the injection label gets no sidecar, and the backend says so.

@@ -26,9 +26,10 @@ func liveHeap() uint64 {
 }
 
 // waitGoroutines is the goroutine count once those a closed control plane leaves
-// winding down have had a moment to return (at most a second) to at most limit.
+// winding down have returned to at most limit, or 30 s have passed: a generous bound,
+// for a loaded machine; a correct close is done in milliseconds.
 func waitGoroutines(limit int) int {
-	deadline := time.Now().Add(time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		n := runtime.NumGoroutine()
 		if n <= limit || time.Now().After(deadline) {

@@ -92,8 +92,8 @@ func (b *standInBackend) gatewaysFor(tp *testProxy) error {
 // AccessLogEntry finds the call's line in the client stand-in's log by the client's
 // address, with the kind backend's own reader, and the gateway's line by the request
 // id the client's line logs.
-func (b *standInBackend) AccessLogEntry(_ context.Context, _ backend.Workload, c backend.Call, client string, _ time.Time) (backend.AccessLogEntry, error) {
-	e, _, err := b.lineOf(c, client)
+func (b *standInBackend) AccessLogEntry(ctx context.Context, _ backend.Workload, c backend.Call, client string, _ time.Time) (backend.AccessLogEntry, error) {
+	e, _, err := b.lineOf(ctx, c, client)
 	if err != nil {
 		return e, err
 	}
@@ -105,19 +105,37 @@ func (b *standInBackend) AccessLogEntry(_ context.Context, _ backend.Workload, c
 	b.mu.Lock()
 	gateways := append([]*testProxy{}, b.gateways...)
 	b.mu.Unlock()
-	deadline := time.Now().Add(2 * time.Second)
-	for {
+	found := pollUntil(ctx, func() bool {
 		for _, g := range gateways {
 			if ge, ok := kind.AccessLogEntryByRequestID(g.log(), id); ok {
 				e.Gateway, e.GatewayName = &ge, host
-				return e, nil
+				return true
 			}
 		}
-		if time.Now().After(deadline) {
-			return e, fmt.Errorf("no gateway line for request %s (%s)", id, c)
-		}
-		time.Sleep(20 * time.Millisecond)
+		return false
+	})
+	if !found {
+		return e, fmt.Errorf("no gateway line for request %s (%s)", id, c)
 	}
+	return e, nil
+}
+
+// pollUntil asks cond again, every few milliseconds, until it holds (true), ctx ends
+// or a generous bound passes (false): a proxy writes its access-log line as it finishes
+// the call, which the client may see end a moment before.
+func pollUntil(ctx context.Context, cond func() bool) bool {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	poll := time.NewTicker(10 * time.Millisecond)
+	defer poll.Stop()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			return cond()
+		case <-poll.C:
+		}
+	}
+	return true
 }
 
 // gatewayThatLogged is the gateway stand-in whose log has line.
@@ -133,22 +151,25 @@ func (b *standInBackend) gatewayThatLogged(line string) *testProxy {
 }
 
 // lineOf is the call's access-log line and the stand-in that wrote it.
-func (b *standInBackend) lineOf(c backend.Call, client string) (backend.AccessLogEntry, *testProxy, error) {
+func (b *standInBackend) lineOf(ctx context.Context, c backend.Call, client string) (backend.AccessLogEntry, *testProxy, error) {
 	b.mu.Lock()
 	logs := append([]*testProxy{}, b.logs...)
 	b.mu.Unlock()
-	deadline := time.Now().Add(2 * time.Second)
-	for {
+	var e backend.AccessLogEntry
+	var from *testProxy
+	found := pollUntil(ctx, func() bool {
 		for _, tp := range logs {
-			if e, ok := kind.LastAccessLogEntry(tp.log(), c, client); ok {
-				return e, tp, nil
+			if line, ok := kind.LastAccessLogEntry(tp.log(), c, client); ok {
+				e, from = line, tp
+				return true
 			}
 		}
-		if time.Now().After(deadline) {
-			return backend.AccessLogEntry{}, nil, fmt.Errorf("no line from %s for %s", client, c)
-		}
-		time.Sleep(20 * time.Millisecond)
+		return false
+	})
+	if !found {
+		return backend.AccessLogEntry{}, nil, fmt.Errorf("no line from %s for %s", client, c)
 	}
+	return e, from, nil
 }
 
 // matchesSNI is Istio's rule for adding the TLS inspector to an outbound listener
@@ -199,7 +220,7 @@ func TestEveryCallOfEveryLabThroughTheStandIn(t *testing.T) {
 					continue
 				}
 				call := backend.MustCall(c.URL)
-				e, tp, err := b.lineOf(call, c.Verdict.Evidence.ClientAddress)
+				e, tp, err := b.lineOf(context.Background(), call, c.Verdict.Evidence.ClientAddress)
 				require.NoError(t, err, "step %d: every call the stand-in took has its line", c.Step)
 				ds := tp.decided()
 				require.NotEmpty(t, ds)

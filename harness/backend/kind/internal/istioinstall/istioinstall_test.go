@@ -162,15 +162,37 @@ func istiod(ready bool) *appsv1.Deployment {
 
 var injector = &admissionv1.MutatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: "istio-sidecar-injector"}}
 
+// polled is closed once k has been asked n times for a Deployment: WaitIstiod has
+// polled and is waiting for the next poll.
+func polled(k *kubefake.Clientset, n int32) <-chan struct{} {
+	ch := make(chan struct{})
+	var gets atomic.Int32
+	k.PrependReactor("get", "deployments", func(k8stesting.Action) (bool, runtime.Object, error) {
+		if gets.Add(1) == n {
+			close(ch)
+		}
+		return false, nil, nil // the fake's own objects answer
+	})
+	return ch
+}
+
 func TestWaitIstiodPollsUntilReady(t *testing.T) {
 	k := kubefake.NewClientset(istiod(false), injector)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	twice := polled(k, 2)
+	var ready atomic.Bool
 	go func() {
-		time.Sleep(100 * time.Millisecond)
-		_, _ = k.AppsV1().Deployments("istio-system").UpdateStatus(context.Background(), istiod(true), metav1.UpdateOptions{})
+		select {
+		case <-twice: // istiod was seen not ready, twice: WaitIstiod polls on
+		case <-ctx.Done():
+			return
+		}
+		ready.Store(true)
+		_, _ = k.AppsV1().Deployments("istio-system").UpdateStatus(ctx, istiod(true), metav1.UpdateOptions{})
 	}()
-	start := time.Now()
-	require.NoError(t, istioinstall.WaitIstiod(context.Background(), k, 5*time.Second, 10*time.Millisecond))
-	assert.GreaterOrEqual(t, time.Since(start), 100*time.Millisecond)
+	require.NoError(t, istioinstall.WaitIstiod(ctx, k, time.Minute, 10*time.Millisecond))
+	assert.True(t, ready.Load(), "WaitIstiod returned before istiod was ready")
 }
 
 func TestWaitIstiodTimesOutSayingWhatItSaw(t *testing.T) {
@@ -184,7 +206,8 @@ func TestWaitIstiodTimesOutSayingWhatItSaw(t *testing.T) {
 			start := time.Now()
 			err := istioinstall.WaitIstiod(context.Background(), k, 150*time.Millisecond, 10*time.Millisecond)
 			require.Error(t, err)
-			assert.Less(t, time.Since(start), 2*time.Second)
+			// It gives up at its timeout: a generous bound, far below anything that hangs.
+			assert.Less(t, time.Since(start), 30*time.Second)
 			assert.Contains(t, err.Error(), "wait for istiod in istio-system to be ready: context deadline exceeded")
 			assert.Contains(t, err.Error(), name)
 		})
@@ -192,9 +215,16 @@ func TestWaitIstiodTimesOutSayingWhatItSaw(t *testing.T) {
 }
 
 func TestWaitIstiodStopsWhenCancelled(t *testing.T) {
+	k := kubefake.NewClientset()
 	ctx, cancel := context.WithCancel(context.Background())
-	time.AfterFunc(50*time.Millisecond, cancel)
-	err := istioinstall.WaitIstiod(ctx, kubefake.NewClientset(), time.Minute, 10*time.Millisecond)
+	defer cancel()
+	once := polled(k, 1)
+	go func() {
+		<-once // Ctrl-C while WaitIstiod waits for istiod
+		cancel()
+	}()
+	// With a minute to wait, only the cancellation ends it this soon, and says so.
+	err := istioinstall.WaitIstiod(ctx, k, time.Minute, 10*time.Millisecond)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "context canceled")
 }
