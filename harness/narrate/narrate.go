@@ -14,6 +14,7 @@ import (
 	"golang.org/x/term"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -32,10 +33,17 @@ type Narrator struct {
 	start     time.Time
 	stepStart time.Time
 	step      int // the number of the step being told, for headings and timings
+	width     int // the columns text is wrapped to
 }
+
+// DefaultWidth is the columns text is wrapped to when the terminal's are not known.
+const DefaultWidth = 78
 
 // Option configures a Narrator.
 type Option func(*Narrator)
+
+// WithWidth wraps text to width columns (the terminal's: Width), never inside a word.
+func WithWidth(width int) Option { return func(n *Narrator) { n.width = max(width, 20) } }
 
 // WithColor turns ANSI colour on or off.
 func WithColor(on bool) Option { return func(n *Narrator) { n.color = on } }
@@ -48,18 +56,32 @@ func WithPause(in io.Reader) Option {
 
 // New returns a narrator writing to out.
 func New(out io.Writer, opts ...Option) *Narrator {
-	n := &Narrator{out: out, start: time.Now()}
+	n := &Narrator{out: out, start: time.Now(), width: DefaultWidth}
 	for _, o := range opts {
 		o(n)
 	}
 	return n
 }
 
-// ColorFor reports whether output to f should be coloured: only on a terminal, and
-// never when noColor (the NO_COLOR variable, https://no-color.org) is set. A character
-// device is not enough: /dev/null is one.
-func ColorFor(f *os.File, noColor string) bool {
-	return noColor == "" && term.IsTerminal(int(f.Fd()))
+// ColorFor reports whether output to f should be coloured: only on a terminal, never
+// when noColor (the NO_COLOR variable, https://no-color.org) is set, and never on a
+// terminal whose TERM (termName) is "dumb", which shows escape codes as text. A
+// character device is not enough: /dev/null is one.
+func ColorFor(f *os.File, noColor, termName string) bool {
+	return noColor == "" && termName != "dumb" && term.IsTerminal(int(f.Fd()))
+}
+
+// Width is the columns to wrap output to f to: the terminal's width, else the COLUMNS
+// variable (columns) as shells set it, else DefaultWidth; at most DefaultWidth, which
+// reads best, and at least 20.
+func Width(f *os.File, columns string) int {
+	w := DefaultWidth
+	if cols, _, err := term.GetSize(int(f.Fd())); err == nil && cols > 0 {
+		w = cols
+	} else if n, err := strconv.Atoi(columns); err == nil && n > 0 {
+		w = n
+	}
+	return min(max(w, 20), DefaultWidth)
 }
 
 const (
@@ -82,10 +104,10 @@ func (n *Narrator) printf(format string, args ...any) { fmt.Fprintf(n.out, forma
 
 // Banner opens the lab: its title and what the backend's verdicts rest on.
 func (n *Narrator) Banner(title string, lines ...string) {
-	rule := strings.Repeat("=", 78)
+	rule := strings.Repeat("=", n.width)
 	n.printf("%s\n%s\n", n.paint(bold, rule), n.paint(bold, "  "+title))
 	for _, l := range lines {
-		n.printf("%s\n", Wrap(l, 76, "  "))
+		n.printf("%s\n", Wrap(l, n.width, "  "))
 	}
 	n.printf("%s\n", n.paint(bold, rule))
 }
@@ -129,7 +151,7 @@ func (n *Narrator) Step(title, why string) {
 	n.step++
 	n.printf("\n%s\n", n.paint(bold+";"+cyan, fmt.Sprintf("Step %d. %s", n.step, title)))
 	if why != "" {
-		n.printf("%s\n", Wrap(why, 76, "  "))
+		n.printf("%s\n", Wrap(why, n.width, "  "))
 	}
 	n.stepStart = time.Now()
 }
@@ -156,7 +178,7 @@ func (n *Narrator) Command(cmd string) {
 
 // Say prints a line of the story.
 func (n *Narrator) Say(format string, args ...any) {
-	n.printf("%s\n", Wrap(fmt.Sprintf(format, args...), 76, "  "))
+	n.printf("%s\n", Wrap(fmt.Sprintf(format, args...), n.width, "  "))
 }
 
 // Verdict shows a verdict, its evidence, and whether it was the one expected: as
@@ -188,7 +210,7 @@ func (n *Narrator) Verdict(v outcome.Verdict, want outcome.Kind, mismatches []st
 
 // Skip says that a call was not made on this backend, and why.
 func (n *Narrator) Skip(what, why string) {
-	n.printf("  %s\n%s\n", n.paint(dim, "– skipped: "+what), Wrap(why, 76, "    "))
+	n.printf("  %s\n%s\n", n.paint(dim, "– skipped: "+what), Wrap(why, n.width, "    "))
 }
 
 // Failed says that a step could not be carried out, and why.

@@ -9,6 +9,7 @@ import (
 	"os"
 	"sync"
 	"syscall"
+	"strings"
 	"testing"
 	"time"
 	"unsafe"
@@ -70,11 +71,44 @@ func TestColourOnlyOnARealTerminal(t *testing.T) {
 	devNull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
 	require.NoError(t, err)
 	defer devNull.Close()
-	assert.False(t, narrate.ColorFor(devNull, ""), "/dev/null is a character device, not a terminal")
+	assert.False(t, narrate.ColorFor(devNull, "", "xterm"), "/dev/null is a character device, not a terminal")
 
 	tty := openPTY(t)
-	assert.True(t, narrate.ColorFor(tty, ""))
-	assert.False(t, narrate.ColorFor(tty, "1"), "NO_COLOR wins")
+	assert.True(t, narrate.ColorFor(tty, "", "xterm"))
+	assert.False(t, narrate.ColorFor(tty, "1", "xterm"), "NO_COLOR wins")
+	assert.False(t, narrate.ColorFor(tty, "", "dumb"), "a dumb terminal shows escape codes as text")
+}
+
+// Text is wrapped to the terminal's width, never inside a word: at 40 columns a line
+// of 78 broke words wherever the terminal cut it.
+func TestTextIsWrappedToTheTerminalsWidth(t *testing.T) {
+	tty := openPTY(t)
+	require.NoError(t, setWinsize(tty, 40))
+	assert.Equal(t, 40, narrate.Width(tty, ""))
+	require.NoError(t, setWinsize(tty, 200))
+	assert.Equal(t, narrate.DefaultWidth, narrate.Width(tty, ""), "no wider than reads well")
+	devNull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	require.NoError(t, err)
+	defer devNull.Close()
+	assert.Equal(t, 50, narrate.Width(devNull, "50"), "COLUMNS, where output is no terminal")
+	assert.Equal(t, narrate.DefaultWidth, narrate.Width(devNull, ""))
+
+	var out bytes.Buffer
+	n := narrate.New(&out, narrate.WithWidth(40))
+	n.Banner("A lab", "Istio's config generator and simulator judge every call from the sidecar configuration istiod would send.")
+	n.Say("The sidecar sends the call to the PassthroughCluster, as the mesh-wide mode says.")
+	for _, line := range strings.Split(strings.TrimRight(out.String(), "\n"), "\n") {
+		assert.LessOrEqual(t, len(line), 40, "%q", line)
+	}
+	assert.Contains(t, out.String(), "PassthroughCluster,", "words are kept whole")
+}
+
+func setWinsize(tty *os.File, cols uint16) error {
+	ws := struct{ rows, cols, x, y uint16 }{24, cols, 0, 0}
+	if _, _, errno := syscall.Syscall(syscall.SYS_IOCTL, tty.Fd(), syscall.TIOCSWINSZ, uintptr(unsafe.Pointer(&ws))); errno != 0 {
+		return errno
+	}
+	return nil
 }
 
 func TestMismatchIsShownAndTheSummaryListsTheFailuresItIsGiven(t *testing.T) {

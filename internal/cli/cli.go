@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"runtime/debug"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -212,7 +213,7 @@ func runLab(ctx context.Context, args []string, s Streams) int {
 	defer release()
 
 	var nopts []narrate.Option
-	nopts = append(nopts, narrate.WithColor(colorFor(s)))
+	nopts = append(nopts, narrate.WithColor(colorFor(s)), narrate.WithWidth(widthFor(s)))
 	if *instructor {
 		nopts = append(nopts, narrate.WithPause(s.In))
 	}
@@ -290,7 +291,7 @@ func listLabs(ctx context.Context, args []string, s Streams) int {
 			onSim, code = "FAILS on sim: egresslab lab "+l.Name+" -backend=sim says why", ExitUnexpected
 		}
 		fmt.Fprintf(s.Out, "%2d. %-16s %s (%d steps, %s)\n", i+1, l.Name, l.Title, len(l.Steps), onSim)
-		fmt.Fprintf(s.Out, "%s\n", narrate.Wrap(l.Summary, 78, strings.Repeat(" ", 21)))
+		fmt.Fprintf(s.Out, "%s\n", narrate.Wrap(l.Summary, widthFor(s), strings.Repeat(" ", 21)))
 	}
 	return code
 }
@@ -775,9 +776,20 @@ func colorFor(s Streams) bool {
 		return *s.Color
 	}
 	if f, ok := s.Out.(*os.File); ok {
-		return narrate.ColorFor(f, s.env()("NO_COLOR"))
+		return narrate.ColorFor(f, s.env()("NO_COLOR"), s.env()("TERM"))
 	}
 	return false
+}
+
+// widthFor is the columns to wrap output to: the terminal's, when output is one.
+func widthFor(s Streams) int {
+	if f, ok := s.Out.(*os.File); ok {
+		return narrate.Width(f, s.env()("COLUMNS"))
+	}
+	if n, err := strconv.Atoi(s.env()("COLUMNS")); err == nil && n > 0 {
+		return min(max(n, 20), narrate.DefaultWidth)
+	}
+	return narrate.DefaultWidth
 }
 
 // parseInterspersed parses flags that may come before or after the positional
