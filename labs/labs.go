@@ -10,7 +10,6 @@ import (
 	"embed"
 	"fmt"
 	"io/fs"
-	"os"
 	"path"
 	"path/filepath"
 	"regexp"
@@ -60,17 +59,29 @@ func Load(name string) (*labfile.Lab, error) {
 }
 
 // LoadFile reads a user's lab file, with the manifests beside it; a deploy may name
-// the shared apps (deploy: client).
+// the shared apps (deploy: client). The lab's folder is read through the folder that
+// holds it, as labs/ holds the labs (labfile.Folder): a lab may name a file of its own
+// folder and, as ../OTHER/FILE, of a sibling folder (a lab beside labs/modes uses
+// ../serviceentry/jsonplaceholder.yaml as modes does); never an absolute path, nothing
+// above that parent, and a symbolic link only while it stays inside it.
 func LoadFile(file string) (*labfile.Lab, error) {
 	dir, base := filepath.Split(file)
 	if dir == "" {
 		dir = "."
 	}
+	dir = filepath.Clean(dir)
 	name := strings.TrimSuffix(base, filepath.Ext(base))
 	if name == "lab" {
-		name = filepath.Base(filepath.Clean(dir))
+		name = filepath.Base(dir)
+		if abs, err := filepath.Abs(dir); err == nil {
+			name = filepath.Base(abs)
+		}
 	}
-	return labfile.Load(source(os.DirFS(dir), ".", filepath.Clean(dir)), base, name)
+	fsys, in, done := labfile.Folder(dir, base)
+	defer done() // Load reads every file the lab names before it returns
+	src := source(fsys, in, "")
+	src.DirShown = filepath.ToSlash(dir)
+	return labfile.Load(src, base, name)
 }
 
 func source(fsys fs.FS, dir, shown string) labfile.Source {

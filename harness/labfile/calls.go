@@ -20,21 +20,21 @@ import (
 func ParseCalls(file string, data []byte, client backend.Workload) ([]*Call, error) {
 	p := &parser{src: Source{Client: client}, lab: &Lab{File: file}, mesh: true, callsFile: true,
 		applied: map[string]bool{}, unread: map[string]bool{}}
-	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
-		p.fail(lineOf(err), "not valid YAML: "+err.Error(), "check indentation and quoting: a calls file is one YAML mapping with `calls:`")
+	top, ok := p.document(data, "a calls file", "check indentation and quoting: a calls file is one YAML mapping with `calls:`",
+		"remove the `---` line and everything after it: list every call under the one `calls:`")
+	if !ok {
 		return nil, p.errs
 	}
-	if len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
+	if top == nil || top.Kind != yaml.MappingNode {
 		p.fail(1, "the file is empty or not a mapping", "start with `calls:` and list the calls, each `- call: URL` with `expect:`")
 		return nil, p.errs
 	}
 	var list *yaml.Node
-	for _, f := range p.fields(doc.Content[0], "a calls file", "calls") {
+	for _, f := range p.fields(top, "a calls file", "calls") {
 		list = f.val
 	}
 	if list == nil || list.Kind != yaml.SequenceNode || len(list.Content) == 0 {
-		p.fail(doc.Content[0].Line, "the file lists no calls", "add `calls:` with a list of calls, each `- call: URL`")
+		p.fail(top.Line, "the file lists no calls", "add `calls:` with a list of calls, each `- call: URL`")
 		return nil, p.errs
 	}
 	var calls []*Call

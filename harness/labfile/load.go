@@ -1,14 +1,17 @@
 package labfile
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"path"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 
 	yaml "go.yaml.in/yaml/v3"
 
@@ -20,11 +23,16 @@ import (
 // Source is where a lab's files are read from.
 type Source struct {
 	// FS holds the lab's folder, Dir: its lab file and, beside it, the manifests it
-	// applies. A lab may name a file of another folder of FS ("../serviceentry/x.yaml").
+	// applies. FS is rooted at the folder that holds Dir (labs/, or a user's lab's
+	// parent: Folder), and a lab may name a file of its folder or of a sibling folder
+	// ("../serviceentry/x.yaml"), nothing else (place). That a symbolic link is followed
+	// only while it stays inside FS is FS's to enforce (an os.Root's does: Folder).
 	FS  fs.FS
 	Dir string
-	// Shown is FS's root as messages name it: "labs", or the folder of a user's lab.
-	Shown string
+	// Shown is FS's root as messages name it: "labs". DirShown, when set, is how they
+	// name Dir instead ("my-lab", "." for a lab run from its folder): a file is then
+	// named relative to it ("../serviceentry/x.yaml").
+	Shown, DirShown string
 	// Apps holds the shared apps (labs/apps) that a deploy action names without ".yaml",
 	// and AppsShown names that folder.
 	Apps      fs.FS
@@ -38,7 +46,8 @@ type Source struct {
 // it all: a lab is either whole and valid, or refused with an Errors that names the
 // file, the line, the step and the fix of every problem found.
 func Load(src Source, file, name string) (*Lab, error) {
-	shown := path.Join(src.Shown, src.Dir, file)
+	p := &parser{src: src, sets: map[string]*manifest.Set{}}
+	shown := p.shown(path.Join(src.Dir, file))
 	data, err := manifest.ReadInput(src.FS, path.Join(src.Dir, file))
 	if errors.Is(err, manifest.ErrNotInput) {
 		return nil, Errors{{File: shown, Reason: err.Error(), Fix: "give a " + FileName + " file: one YAML mapping with title, summary and steps"}}
@@ -47,22 +56,25 @@ func Load(src Source, file, name string) (*Lab, error) {
 		return nil, Errors{{File: shown, Reason: "cannot read it: " + unwrapAll(err).Error(),
 			Fix: "check the path: a lab is a " + FileName + " file in a folder with the manifests it applies"}}
 	}
-	p := &parser{src: src, lab: &Lab{Name: name, File: shown, Dir: path.Join(src.Shown, src.Dir)}, sets: map[string]*manifest.Set{}}
-	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
-		p.fail(lineOf(err), "not valid YAML: "+err.Error(), "check indentation and quoting: a lab file is one YAML mapping")
+	p.lab = &Lab{Name: name, File: shown, Dir: p.shown(src.Dir)}
+	top, ok := p.document(data, "a lab file", "check indentation and quoting: a lab file is one YAML mapping",
+		"remove the `---` line and everything after it (a second lab goes in a folder of its own, as its own "+FileName+")")
+	if !ok {
 		return nil, p.errs
 	}
-	if len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
+	if top == nil || top.Kind != yaml.MappingNode {
 		p.fail(1, "the file is empty or not a mapping", "start with `title:`, `summary:` and `steps:` (docs/lab-format.md)")
 		return nil, p.errs
 	}
-	p.top(doc.Content[0])
+	p.top(top)
 	if len(p.errs) > 0 {
 		return nil, p.errs
 	}
 	return p.lab, nil
 }
+
+// MaxErrors is how many problems of one file are listed; the rest are only counted.
+const MaxErrors = 30
 
 // Error is one problem in a lab file: where it is, what is wrong, and how to fix it.
 type Error struct {
@@ -73,6 +85,9 @@ type Error struct {
 	StepTitle string
 	Reason    string
 	Fix       string
+	// More, on the last Error of an Errors only, counts the problems found after it and
+	// not listed (past MaxErrors).
+	More int
 }
 
 func (e *Error) Error() string {
@@ -98,9 +113,13 @@ func (e *Error) Error() string {
 type Errors []*Error
 
 func (es Errors) Error() string {
-	msgs := make([]string, len(es))
+	msgs := make([]string, len(es), len(es)+1)
 	for i, e := range es {
 		msgs[i] = e.Error()
+	}
+	if n := len(es); n > 0 && es[n-1].More > 0 {
+		msgs = append(msgs, fmt.Sprintf("%s: … and %d more problems, not listed\n  fix: fix the ones above first; so many usually means a file that is not a lab, or keys indented wrongly",
+			es[n-1].File, es[n-1].More))
 	}
 	return strings.Join(msgs, "\n")
 }
@@ -120,14 +139,106 @@ type parser struct {
 	// may have been meant to apply a file a later step deletes, and one error is enough.
 	unread   map[string]bool
 	deployed []backend.Workload
-	before   bool // a call marked config: before
+	before   bool           // a call marked config: before
+	ids      map[string]int // the line of each call's id
 	// callsFile: the calls are `egresslab check`'s (ParseCalls), not a lab's: check
 	// deploys each call's workload itself, and a call may expect nothing (it reports).
 	callsFile bool
 }
 
+// fail records a problem; past MaxErrors it only counts it, so that a file of a
+// hundred thousand problems costs no more than one of thirty.
 func (p *parser) fail(line int, reason, fix string) {
+	if p.full() {
+		p.errs[len(p.errs)-1].More++
+		return
+	}
 	p.errs = append(p.errs, &Error{File: p.lab.File, Line: line, Step: p.step, StepTitle: p.stepTitle, Reason: reason, Fix: fix})
+}
+
+// full: MaxErrors problems are listed, and a further one need not be spelt out.
+func (p *parser) full() bool { return len(p.errs) >= MaxErrors }
+
+// document decodes data, which must be one YAML document with no aliases, and returns
+// its top node (nil for an empty file); false when it cannot be read further (p.errs
+// says why). kind names the file ("a lab file"), syntax is the fix of a syntax error,
+// second that of a second document (whose first is read still, for its own problems).
+func (p *parser) document(data []byte, kind, syntax, second string) (*yaml.Node, bool) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var top *yaml.Node
+	for { // yaml.Unmarshal would read the first document only, and ignore the rest
+		var doc yaml.Node
+		err := dec.Decode(&doc)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			p.fail(lineOf(err), "not valid YAML: "+err.Error(), syntax)
+			return nil, false
+		}
+		if len(doc.Content) == 0 || (doc.Content[0].Kind == yaml.ScalarNode && doc.Content[0].Tag == "!!null" && doc.Content[0].Value == "") {
+			continue // a `---` with nothing (or only comments) after it
+		}
+		if top == nil {
+			top = doc.Content[0]
+			continue
+		}
+		p.fail(doc.Line, "a second YAML document begins here (after `---`): "+kind+" is one YAML document, and egresslab would ignore the rest", second)
+		break // the first is read still, for its own problems
+	}
+	if top == nil {
+		return nil, true
+	}
+	ok := true
+	// An alias (*name) repeats what an anchor (&name) marks elsewhere: the value a
+	// message is about would not be on the line it names, and an alias of an alias
+	// multiplies a file's size. A lab file writes every value out.
+	stack := []*yaml.Node{top}
+	for len(stack) > 0 {
+		n := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if n.Kind == yaml.AliasNode {
+			fix := "write out, here too, what the anchor &" + n.Value + " stands for"
+			if n.Alias != nil {
+				fix = fmt.Sprintf("write out what &%s at line %d stands for, here too", n.Value, n.Alias.Line)
+			}
+			p.step, p.stepTitle = p.stepAt(top, n.Line)
+			p.fail(n.Line, "*"+n.Value+": YAML aliases are not supported in a lab file", fix)
+			ok = false
+			continue
+		}
+		for i := len(n.Content) - 1; i >= 0; i-- {
+			stack = append(stack, n.Content[i])
+		}
+	}
+	p.step, p.stepTitle = 0, ""
+	return top, ok
+}
+
+// stepAt is the number and title of the step of top (a lab's top mapping) that holds
+// line, for a message about a node found outside the parse of the steps.
+func (p *parser) stepAt(top *yaml.Node, line int) (int, string) {
+	if p.callsFile || top.Kind != yaml.MappingNode {
+		return 0, ""
+	}
+	for i := 0; i+1 < len(top.Content); i += 2 {
+		if top.Content[i].Value != "steps" || top.Content[i+1].Kind != yaml.SequenceNode {
+			continue
+		}
+		steps := top.Content[i+1].Content
+		for j := len(steps) - 1; j >= 0; j-- {
+			if steps[j].Line <= line {
+				title := ""
+				for k := 0; steps[j].Kind == yaml.MappingNode && k+1 < len(steps[j].Content); k += 2 {
+					if steps[j].Content[k].Value == "title" && steps[j].Content[k+1].Kind == yaml.ScalarNode {
+						title = strings.TrimSpace(steps[j].Content[k+1].Value)
+					}
+				}
+				return j + 1, title
+			}
+		}
+	}
+	return 0, ""
 }
 
 // field is one key of a mapping, with the node of its value.
@@ -149,6 +260,8 @@ func (p *parser) fields(n *yaml.Node, what string, known ...string) []field {
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		switch {
+		case !slices.Contains(known, k.Value) && p.full():
+			p.fail(k.Line, "", "") // counted only
 		case !slices.Contains(known, k.Value):
 			fix := "the fields of " + what + " are: " + strings.Join(known, ", ")
 			if near := closest(k.Value, known); near != "" {
@@ -204,7 +317,12 @@ func (p *parser) top(n *yaml.Node) {
 	if p.lab.Summary == "" {
 		p.fail(n.Line, "the lab has no summary", "add `summary: ...` (a sentence or two, shown by `egresslab lab list`)")
 	}
-	if steps == nil || steps.Kind != yaml.SequenceNode || len(steps.Content) == 0 {
+	switch {
+	case steps != nil && steps.Kind == yaml.MappingNode:
+		p.fail(p.keyLine(n, "steps"), "`steps:` must be a list of steps, not a mapping",
+			"start each step with `- title:`, e.g.\n      steps:\n      - title: REGISTRY_ONLY, and the client in the mesh\n        do:\n        - mesh: REGISTRY_ONLY")
+		return
+	case steps == nil || steps.Kind != yaml.SequenceNode || len(steps.Content) == 0:
 		p.fail(n.Line, "the lab has no steps", "add `steps:` with a list of steps, each `- title: ...`")
 		return
 	}
@@ -238,11 +356,19 @@ func (p *parser) stepOf(n *yaml.Node) {
 	if n.Kind == yaml.MappingNode && st.Title == "" {
 		p.fail(n.Line, "the step has no title", "add `title: ...`: the step's heading")
 	}
-	if do == nil || do.Kind != yaml.SequenceNode || len(do.Content) == 0 {
+	switch {
+	case do != nil && do.Kind != yaml.SequenceNode && !(do.Kind == yaml.ScalarNode && do.Tag == "!!null"):
+		kind := "a mapping"
+		if do.Kind == yaml.ScalarNode {
+			kind = "text"
+		}
+		p.fail(p.keyLine(n, "do"), "`do:` must be a list of actions, not "+kind,
+			"start each action with `- `, one a line, e.g.\n      do:\n      - mesh: REGISTRY_ONLY\n      - deploy: client")
+	case do == nil || do.Kind != yaml.SequenceNode || len(do.Content) == 0:
 		if n.Kind == yaml.MappingNode {
 			p.fail(n.Line, "the step does nothing", "add `do:` with a list of actions: "+actionList())
 		}
-	} else {
+	default:
 		for _, a := range do.Content {
 			if act, ok := p.action(a); ok {
 				st.Actions = append(st.Actions, act)
@@ -250,6 +376,16 @@ func (p *parser) stepOf(n *yaml.Node) {
 		}
 	}
 	p.lab.Steps = append(p.lab.Steps, st)
+}
+
+// keyLine is the line of key in mapping n (n's own line when it has none).
+func (p *parser) keyLine(n *yaml.Node, key string) int {
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return n.Content[i].Line
+		}
+	}
+	return n.Line
 }
 
 func actionNames() []string {
@@ -279,6 +415,10 @@ func (p *parser) action(n *yaml.Node) (Action, bool) {
 			kinds = append(kinds, field{key: k.Value, line: k.Line, val: n.Content[i+1]})
 		case slices.Contains(callFields, k.Value):
 			mods = append(mods, field{key: k.Value, line: k.Line, val: n.Content[i+1]})
+		case p.full():
+			p.fail(k.Line, "", "") // an unknown action, counted only
+			p.unread[n.Content[i+1].Value] = true
+			return Action{}, false
 		default:
 			fix := "an action is one of: " + actionList() + "; a call may also have: " + strings.Join(callFields, ", ")
 			if near := closest(k.Value, append(known, callFields...)); near != "" {
@@ -321,10 +461,22 @@ func (p *parser) action(n *yaml.Node) (Action, bool) {
 		}
 		switch a.Kind {
 		case Deploy:
+			var holds []string
+			found := false
 			for _, o := range a.Set.Objects {
 				if o.Kind == "Deployment" {
 					p.deployed = append(p.deployed, backend.Workload{Namespace: o.Namespace, Name: o.Name})
+					found = true
 				}
+				holds = append(holds, o.Kind+" "+o.Name)
+			}
+			if !found {
+				if len(holds) > 3 {
+					holds = append(holds[:3], fmt.Sprintf("%d more", len(holds)-3))
+				}
+				p.fail(f.line, fmt.Sprintf("deploy %s: it holds no Deployment (it holds %s), so there is no app whose pods would get a sidecar", a.File, strings.Join(holds, ", ")),
+					"`deploy:` is for an app: a file with a Deployment; apply other objects with `- apply: "+a.File+"`")
+				return a, false
 			}
 		case Apply:
 			p.applied[a.File] = true
@@ -388,37 +540,200 @@ func (p *parser) manifest(f field, deploy bool) *manifest.Set {
 // read reads a file the lab names, and says how messages name it.
 func (p *parser) read(f field, deploy bool) (shown string, data []byte, ok bool) {
 	name := f.val.Value
-	fsys, root, dir, file := p.src.FS, p.src.Shown, p.src.Dir, name
-	if deploy && !strings.HasSuffix(name, ".yaml") && p.src.Apps != nil {
-		fsys, root, dir, file = p.src.Apps, p.src.AppsShown, ".", name+".yaml"
-	}
-	at := path.Join(dir, file)
-	if !fs.ValidPath(at) {
-		p.fail(f.line, fmt.Sprintf("%s %s: outside the folders egresslab reads a lab's manifests from", f.key, name),
-			"put the file beside "+FileName+" and name it without a folder, e.g. `"+f.key+": entry.yaml`")
+	if strings.TrimSpace(name) == "" {
+		p.fail(f.line, f.key+" names no file", "name a file beside "+FileName+", e.g. `"+f.key+": entry.yaml`")
 		return "", nil, false
 	}
-	data, err := manifest.ReadInput(fsys, at)
+	if deploy && !strings.HasSuffix(name, ".yaml") && p.src.Apps != nil {
+		return p.readApp(f)
+	}
+	at, ok := p.place(f)
+	if !ok {
+		return "", nil, false
+	}
+	shown = p.shown(at)
+	data, err := manifest.ReadInput(p.src.FS, at)
+	if err == nil {
+		return shown, data, true
+	}
+	if info, serr := fs.Stat(p.src.FS, at); serr == nil && info.IsDir() {
+		fix := "name a YAML file of Kubernetes or Istio objects"
+		if names := yamlFiles(p.src.FS, at); len(names) > 0 {
+			fix = "name one YAML file in it, e.g. `" + f.key + ": " + path.Join(name, names[0]) + "`; the files there are: " + strings.Join(names, ", ")
+		}
+		p.fail(f.line, fmt.Sprintf("%s %s: %s is a folder, not a file", f.key, name, shown), fix)
+		return "", nil, false
+	}
 	if errors.Is(err, manifest.ErrNotInput) {
 		p.fail(f.line, fmt.Sprintf("%s %s: %v", f.key, name, err), "name a YAML file of Kubernetes or Istio objects")
 		return "", nil, false
 	}
-	if err != nil {
-		dir := path.Join(root, path.Dir(at))
-		fix := "put " + path.Base(at) + " in " + dir
-		if names := yamlFiles(fsys, path.Dir(at)); len(names) > 0 {
-			fix += "; the files there are: " + strings.Join(names, ", ")
-			if near := closest(path.Base(at), names); near != "" {
-				fix = "did you mean " + near + "? " + fix
-			}
-		}
-		if deploy && p.src.Apps != nil {
-			fix += " (or name an app of " + p.src.AppsShown + " without .yaml, e.g. `deploy: client`)"
-		}
-		p.fail(f.line, fmt.Sprintf("%s %s: there is no such file in %s", f.key, name, dir), fix)
+	if p.unfollowed(f, at, err) {
 		return "", nil, false
 	}
-	return path.Join(root, at), data, true
+	if !errors.Is(err, fs.ErrNotExist) {
+		p.fail(f.line, fmt.Sprintf("%s %s: cannot read %s: %v", f.key, name, shown, unwrapAll(err)),
+			"make it a file egresslab can read (check its permissions), or name another")
+		return "", nil, false
+	}
+	dir := p.shown(path.Dir(at))
+	fix := "put " + path.Base(at) + " in " + dir
+	if names := yamlFiles(p.src.FS, path.Dir(at)); len(names) > 0 {
+		fix += "; the files there are: " + strings.Join(names, ", ")
+		if near := closest(path.Base(at), names); near != "" {
+			fix = "did you mean " + near + "? " + fix
+		}
+	}
+	if deploy && p.src.Apps != nil {
+		fix += " (or deploy an app egresslab has built in by its name, without .yaml: " + strings.Join(appNames(p.src.Apps), ", ") + ")"
+	}
+	p.fail(f.line, fmt.Sprintf("%s %s: there is no such file in %s", f.key, name, dir), fix)
+	return "", nil, false
+}
+
+// pathRule is the rule a file's name follows, for the messages of a name that breaks it.
+const pathRule = "a lab names a file in its own folder (`entry.yaml`, `more/entry.yaml`) or in a sibling folder (`../other-lab/entry.yaml`)"
+
+// place is where the file a lab names is in p.src.FS, if the rules allow it: a name
+// relative to the lab's folder, of a file in it or in a sibling folder of the same
+// parent (as the labs of labs/ share ../serviceentry/jsonplaceholder.yaml); never an
+// absolute path, nothing above that parent, and no file of the parent itself.
+func (p *parser) place(f field) (string, bool) {
+	name := f.val.Value
+	parent := path.Dir(p.src.Dir)
+	if path.IsAbs(name) || strings.HasPrefix(name, `\`) || drive.MatchString(name) {
+		p.fail(f.line, fmt.Sprintf("%s %s: an absolute path; a lab names files relative to its folder", f.key, name),
+			"copy the file beside "+FileName+" and write `"+f.key+": "+path.Base(strings.ReplaceAll(name, `\`, "/"))+"`; "+pathRule)
+		return "", false
+	}
+	at := path.Join(p.src.Dir, name)
+	switch {
+	case !fs.ValidPath(at) || (parent != "." && at != parent && !strings.HasPrefix(at, parent+"/")):
+		p.fail(f.line, fmt.Sprintf("%s %s: it leads above %s", f.key, name, p.parentName()),
+			"copy the file beside "+FileName+" and write `"+f.key+": "+path.Base(name)+"`; "+pathRule)
+		return "", false
+	case hidden(at):
+		// From ~/mylab, ../.kube/config or ../.ssh/id_rsa would be a "sibling folder".
+		p.fail(f.line, fmt.Sprintf("%s %s: it names a hidden file or folder (a name starting with a dot)", f.key, name),
+			"give the manifest a plain name in the lab's folder or a sibling lab's; "+pathRule)
+		return "", false
+	case p.src.Dir != "." && (at == parent || path.Dir(at) == parent):
+		p.fail(f.line, fmt.Sprintf("%s %s: it names a file of %s itself, not of a lab's folder", f.key, name, p.shown(parent)),
+			"move it into a folder beside the lab's (`../shared/"+path.Base(at)+"`) or beside "+FileName+"; "+pathRule)
+		return "", false
+	}
+	return at, true
+}
+
+// parentName names, for messages, the folder a lab's files must stay inside: the one
+// that holds the lab's folder, or the lab's folder when the Source has no parent.
+func (p *parser) parentName() string {
+	if p.src.Dir == "." {
+		return "the lab's folder (" + p.shown(".") + ")"
+	}
+	return "the folder that holds the lab's folder (" + p.shown(path.Dir(p.src.Dir)) + ")"
+}
+
+// hidden reports whether a path names a hidden file or folder: one whose name starts
+// with a dot (.kube, .ssh), which no lab's manifest is.
+func hidden(at string) bool {
+	for _, part := range strings.Split(at, "/") {
+		if strings.HasPrefix(part, ".") && part != "." && part != ".." {
+			return true
+		}
+	}
+	return false
+}
+
+// drive is the start of an absolute Windows path.
+var drive = regexp.MustCompile(`^[A-Za-z]:[/\\]`)
+
+// unfollowed says, when a symbolic link on the way to at is what could not be
+// followed (a loop, a link to what does not exist, or out of the parent folder, which
+// p.src.FS refuses), why; false when no link is to blame.
+func (p *parser) unfollowed(f field, at string, err error) bool {
+	parent := path.Dir(p.src.Dir)
+	// The link may be at or anywhere above at (`etc/passwd`, etc a link to /etc).
+	for dir := at; dir != "." && dir != "/" && dir != parent; dir = path.Dir(dir) {
+		target, lerr := fs.ReadLink(p.src.FS, dir)
+		if lerr != nil {
+			continue // not a link, or an FS without links
+		}
+		if _, serr := fs.Stat(p.src.FS, dir); serr == nil && dir != at {
+			return false // a link to a folder that is there: what is missing is in it
+		}
+		shown := p.shown(dir)
+		to := path.Join(path.Dir(dir), target)
+		switch {
+		case path.IsAbs(target) || !fs.ValidPath(to) || (parent != "." && !strings.HasPrefix(to, parent+"/")):
+			p.fail(f.line, fmt.Sprintf("%s %s: %s is a symbolic link to %s, outside %s", f.key, f.val.Value, shown, target, p.parentName()),
+				"copy the file itself beside "+FileName+": symbolic links are followed only while they stay inside "+p.shown(parent)+" ("+pathRule+")")
+		case errors.Is(err, syscall.ELOOP):
+			p.fail(f.line, fmt.Sprintf("%s %s: %s is a symbolic link that cannot be followed: a loop of links (to %s)", f.key, f.val.Value, shown, target),
+				"point the link at a file, or put the file itself there")
+		case errors.Is(err, fs.ErrNotExist):
+			p.fail(f.line, fmt.Sprintf("%s %s: %s is a symbolic link to %s, which does not exist", f.key, f.val.Value, shown, target),
+				"point the link at a file that exists, or put the file itself there")
+		default:
+			p.fail(f.line, fmt.Sprintf("%s %s: %s is a symbolic link to %s, which cannot be followed: %v", f.key, f.val.Value, shown, target, unwrapAll(err)),
+				"point the link at a file inside "+p.shown(parent)+", or put the file itself there")
+		}
+		return true
+	}
+	return false
+}
+
+// readApp reads an app egresslab has built in (`deploy: client`).
+func (p *parser) readApp(f field) (shown string, data []byte, ok bool) {
+	name := f.val.Value
+	file := name + ".yaml"
+	if fs.ValidPath(file) {
+		if data, err := manifest.ReadInput(p.src.Apps, file); err == nil {
+			return path.Join(p.src.AppsShown, file), data, true
+		}
+	}
+	apps := appNames(p.src.Apps)
+	reason := fmt.Sprintf("deploy %s: egresslab has no app called %s; its apps are: %s", name, name, strings.Join(apps, ", "))
+	fix := "deploy one of them (`deploy: client`), or a file: a file beside " + FileName + " is deployed by its name with .yaml (`deploy: " + path.Base(file) + "`)"
+	if near := closest(name, apps); near != "" {
+		fix = "did you mean `deploy: " + near + "`? " + fix
+	}
+	if at := path.Join(p.src.Dir, file); fs.ValidPath(at) {
+		if info, err := fs.Stat(p.src.FS, at); err == nil && !info.IsDir() {
+			fix = "write `deploy: " + file + "`: " + file + " is beside " + FileName + ", and a deploy without .yaml names an app egresslab has built in (" + strings.Join(apps, ", ") + ")"
+		}
+	}
+	p.fail(f.line, reason, fix)
+	return "", nil, false
+}
+
+// appNames lists the apps built in: the files of apps, without .yaml.
+func appNames(apps fs.FS) []string {
+	var names []string
+	for _, n := range yamlFiles(apps, ".") {
+		names = append(names, strings.TrimSuffix(n, ".yaml"))
+	}
+	return names
+}
+
+// shown is how messages name at, a path in p.src.FS.
+func (p *parser) shown(at string) string {
+	if p.src.DirShown == "" {
+		return path.Join(p.src.Shown, at)
+	}
+	dir := p.src.Dir
+	rel := at
+	if dir != "." {
+		switch {
+		case at == dir:
+			rel = "."
+		case strings.HasPrefix(at, dir+"/"):
+			rel = at[len(dir)+1:]
+		default:
+			rel = strings.Repeat("../", strings.Count(dir, "/")+1) + at
+		}
+	}
+	return path.Join(p.src.DirShown, rel)
 }
 
 func yamlFiles(fsys fs.FS, dir string) []string {
@@ -443,6 +758,15 @@ func (p *parser) call(f field, mods []field) *Call {
 		switch m.key {
 		case "id":
 			c.ID = p.text(m)
+			if p.ids == nil {
+				p.ids = map[string]int{}
+			}
+			if at, ok := p.ids[c.ID]; ok && c.ID != "" && !p.callsFile {
+				p.fail(m.line, fmt.Sprintf("id %q is given to two calls (the call at line %d has it too)", c.ID, at),
+					"give each call its own id: a Go test finds a call's expectation by its id (labs.Expect)")
+			} else if c.ID != "" {
+				p.ids[c.ID] = m.line
+			}
 		case "from":
 			ns, name, ok := strings.Cut(p.text(m), "/")
 			if !ok || ns == "" || name == "" {

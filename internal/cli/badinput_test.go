@@ -141,7 +141,7 @@ func TestALabRunWithFNamesFilesOfItsFolderAndItsSiblings(t *testing.T) {
 	}
 	code, out, errs := run(t, "", "lab", "-f", "../../labs/modes/lab.yaml", "-markdown")
 	assert.Equal(t, cli.ExitOK, code, errs)
-	assert.Contains(t, out, "../serviceentry/jsonplaceholder.yaml")
+	assert.Contains(t, out, "kubectl apply -n egresslab -f ../../labs/serviceentry/jsonplaceholder.yaml")
 
 	parent := t.TempDir()
 	copyLab(t, parent, "modes")
