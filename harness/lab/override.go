@@ -21,6 +21,11 @@ func Override(l *labfile.Lab, opts Options) (*labfile.Lab, bool, error) {
 	if opts.Entry != nil && l.Entry == "" {
 		return nil, false, fmt.Errorf("-entry: lab %s has no entry to replace (%s names none)", l.Name, l.File)
 	}
+	if opts.Entry != nil {
+		if err := l.CheckNamespaces(opts.Entry); err != nil {
+			return nil, false, fmt.Errorf("-entry %s in place of %s: %w", opts.Entry.Source, l.Entry, err)
+		}
+	}
 	if opts.URL == "" || opts.URL == l.URL {
 		return l, opts.Entry != nil, nil
 	}

@@ -233,3 +233,25 @@ func TestWhichPathsALabMayName(t *testing.T) {
 }
 
 func mapApps() fstest.MapFS { return fstest.MapFS{"client.yaml": {Data: []byte(client)}} }
+
+// An object in a namespace that neither exists on every cluster nor is created by an
+// earlier step is refused with the file, before anything is applied: the lab used to
+// run its first steps and fail at that one, exit 1, with nothing on stderr.
+func TestAnObjectInANamespaceNoStepCreatesIsRefused(t *testing.T) {
+	stray := strings.Replace(entry, "name: example", "name: example\n  namespace: nowhere", 1)
+	lab := `title: t
+summary: s
+steps:
+- title: one
+  do:
+  - mesh: REGISTRY_ONLY
+  - deploy: client
+  - apply: stray.yaml
+`
+	_, err := labfile.Load(labfile.Source{FS: fstest.MapFS{"l/lab.yaml": {Data: []byte(lab)}, "l/stray.yaml": {Data: []byte(stray)}},
+		Dir: "l", Shown: "labs", Apps: mapApps(), AppsShown: "labs/apps", Client: backend.Workload{Namespace: "egresslab", Name: "client"}},
+		labfile.FileName, "l")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `line 8 (apply stray.yaml): labs/l/stray.yaml, document 1 (ServiceEntry example): namespace "nowhere" does not exist`)
+	assert.Contains(t, err.Error(), "fix: put the object in a namespace that exists (metadata.namespace), or apply that Namespace first")
+}

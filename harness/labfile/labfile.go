@@ -8,6 +8,8 @@
 package labfile
 
 import (
+	"fmt"
+
 	"github.com/egresslab/egresslab/harness/backend"
 	"github.com/egresslab/egresslab/harness/manifest"
 	"github.com/egresslab/egresslab/harness/outcome"
@@ -133,4 +135,44 @@ func (l *Lab) Expectation(id string) (outcome.Expect, bool) {
 		}
 	}
 	return outcome.Expect{}, false
+}
+
+// CheckNamespaces refuses a lab that would apply an object in a namespace that neither
+// every cluster with Istio has (manifest.SystemNamespaces) nor an earlier action of the
+// lab creates, with entry (the user's -entry, when given) in place of the lab's entry:
+// refused before anything is applied, where the API server would refuse it half-way
+// through the lab. The words are those every backend uses (manifest.Set.CheckNamespaces).
+func (l *Lab) CheckNamespaces(entry *manifest.Set) error {
+	created := map[string]bool{}
+	for _, ns := range manifest.SystemNamespaces {
+		created[ns] = true
+	}
+	for _, s := range l.Steps {
+		for _, a := range s.Actions {
+			set := a.Set
+			if entry != nil && a.File == l.Entry && (a.Kind == Apply || a.Kind == Delete) {
+				set = entry
+			}
+			if set == nil || (a.Kind != Apply && a.Kind != Deploy && a.Kind != Delete) {
+				continue
+			}
+			if a.Kind == Delete {
+				for _, o := range set.Objects {
+					if o.Kind == "Namespace" {
+						delete(created, o.Name)
+					}
+				}
+				continue
+			}
+			if err := set.CheckNamespaces(func(ns string) (bool, error) { return created[ns], nil }); err != nil {
+				return fmt.Errorf("%s, line %d (%s %s): %w", l.File, a.Line, a.Kind, a.File, err)
+			}
+			for _, o := range set.Objects {
+				if o.Kind == "Namespace" {
+					created[o.Name] = true
+				}
+			}
+		}
+	}
+	return nil
 }

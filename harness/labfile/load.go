@@ -333,6 +333,11 @@ func (p *parser) top(n *yaml.Node) {
 	}
 	p.step, p.stepTitle = 0, ""
 	p.checkOverrides(n.Line)
+	if len(p.errs) == 0 {
+		if err := p.lab.CheckNamespaces(nil); err != nil {
+			p.fail(0, err.Error(), "") // the manifest's error says the fix
+		}
+	}
 }
 
 func (p *parser) stepOf(n *yaml.Node) {

@@ -24,7 +24,11 @@ spec:
   resolution: DNS
 `
 
-const client = `apiVersion: apps/v1
+const client = `apiVersion: v1
+kind: Namespace
+metadata: {name: egresslab}
+---
+apiVersion: apps/v1
 kind: Deployment
 metadata:
   name: client

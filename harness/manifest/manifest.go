@@ -140,6 +140,9 @@ func (s *Set) NamespaceFlag() string {
 	return "-n " + ns + " "
 }
 
+// SystemNamespaces exist on every cluster with Istio installed.
+var SystemNamespaces = []string{"default", "kube-system", "kube-public", "kube-node-lease", "istio-system"}
+
 // CheckNamespaces refuses a set with an object in a namespace that neither exists (as
 // exists says) nor is created by the set itself, before anything is applied. Every
 // backend asks it, so that each refuses the same input with the same words: the API

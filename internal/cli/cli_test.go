@@ -510,3 +510,15 @@ func TestVersionNamesWhatEachBackendRuns(t *testing.T) {
 	assert.Contains(t, out, "kind backend: kind node image: kindest/node:v1.35.8")
 	assert.Contains(t, out, "local backend: kube-apiserver: v1.35.8")
 }
+
+// A lab's -entry with an object in a namespace that does not exist is refused before
+// anything runs, exit 2: the lab used to run steps 1 to 3 and fail at step 4, exit 1.
+func TestALabEntryInANamespaceThatDoesNotExistIsRefusedAtOnce(t *testing.T) {
+	f := writeFile(t, "stray.yaml", "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: x, namespace: nowhere}\n"+
+		"spec:\n  hosts: [jsonplaceholder.typicode.com]\n  resolution: DNS\n  ports: [{number: 80, name: http, protocol: HTTP}]\n")
+	code, out, errs := run(t, "", "lab", "serviceentry", "-backend=sim", "-entry", f)
+	assert.Equal(t, cli.ExitBadInput, code, out)
+	assert.Empty(t, out, "no step ran")
+	assert.Contains(t, errs, `namespace "nowhere" does not exist`)
+	assert.Contains(t, errs, "Nothing was applied.")
+}

@@ -137,7 +137,7 @@ func (b *Backend) InstallMesh(_ context.Context, values manifest.MeshValues) err
 }
 
 // systemNamespaces exist on every cluster with Istio installed; sim holds no object for them.
-var systemNamespaces = []string{"default", "kube-system", "kube-public", "kube-node-lease", "istio-system"}
+var systemNamespaces = manifest.SystemNamespaces
 
 // Apply records the set. As an API server would, it refuses objects in a namespace that
 // does not exist, with the words every backend uses (manifest.Set.CheckNamespaces).
