@@ -384,6 +384,12 @@ func (r *Runner) call(ctx context.Context, step int, c *labfile.Call) error {
 		r.res.Failures = append(r.res.Failures, fmt.Sprintf("step %d: %s", step, strings.Join(mismatches, "; ")))
 	}
 	r.n.Verdict(v, want.Kind, mismatches)
+	if r.derived && c.Expect.Kind != "" && c.Expect.Kind != want.Kind {
+		// The step's prose tells the lab's own story; say where the user's options
+		// change its ending, so that "allowed" above a BLOCKED verdict is not a puzzle.
+		r.n.Say("The lab's text expects %s here, for its own url and entry; with yours, Istio's simulator computes %s.%s",
+			c.Expect.Kind, want.Kind, entryHint(r.lab, r.opts, c.URL))
+	}
 	if logLine != "" {
 		r.n.Block("the sidecar's access log", logLine)
 	}

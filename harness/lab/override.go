@@ -2,7 +2,10 @@ package lab
 
 import (
 	"fmt"
+	"slices"
 	"strings"
+
+	networking "istio.io/api/networking/v1alpha3"
 
 	"github.com/egresslab/egresslab/harness/backend"
 	"github.com/egresslab/egresslab/harness/labfile"
@@ -86,6 +89,45 @@ func OverrideNote(l *labfile.Lab, opts Options) string {
 	if len(what) == 0 {
 		return ""
 	}
-	return strings.Join(what, "; ") + ": the lab's expectations describe its own, so each call is expected ALLOWED only " +
-		"where the mesh's mode or an applied ServiceEntry lets its host and port out, and its evidence is shown, not checked."
+	note := strings.Join(what, "; ") + ": the lab's expectations describe its own, so each call is expected to get what " +
+		"Istio's simulator computes for the same mesh and objects, its evidence included."
+	if call, err := backend.ParseCall(opts.URL); err == nil && opts.URL != l.URL {
+		note += entryHint(l, opts, call)
+	}
+	return note
+}
+
+// entryHint says, when the user replaced the lab's url but not its entry and the entry
+// does not name the new host, that the steps the entry opens will not open it, and how
+// to give one that does; "" otherwise.
+func entryHint(l *labfile.Lab, opts Options, c backend.Call) string {
+	if opts.Entry != nil || l.Entry == "" {
+		return ""
+	}
+	var hosts []string
+	for _, s := range l.Steps {
+		for _, a := range s.Actions {
+			if a.File != l.Entry || a.Set == nil {
+				continue
+			}
+			for _, o := range a.Set.Objects {
+				if o.Istio == nil {
+					continue
+				}
+				if se, ok := o.Istio.Spec.(*networking.ServiceEntry); ok {
+					hosts = append(hosts, se.GetHosts()...)
+				}
+			}
+		}
+	}
+	for _, h := range hosts {
+		if h == c.Host() || (strings.HasPrefix(h, "*.") && strings.HasSuffix(c.Host(), h[1:])) {
+			return ""
+		}
+	}
+	if len(hosts) == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" The lab's entry (%s) names %s, not %s: the steps that apply it do not let %s out. "+
+		"To see them do, add -entry FILE with a ServiceEntry for %s.", l.Entry, strings.Join(slices.Compact(hosts), ", "), c.Host(), c.Host(), c.Host())
 }

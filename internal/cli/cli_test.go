@@ -522,3 +522,23 @@ func TestALabEntryInANamespaceThatDoesNotExistIsRefusedAtOnce(t *testing.T) {
 	assert.Contains(t, errs, `namespace "nowhere" does not exist`)
 	assert.Contains(t, errs, "Nothing was applied.")
 }
+
+// A -url for another host, without an -entry for it: the lab said "Call HOST again:
+// allowed" above a BLOCKED verdict and never said why. The banner and each call whose
+// ending changed now say that the lab's entry does not name the host, and what to add.
+func TestALabURLWithoutAnEntryForItSaysWhatToAdd(t *testing.T) {
+	code, out, errs := run(t, "", "lab", "serviceentry", "-backend=sim", "-url", "http://api.example.org/v1")
+	require.Equal(t, cli.ExitOK, code, errs)
+	flat := strings.Join(strings.Fields(out), " ")
+	assert.Contains(t, flat, "The lab's entry (jsonplaceholder.yaml) names jsonplaceholder.typicode.com, not api.example.org: "+
+		"the steps that apply it do not let api.example.org out. To see them do, add -entry FILE with a ServiceEntry for api.example.org.")
+	assert.Contains(t, flat, "The lab's text expects ALLOWED here, for its own url and entry; with yours, Istio's simulator computes BLOCKED.")
+	assert.NotContains(t, flat, "ALLOWED only where the mesh's mode or an applied ServiceEntry", "the rule of thumb is gone")
+
+	// With an entry for the host, the lab's story holds: nothing to explain.
+	entry := writeFile(t, "api.yaml", "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: api}\n"+
+		"spec:\n  hosts: [api.example.org]\n  location: MESH_EXTERNAL\n  resolution: DNS\n  ports: [{number: 80, name: http, protocol: HTTP}]\n")
+	code, out, errs = run(t, "", "lab", "serviceentry", "-backend=sim", "-url", "http://api.example.org/v1", "-entry", entry)
+	require.Equal(t, cli.ExitOK, code, errs)
+	assert.NotContains(t, strings.Join(strings.Fields(out), " "), "To see them do")
+}
