@@ -281,13 +281,16 @@ func (s *Sidecar) Simulation() (*simulation.Simulation, time.Time, error) {
 // WaitConfig waits until the sidecar holds a complete configuration.
 func (s *Sidecar) WaitConfig(ctx context.Context) error {
 	for {
+		// The channel is taken before the config is looked at: taken after, a push that
+		// completed the config in between would close the channel looked past, and the
+		// wait would last until the next push, which may never come (a stand-in pod
+		// stayed PRE_INITIALIZING until its rollout timed out).
+		ch := s.Changed()
 		_, _, err := s.Simulation()
 		if err == nil || !errors.Is(err, errNoConfig) {
 			return err
 		}
-		s.mu.Lock()
-		ch := s.changed
-		s.mu.Unlock()
+		configLookedAt()
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("%w: %w", err, context.Cause(ctx))
@@ -295,6 +298,10 @@ func (s *Sidecar) WaitConfig(ctx context.Context) error {
 		}
 	}
 }
+
+// configLookedAt is called by WaitConfig between looking at an incomplete config and
+// waiting for the next push: a test puts the push that completes it there.
+var configLookedAt = func() {}
 
 // WaitSettled waits until no push has arrived for quiet: the config a newly connected
 // sidecar first gets comes from istiod's last push context, which may predate objects

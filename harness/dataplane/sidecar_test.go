@@ -1,10 +1,16 @@
 package dataplane
 
 import (
+	"context"
 	"slices"
+	"sync"
 	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
 
 	listener "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcm "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 	appsv1 "k8s.io/api/apps/v1"
@@ -62,4 +68,25 @@ func TestRouteNamesIncludeDefaultChain(t *testing.T) {
 	if got := routeNames(ls); !slices.Equal(got, []string{"80", "9080"}) {
 		t.Errorf("route names: %v", got)
 	}
+}
+
+// The push that completes the config may arrive between WaitConfig's look at the
+// config and its wait for the next push. WaitConfig took the channel to wait on after
+// that look, so it waited on a new one, for a push that never came: on the offline
+// kind cluster a stand-in pod stayed PRE_INITIALIZING until its rollout timed out.
+func TestWaitConfigSeesAPushThatArrivesWhileItLooks(t *testing.T) {
+	s := &Sidecar{routes: map[string]*route.RouteConfiguration{}, received: map[string]int{}, changed: make(chan struct{})}
+	var once sync.Once
+	configLookedAt = func() {
+		once.Do(func() { // the last push arrives: the config is complete now
+			s.mu.Lock()
+			s.received[listenerType], s.received[clusterType] = 1, 1
+			s.notify()
+			s.mu.Unlock()
+		})
+	}
+	t.Cleanup(func() { configLookedAt = func() {} })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	require.NoError(t, s.WaitConfig(ctx))
 }
