@@ -35,10 +35,11 @@ func TestCheck(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	q := check.Question{Mode: manifest.RegistryOnly, Objects: []*manifest.Set{objects}}
-	for _, c := range parsed {
-		e := c.Expect
-		q.Calls = append(q.Calls, check.Call{From: c.From, Call: c.URL, Expect: &e})
+	q := check.Question{Mode: manifest.RegistryOnly, Objects: []*manifest.Set{objects}, Calls: check.CallsOf(parsed)}
+	for _, c := range q.Calls {
+		if c.Expect == nil {
+			t.Fatalf("%s from %s expects nothing: every call of testdata/calls.yaml must", c.Call, c.From)
+		}
 	}
 	test(t, features.New("check: a team's folder of objects, calls from its workloads").
 		WithSetup("open backend", steps.OpenBackend()).

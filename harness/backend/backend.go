@@ -57,6 +57,15 @@ type SidecarStatus struct {
 	Proxy string
 }
 
+// Missing is the error of a pod without a sidecar, nil when it has one: a call from
+// such a pod proves nothing about the mesh.
+func (s SidecarStatus) Missing() error {
+	if s.Injected {
+		return nil
+	}
+	return fmt.Errorf("pod %s runs without an istio-proxy sidecar, so it proves nothing about the mesh: %s", s.Pod, s.Rule)
+}
+
 // AccessLogger is a backend whose sidecars write Envoy's access log: the line of a
 // call names the upstream cluster the sidecar chose, evidence from the data plane
 // itself rather than from the config it holds.

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	networking "istio.io/api/networking/v1alpha3"
+	"istio.io/istio/pkg/config/host"
 
 	"github.com/egresslab/egresslab/harness/backend"
 	"github.com/egresslab/egresslab/harness/labfile"
@@ -121,7 +122,7 @@ func entryHint(l *labfile.Lab, opts Options, c backend.Call) string {
 		}
 	}
 	for _, h := range hosts {
-		if h == c.Host() || (strings.HasPrefix(h, "*.") && strings.HasSuffix(c.Host(), h[1:])) {
+		if host.Name(c.Host()).SubsetOf(host.Name(h)) { // as Istio matches a name to an entry's host
 			return ""
 		}
 	}

@@ -7,7 +7,6 @@ package manifest
 import (
 	"bufio"
 	"bytes"
-	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -140,7 +139,7 @@ func (s *Set) NamespaceFlag() string {
 	return "-n " + ns + " "
 }
 
-// SystemNamespaces exist on every cluster with Istio installed.
+// SystemNamespaces exist on every cluster with Istio installed (sim holds no object for them).
 var SystemNamespaces = []string{"default", "kube-system", "kube-public", "kube-node-lease", "istio-system"}
 
 // CheckNamespaces refuses a set with an object in a namespace that neither exists (as
@@ -418,15 +417,8 @@ func LoadPaths(paths []string, defaultNamespace string) (*Set, error) {
 	if len(errs) > 0 {
 		return nil, errs
 	}
-	slices.SortStableFunc(all.Objects, func(a, b Object) int {
-		return cmp.Compare(boolRank(a.Kind != "Namespace"), boolRank(b.Kind != "Namespace"))
-	})
+	namespaces := slices.DeleteFunc(slices.Clone(all.Objects), func(o Object) bool { return o.Kind != "Namespace" })
+	rest := slices.DeleteFunc(all.Objects, func(o Object) bool { return o.Kind == "Namespace" })
+	all.Objects = append(namespaces, rest...)
 	return all, nil
-}
-
-func boolRank(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
 }

@@ -71,15 +71,18 @@ func ColorFor(f *os.File, noColor, termName string) bool {
 	return noColor == "" && termName != "dumb" && term.IsTerminal(int(f.Fd()))
 }
 
-// Width is the columns to wrap output to f to: the terminal's width, else the COLUMNS
-// variable (columns) as shells set it, else DefaultWidth; at most DefaultWidth, which
-// reads best, and at least 20.
+// Width is the columns to wrap output to f to: the terminal's width, else (f is no
+// terminal, or nil: output is not a file) the COLUMNS variable (columns) as shells set
+// it, else DefaultWidth; at most DefaultWidth, which reads best, and at least 20.
 func Width(f *os.File, columns string) int {
 	w := DefaultWidth
-	if cols, _, err := term.GetSize(int(f.Fd())); err == nil && cols > 0 {
-		w = cols
-	} else if n, err := strconv.Atoi(columns); err == nil && n > 0 {
+	if n, err := strconv.Atoi(columns); err == nil && n > 0 {
 		w = n
+	}
+	if f != nil {
+		if cols, _, err := term.GetSize(int(f.Fd())); err == nil && cols > 0 {
+			w = cols
+		}
 	}
 	return min(max(w, 20), DefaultWidth)
 }
@@ -292,8 +295,8 @@ func Wrap(s string, width int, indent string) string {
 // SidecarSentence says what a backend found of a workload's sidecar, for a learner; an
 // error when there is none, since a call from such a pod proves nothing about the mesh.
 func SidecarSentence(s backend.SidecarStatus) (string, error) {
-	if !s.Injected {
-		return "", fmt.Errorf("pod %s runs without an istio-proxy sidecar, so it proves nothing about the mesh: %s", s.Pod, s.Rule)
+	if err := s.Missing(); err != nil {
+		return "", err
 	}
 	return fmt.Sprintf("pod %s runs %s; %s", s.Pod, s.Proxy, s.Rule), nil
 }

@@ -7,9 +7,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"sync"
 	"syscall"
-	"strings"
 	"testing"
 	"time"
 	"unsafe"
@@ -92,6 +92,7 @@ func TestTextIsWrappedToTheTerminalsWidth(t *testing.T) {
 	defer devNull.Close()
 	assert.Equal(t, 50, narrate.Width(devNull, "50"), "COLUMNS, where output is no terminal")
 	assert.Equal(t, narrate.DefaultWidth, narrate.Width(devNull, ""))
+	assert.Equal(t, 40, narrate.Width(nil, "40"), "output that is not a file: COLUMNS")
 
 	var out bytes.Buffer
 	n := narrate.New(&out, narrate.WithWidth(40))

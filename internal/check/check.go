@@ -18,6 +18,7 @@ import (
 
 	"github.com/egresslab/egresslab/harness/backend"
 	"github.com/egresslab/egresslab/harness/backend/sim"
+	"github.com/egresslab/egresslab/harness/labfile"
 	"github.com/egresslab/egresslab/harness/manifest"
 	"github.com/egresslab/egresslab/harness/outcome"
 	"github.com/egresslab/egresslab/labs"
@@ -39,6 +40,20 @@ type Call struct {
 	From   backend.Workload
 	Call   backend.Call
 	Expect *outcome.Expect
+}
+
+// CallsOf are the calls of a calls file (labfile.ParseCalls) as check asks them: a call
+// that expects nothing (no verdict) is only reported.
+func CallsOf(calls []*labfile.Call) []Call {
+	out := make([]Call, len(calls))
+	for i, c := range calls {
+		out[i] = Call{From: c.From, Call: c.URL}
+		if c.Expect.Kind != "" {
+			e := c.Expect
+			out[i].Expect = &e
+		}
+	}
+	return out
 }
 
 // Answer is one call's verdict, with its evidence, and the sidecar config when asked for.
@@ -95,7 +110,7 @@ func Check(ctx context.Context, b backend.Backend, q Question, propagation time.
 		answers[i] = Answer{Call: c, Verdict: simulated[i], Simulated: simulated[i]}
 	}
 	if onSim {
-		defer deleteAll(ctx, b, q.Objects, &err)
+		defer deleteAll(ctx, b, q.Objects, &err) // simulate applied them
 	} else {
 		if err := b.InstallMesh(ctx, values); err != nil {
 			return nil, fmt.Errorf("install the mesh (%s): %w", values.OutboundMode(), err)
@@ -105,6 +120,8 @@ func Check(ctx context.Context, b backend.Backend, q Question, propagation time.
 				return nil, fmt.Errorf("deploy %s: %w", set.Source, err)
 			}
 		}
+		// Deleted again only once they are being applied: a Namespace of -f that the
+		// cluster had before must not go because the mesh did not install.
 		defer deleteAll(ctx, b, q.Objects, &err)
 		for _, set := range q.Objects {
 			if err := b.Apply(ctx, set); err != nil {
@@ -123,8 +140,8 @@ func Check(ctx context.Context, b backend.Backend, q Question, propagation time.
 			if err != nil {
 				return nil, fmt.Errorf("check the sidecar of %s: %w", c.From, err)
 			}
-			if !sc.Injected {
-				return nil, fmt.Errorf("pod %s of %s runs without an istio-proxy sidecar, so its calls prove nothing about the mesh: %s", sc.Pod, c.From, sc.Rule)
+			if err := sc.Missing(); err != nil {
+				return nil, fmt.Errorf("%s: %w", c.From, err)
 			}
 		}
 		for i := range answers {

@@ -14,7 +14,6 @@ import (
 	"regexp"
 	"runtime/debug"
 	"slices"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -483,15 +482,7 @@ func loadCalls(file string) ([]check.Call, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := make([]check.Call, len(parsed))
-	for i, c := range parsed {
-		out[i] = check.Call{From: c.From, Call: c.URL}
-		if c.Expect.Kind != "" {
-			e := c.Expect
-			out[i].Expect = &e
-		}
-	}
-	return out, nil
+	return check.CallsOf(parsed), nil
 }
 
 func writeCheckText(w io.Writer, q check.Question, backendName string, a check.Answer) {
@@ -783,13 +774,8 @@ func colorFor(s Streams) bool {
 
 // widthFor is the columns to wrap output to: the terminal's, when output is one.
 func widthFor(s Streams) int {
-	if f, ok := s.Out.(*os.File); ok {
-		return narrate.Width(f, s.env()("COLUMNS"))
-	}
-	if n, err := strconv.Atoi(s.env()("COLUMNS")); err == nil && n > 0 {
-		return min(max(n, 20), narrate.DefaultWidth)
-	}
-	return narrate.DefaultWidth
+	f, _ := s.Out.(*os.File) // nil when output is not a file
+	return narrate.Width(f, s.env()("COLUMNS"))
 }
 
 // parseInterspersed parses flags that may come before or after the positional

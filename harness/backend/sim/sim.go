@@ -136,15 +136,12 @@ func (b *Backend) InstallMesh(_ context.Context, values manifest.MeshValues) err
 	return nil
 }
 
-// systemNamespaces exist on every cluster with Istio installed; sim holds no object for them.
-var systemNamespaces = manifest.SystemNamespaces
-
 // Apply records the set. As an API server would, it refuses objects in a namespace that
 // does not exist, with the words every backend uses (manifest.Set.CheckNamespaces).
 func (b *Backend) Apply(_ context.Context, set *manifest.Set) error {
 	b.mu.Lock()
 	err := set.CheckNamespaces(func(ns string) (bool, error) {
-		if slices.Contains(systemNamespaces, ns) {
+		if slices.Contains(manifest.SystemNamespaces, ns) {
 			return true, nil
 		}
 		return slices.ContainsFunc(b.objects, func(o manifest.Object) bool { return o.Kind == "Namespace" && o.Name == ns }), nil
@@ -327,7 +324,7 @@ func (b *Backend) workloadPod(w backend.Workload) (*corev1.Pod, *corev1.Namespac
 	if deploy == nil {
 		return nil, nil, fmt.Errorf("workload %s: no Deployment %s in namespace %s has been applied", w, w.Name, w.Namespace)
 	}
-	if ns == nil && slices.Contains(systemNamespaces, w.Namespace) {
+	if ns == nil && slices.Contains(manifest.SystemNamespaces, w.Namespace) {
 		ns = &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: w.Namespace}} // unlabelled, as installed
 	}
 	if ns == nil {
