@@ -3,6 +3,7 @@
 #   make lab-serviceentry   the narrated ServiceEntry lab (ARGS="-instructor -show-config -entry FILE")
 #   make lab LAB=name       any lab of labs/ (bin/egresslab lab list names them); LAB=path/lab.yaml for your own
 #   make handouts           write each lab's handout, labs/NAME/README.md, from its lab.yaml
+#   make diagrams           render every handout's diagrams in headless Chromium and check them (installs chromium, mermaid-cli)
 #   make test               go vet + every test; the scenarios on sim and on the local control plane; -race where light
 #   make race               the race detector on the packages with goroutines (the stand-in, the engine, the apps)
 #   make check URL=...      would a call to URL be allowed? (ARGS="-mode ALLOW_ANY -entry FILE")
@@ -22,7 +23,7 @@ ARGS  ?=
 SOURCES := $(shell find . -path ./tools -prune -o -path ./.cache -prune -o -name '*.go' ! -name '*_test.go' -print) \
            $(shell find manifests labs -name '*.yaml') go.mod go.sum
 
-.PHONY: lab-serviceentry lab handouts check test race bench e2e e2e-offline clean controlplane-binaries
+.PHONY: lab-serviceentry lab handouts diagrams check test race bench e2e e2e-offline clean controlplane-binaries
 
 $(BIN): $(SOURCES)
 	@echo "building $(BIN) (the first build compiles Istio and Kubernetes libraries: several minutes; later ones take seconds)" >&2
@@ -38,6 +39,9 @@ lab: $(BIN)
 # The handouts are made from the lab files and committed; a test fails when one is stale.
 handouts: $(BIN)
 	@for lab in $$($(BIN) lab list -names); do $(BIN) lab $$lab -markdown > labs/$$lab/README.md && echo "labs/$$lab/README.md"; done
+
+diagrams:
+	hack/diagrams-check.sh
 
 check: $(BIN)
 	@test -n "$(URL)" || { echo 'usage: make check URL=http://host/path [ARGS="-mode ALLOW_ANY -entry FILE"]' >&2; exit 2; }
