@@ -19,8 +19,11 @@
 #                                 Kubernetes images above pre-imported into its containerd,
 #                                 as kind's pkg/build/nodeimage does with the images it pulls
 #
-# and a bundle, as `egresslab bundle` writes one online: Istio's two images and its
-# charts packaged from the module as Istio's release packages them. The kind run serves
+#   docker.io/curlimages/curl:V   the image of Istio's curl sample (the handouts' by-hand
+#                                 client): the Debian base, whose curl is Debian's
+#
+# and a bundle, as `egresslab bundle` writes one online: Istio's two images, the curl
+# sample's, and Istio's charts packaged from the module as Istio's release packages them. The kind run serves
 # it as the chart repository and the registry mirror of docker.io, so that Istio is
 # installed through the online code path (chart download, image pulls), and pulls
 # Istio's images from it: they are not in the node image.
@@ -74,6 +77,9 @@ istio_release=$(sed -n 's/^\tVersion = "\(.*\)"$/\1/p' "$root/harness/backend/ki
 [[ -n $istio_release ]] || die "found no Version in harness/backend/kind/internal/istioinstall/istioinstall.go"
 hub=docker.io/istio
 istio_tag=$istio_release
+# The image of Istio's curl sample, which the handouts' by-hand client runs.
+curl_image=$(sed -n 's/^const CurlSampleImage = "\(.*\)"$/\1/p' "$root/harness/backend/kind/internal/istioinstall/release.go")
+[[ -n $curl_image ]] || die "found no CurlSampleImage in harness/backend/kind/internal/istioinstall/release.go"
 
 # hash_of FILE...: one hash of the files' contents and names (the inputs of an image).
 hash_of() { sha256sum "$@" | sha256sum | cut -c1-16; }
@@ -129,7 +135,8 @@ pause_image=$(image_for pause)
 # --- the Debian base ------------------------------------------------------------------
 # kind's base image installs these on Debian (images/base/Dockerfile) and builds
 # containerd, runc and the CNI plugins from source; here Debian's own packages give them.
-packages=systemd,conntrack,iptables,nftables,iproute2,ethtool,util-linux,mount,kmod,libseccomp2,pigz,bash,ca-certificates,jq,procps,containerd,runc,containernetworking-plugins
+# curl too, as kind's base has it; here it is also the handouts' curl sample image's curl.
+packages=systemd,conntrack,iptables,nftables,iproute2,ethtool,util-linux,mount,kmod,libseccomp2,pigz,bash,ca-certificates,curl,jq,procps,containerd,runc,containernetworking-plugins
 base_hash=$(echo "$suite $mirror $packages" | sha256sum | cut -c1-16)
 base=egresslab.local/kind-base:$base_hash
 rootfs=$out/rootfs-$base_hash.tar
@@ -219,6 +226,12 @@ image "$hub/proxyv2:$istio_tag" "$base" '["/usr/local/bin/pilot-agent"]' "" \
   "$bin/envoy-standin-$standin_version=/usr/local/bin/envoy" \
   "$istio_dir/tools/packaging/common/envoy_bootstrap.json=/var/lib/istio/envoy/envoy_bootstrap_tmpl.json" \
   "$trust=/etc/ssl/certs/ca-certificates.crt"
+
+# Istio's curl sample runs this image with /bin/sleep and is exec'ed into for curl:
+# Debian's curl (the real image's is Alpine's, of another version: the handouts show only
+# what both print, the status code and curl's exit code) trusting the stand-in
+# internet's CA as the real one trusts the public roots; as the real one, not root.
+image "$curl_image" "$base" '["curl"]' 100:101 "$trust=/etc/ssl/certs/ca-certificates.crt"
 
 # --- the node image -----------------------------------------------------------------------
 # Istio's images are not pre-imported: the nodes pull them through the bundle's mirror.
@@ -328,13 +341,13 @@ jq -n --arg node "$node" --arg kube "$kube_version" --arg cert "$ca_dir/ca.crt" 
 bundle=$out/istio-$istio_release.bundle
 egresslab=$root/bin/egresslab
 make -s -C "$root" bin/egresslab >&2
-bundle_hash=$(for i in "$hub/pilot:$istio_tag" "$hub/proxyv2:$istio_tag"; do docker image inspect -f '{{.Id}}' "$i"; done |
+bundle_hash=$(for i in "$hub/pilot:$istio_tag" "$hub/proxyv2:$istio_tag" "$curl_image"; do docker image inspect -f '{{.Id}}' "$i"; done |
   cat - <(echo "$istio_dir") "$egresslab" | sha256sum | cut -c1-16)
 if [[ -s $bundle && $(cat "$bundle.inputs" 2>/dev/null) == "$bundle_hash" ]]; then
   say "$bundle: reusing (inputs $bundle_hash)"
 else
   rm -f "$bundle" "$bundle.inputs"
-  timed "docker save Istio's images" docker save -o "$work/istio-images.tar" "$hub/pilot:$istio_tag" "$hub/proxyv2:$istio_tag"
+  timed "docker save Istio's images" docker save -o "$work/istio-images.tar" "$hub/pilot:$istio_tag" "$hub/proxyv2:$istio_tag" "$curl_image"
   timed "write the bundle $bundle" "$egresslab" bundle -istio-source "$istio_dir" -images "$work/istio-images.tar" "$bundle" >&2
   echo "$bundle_hash" >"$bundle.inputs"
 fi

@@ -286,6 +286,22 @@ func (c Call) ClientArgs() []string {
 	return []string{c.URL.String()}
 }
 
+// Typed is implemented by backends on a real cluster, where a person could type a
+// handout's kubectl and helm commands: the handouts' by-hand test runs them there.
+type Typed interface {
+	// TypedAt is how those commands reach the cluster.
+	TypedAt() TypedTarget
+}
+
+// TypedTarget is what a handout's commands need besides the handout: the cluster's
+// kubeconfig, and the Helm chart repository that holds Istio's charts (Istio's own, a
+// company's mirror, or a workshop bundle's server on this machine), which replaces the
+// one URL a handout names for them.
+type TypedTarget struct {
+	Kubeconfig string
+	ChartRepo  string
+}
+
 // Instant is implemented by backends whose changes are seen by the very next call, as
 // on sim: there is nothing to wait for, so Await calls once instead of polling.
 type Instant interface{ Instant() bool }

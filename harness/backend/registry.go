@@ -26,6 +26,22 @@ type Settings struct {
 	Progress io.Writer
 	// CallsTo are the hosts (host:port) the run will call, for a preflight to check.
 	CallsTo []string
+	// Keep is the caller's rule for what a backend sets up to last (a kind cluster): kept
+	// at the end for the next run to reuse, or deleted. The zero value is the scenarios':
+	// deleted unless the environment asks to keep it.
+	Keep Keep
+}
+
+// Keep says whether a backend keeps what it set up (a kind cluster) at the end of a run,
+// for the next run to reuse. The command line wins over the environment
+// (EGRESSLAB_KEEP, which the backend reads), which wins over the caller's default.
+type Keep struct {
+	// ByDefault keeps it unless the environment or Flag says otherwise: the lab and check
+	// commands, which a workshop runs one after another on one cluster. The scenarios
+	// leave it false: their cluster is deleted unless EGRESSLAB_KEEP=1.
+	ByDefault bool
+	// Flag is what the command line asked for (-keep, -keep=false); nil when it asked nothing.
+	Flag *bool
 }
 
 func (s Settings) env() Env {
@@ -53,10 +69,24 @@ type Registration struct {
 	Available func(ctx context.Context, env Env) (bool, string)
 	// Provider builds the backend's provider, configured from the settings.
 	Provider func(env Env, progress io.Writer, callsTo []string) (Provider, error)
+	// ProviderFor, when set, builds the provider instead of Provider, from all the
+	// settings: for a backend that heeds more than the environment (kind keeps its
+	// cluster as Settings.Keep says).
+	ProviderFor func(s Settings) (Provider, error)
 }
 
-// Cleaner is implemented by providers that can leave something behind on purpose (a
-// kind cluster kept with EGRESSLAB_KEEP=1): `egresslab clean` removes it.
+// provider builds r's provider from the settings.
+func (r Registration) provider(s Settings) (Provider, error) {
+	if r.ProviderFor != nil {
+		s.Env, s.Progress = s.env(), s.progress()
+		return r.ProviderFor(s)
+	}
+	return r.Provider(s.env(), s.progress(), s.CallsTo)
+}
+
+// Cleaner is implemented by providers that can leave something behind on purpose (the
+// kind cluster the lab and check commands keep for the next run): `egresslab clean`
+// removes it.
 type Cleaner interface {
 	// Clean removes what earlier runs kept, and says what it did.
 	Clean(ctx context.Context) (string, error)
@@ -102,7 +132,7 @@ func Names() []string {
 func Providers(s Settings) map[string]Provider {
 	out := map[string]Provider{}
 	for _, n := range Names() {
-		if p, err := registry[n].Provider(s.env(), s.progress(), s.CallsTo); err == nil {
+		if p, err := registry[n].provider(s); err == nil {
 			out[n] = p
 		}
 	}
@@ -122,7 +152,7 @@ func Select(ctx context.Context, name string, s Settings) (Provider, string, err
 	if ok, why := r.Available(ctx, s.env()); !ok {
 		return nil, "", fmt.Errorf("backend %s cannot run here: %s", name, why)
 	}
-	p, err := r.Provider(s.env(), s.progress(), s.CallsTo)
+	p, err := r.provider(s)
 	if err != nil {
 		return nil, "", fmt.Errorf("open backend %s: %w", name, err)
 	}
@@ -142,7 +172,7 @@ func selectAuto(ctx context.Context, s Settings) (Provider, string, error) {
 			passed = append(passed, r.Name+": "+why)
 			continue
 		}
-		p, err := r.Provider(s.env(), s.progress(), s.CallsTo)
+		p, err := r.provider(s)
 		if err != nil {
 			return nil, "", fmt.Errorf("open backend %s: %w", r.Name, err)
 		}

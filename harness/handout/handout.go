@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"path"
+	"slices"
 	"strings"
 
 	"github.com/egresslab/egresslab/harness/backend"
@@ -33,17 +34,26 @@ func Write(w io.Writer, l *labfile.Lab) error {
 	h.p("# %s", l.Title)
 	h.p("%s", l.Summary)
 	h.p("Run it with egresslab: `make lab LAB=%s` (on Istio's own config generator and simulator, offline), or "+
-		"`bin/egresslab lab %s -backend=kind` on a real cluster. To follow it by hand on your own cluster with Istio, "+
-		"type the commands below from the root of the egresslab repository.", l.Name, l.Name)
+		"`bin/egresslab lab %s -backend=kind`, which makes a kind cluster with Istio and keeps it for the next lab "+
+		"(`bin/egresslab clean` deletes it).", l.Name, l.Name)
+	h.p("To follow it by hand on a cluster of your own (kind, or any cluster where you may install Istio), with `kubectl` "+
+		"and `helm`, type the commands below from the root of the egresslab repository. The calls are made with curl, "+
+		"from Istio's curl sample image (`%s`), in place of egresslab's own client, which egresslab builds and publishes "+
+		"nowhere. Where an output follows a command, the command prints it: egresslab's tests type every command of this "+
+		"page, in order, on a kind cluster, and compare. Configuration takes a moment to reach the sidecar: a call that "+
+		"prints something else at once prints what is shown when typed again.", published.CurlImage)
 	for i, s := range l.Steps {
 		h.p("## Step %d. %s", i+1, s.Title)
 		if s.Prose != "" {
 			h.p("%s", s.Prose)
 		}
 		for _, a := range s.Actions {
-			h.action(a)
+			if err := h.action(a); err != nil {
+				return fmt.Errorf("handout of %s, step %d: %w", l.File, i+1, err)
+			}
 		}
 	}
+	h.cleanUp()
 	_, err = w.Write(b.Bytes())
 	return err
 }
@@ -52,6 +62,11 @@ type writer struct {
 	b      *bytes.Buffer
 	values manifest.MeshValues
 	dir    string // the lab's folder, as commands name it
+	// istio: Istio was installed by an earlier step of the page.
+	istio bool
+	// applied are the kubectl delete commands for what the page applied and has not
+	// deleted yet, in the order applied.
+	applied []string
 }
 
 // p writes a paragraph.
@@ -63,62 +78,131 @@ func (h *writer) code(lang, text string) {
 	h.p("```%s\n%s\n```", lang, strings.TrimRight(text, "\n"))
 }
 
-func (h *writer) action(a labfile.Action) {
+// run writes commands a person types, marked for the by-hand test, and the output they
+// print when the page knows it: all of it, or with contains a part.
+func (h *writer) run(commands, output string, contains bool) {
+	h.code(RunMark, commands)
+	switch {
+	case output == "":
+	case contains:
+		h.code(ContainsMark, output)
+	default:
+		h.code(OutputMark, output)
+	}
+}
+
+func (h *writer) action(a labfile.Action) error {
 	switch a.Kind {
 	case labfile.Mesh:
 		values, err := h.values.WithOutboundMode(a.Mode)
 		if err != nil {
-			h.p("(mode %s: %v)", a.Mode, err)
-			return
+			return fmt.Errorf("mode %s: %w", a.Mode, err)
 		}
-		cmd := "helm upgrade --install istiod istio/istiod -n istio-system -f " + h.values.Source
+		set := ""
 		if a.Mode != h.values.OutboundMode() {
-			cmd += " --set meshConfig.outboundTrafficPolicy.mode=" + a.Mode
+			set = " --set meshConfig.outboundTrafficPolicy.mode=" + a.Mode
 		}
-		h.p("Install Istio (or change its mesh config) with outboundTrafficPolicy mode **%s**: the mesh config of `%s`,", a.Mode, h.values.Source)
-		h.code("yaml", values.MeshConfigYAML())
-		h.code("sh", cmd+"\nkubectl -n istio-system get configmap istio -o jsonpath='{.data.mesh}' | grep -A1 outboundTrafficPolicy")
+		istiod := fmt.Sprintf("helm upgrade --install %s istio/%s -n %s --version %s -f %s%s --wait",
+			published.IstiodRelease, published.IstiodChart, published.Namespace, published.IstioVersion, h.values.Source, set)
+		if !h.istio {
+			h.p("Install Istio %s from its Helm chart repository, with outboundTrafficPolicy mode **%s** (on a cluster that has "+
+				"Istio, the same commands change its mesh config): the `%s` chart (Istio's CRDs), and the `%s` chart with "+
+				"`%s`, whose mesh config is", published.IstioVersion, a.Mode, published.BaseChart, published.IstiodChart, h.values.Source)
+			h.code("yaml", values.MeshConfigYAML())
+			h.run(strings.Join([]string{
+				"helm repo add istio " + published.ChartRepo + " --force-update",
+				fmt.Sprintf("helm upgrade --install %s istio/%s -n %s --create-namespace --version %s --wait",
+					published.BaseRelease, published.BaseChart, published.Namespace, published.IstioVersion),
+				istiod}, "\n"), "", false)
+		} else {
+			h.p("Change the mesh config: outboundTrafficPolicy mode **%s**,", a.Mode)
+			h.code("yaml", values.MeshConfigYAML())
+			h.run(istiod, "", false)
+		}
+		h.istio = true
+		h.p("Istio's config map now says:")
+		h.run("kubectl -n "+published.Namespace+" get configmap istio -o jsonpath='{.data.mesh}' | grep -A1 outboundTrafficPolicy",
+			"outboundTrafficPolicy:\n  mode: "+a.Mode, false)
 	case labfile.Deploy:
 		var refs []string
 		for _, o := range a.Set.Objects {
 			refs = append(refs, o.Ref())
 		}
-		h.p("Deploy `%s` (%s), and check that each pod runs with its `istio-proxy` sidecar (READY 2/2):", a.Set.Source, strings.Join(refs, ", "))
-		cmds := []string{"kubectl apply -f " + a.Set.Source}
+		text, curl, err := byHand(a.Set)
+		if err != nil {
+			return fmt.Errorf("deploy %s: %w", a.Set.Source, err)
+		}
+		if curl {
+			h.p("Deploy what `%s` deploys (%s), with Istio's curl sample image in place of egresslab's client, "+
+				"and check that each pod runs with its `istio-proxy` sidecar (READY 2/2 in `kubectl get pods`):", a.Set.Source, strings.Join(refs, ", "))
+			h.run("kubectl apply -f - <<'EOF'\n"+strings.TrimRight(text, "\n")+"\nEOF", "", false)
+		} else {
+			h.p("Deploy `%s` (%s), and check that each pod runs with its `istio-proxy` sidecar (READY 2/2 in `kubectl get pods`):",
+				a.Set.Source, strings.Join(refs, ", "))
+			h.run("kubectl apply -f "+a.Set.Source, "", false)
+		}
 		for _, o := range a.Set.Objects {
 			if o.Kind == "Deployment" {
-				cmds = append(cmds, fmt.Sprintf("kubectl -n %s rollout status deploy/%s && kubectl -n %s get pods", o.Namespace, o.Name, o.Namespace))
+				h.run(fmt.Sprintf("kubectl -n %s rollout status deploy/%s --timeout=3m", o.Namespace, o.Name),
+					fmt.Sprintf("deployment %q successfully rolled out", o.Name), true)
 			}
 		}
-		h.code("sh", strings.Join(cmds, "\n"))
 	case labfile.Apply:
 		h.p("Apply `%s`:", a.Set.Source)
 		h.code("yaml", a.Set.YAML())
-		h.code("sh", "kubectl apply "+a.Set.NamespaceFlag()+"-f "+a.Set.Source)
+		h.run("kubectl apply "+a.Set.NamespaceFlag()+"-f "+a.Set.Source, "", false)
+		h.applied = append(h.applied, "kubectl delete --ignore-not-found "+a.Set.NamespaceFlag()+"-f "+a.Set.Source)
 	case labfile.Delete:
 		h.p("Delete `%s`:", a.Set.Source)
-		h.code("sh", "kubectl delete "+a.Set.NamespaceFlag()+"-f "+a.Set.Source)
+		h.run("kubectl delete "+a.Set.NamespaceFlag()+"-f "+a.Set.Source, "", false)
+		h.applied = slices.DeleteFunc(h.applied, func(c string) bool {
+			return c == "kubectl delete --ignore-not-found "+a.Set.NamespaceFlag()+"-f "+a.Set.Source
+		})
 	case labfile.MakeCall:
 		h.call(a.Call)
 	case labfile.Refuse:
 		file := path.Join(h.dir, a.File)
 		h.p("Try to apply `%s`:", file)
 		h.code("yaml", a.Text)
-		h.code("sh", a.Command)
-		h.p("Istio's validation refuses it (istiod's validating webhook on a cluster; egresslab checks the same before it applies anything), and nothing is applied:")
+		refusal := ""
+		if a.Rejection != "" {
+			refusal = "denied the request: configuration is invalid: " + a.Rejection
+		}
+		h.run(a.Command, refusal, true)
+		h.p("Istio's validation refuses it (istiod's validating webhook), and nothing is applied. egresslab checks the same " +
+			"before it applies anything, and says:")
 		h.code("text", a.Refusal)
 	}
+	return nil
+}
+
+// cleanUp ends the page with what undoes it, so that the next lab starts where the
+// workshop expects: Istio and the apps stay; what the lab applied goes.
+func (h *writer) cleanUp() {
+	h.p("## Clean up")
+	if len(h.applied) == 0 {
+		h.p("This lab leaves nothing behind but Istio and the apps it deployed, which the next lab uses as they are.")
+	} else {
+		h.p("Delete what this lab applied; Istio and the apps stay for the next lab:")
+		cmds := slices.Clone(h.applied)
+		slices.Reverse(cmds)
+		h.run(strings.Join(cmds, "\n"), "", false)
+	}
+	h.p("At the end of the workshop, `helm uninstall %s %s -n %s` removes Istio (and its CRDs, with every Istio object), "+
+		"and `kubectl delete namespace` each namespace the labs deployed into removes the apps.",
+		published.IstiodRelease, published.BaseRelease, published.Namespace)
 }
 
 func (h *writer) call(c *labfile.Call) {
 	e := c.Expect
 	h.p("Call `%s` from %s:", c.URL, c.From)
-	h.code("sh", c.URL.KubectlCommand(c.From))
+	output, _ := curlPrints(e, c.URL)
+	h.run(curlCommand(c), output, false)
 	verdict := "**" + string(e.Kind) + "**"
 	if e.Reason != "" {
 		verdict += " (" + e.Reason + ")"
 	}
-	h.p("Expected: %s. %s", verdict, CurlSees(e, c.URL))
+	h.p("Expected: %s. %s", verdict, curlSays(e, c.URL))
 	// The evidence the lab expects, listed as the narration lists a verdict's.
 	ev := outcome.Evidence{Listener: e.Listener, RouteConfig: e.RouteConfig, VirtualHost: e.VirtualHost, Cluster: e.Cluster,
 		UpstreamSNI: e.UpstreamSNI}
@@ -155,21 +239,20 @@ func (h *writer) call(c *labfile.Call) {
 	}
 }
 
-// CurlSees says what curl, from a pod in the mesh, shows for a call with this
-// expectation on a real cluster.
-func CurlSees(e outcome.Expect, c backend.Call) string {
-	code := "`curl -sS -o /dev/null -w '%{http_code}\\n' " + c.String() + "`"
+// curlSays says what curl prints for a call with this expectation on a real cluster,
+// and why.
+func curlSays(e outcome.Expect, c backend.Call) string {
 	switch {
 	case e.Reason == outcome.ReasonBlackHole && c.HTTPS():
-		return "With curl from a pod in the mesh, " + code + " fails with exit code 35: the connection is reset during the TLS handshake."
+		return "curl gets no response (000) and exits with code 35: the connection is reset during the TLS handshake."
 	case e.Reason == outcome.ReasonBlackHole:
-		return "With curl from a pod in the mesh, " + code + " fails with exit code 56: the connection is reset."
+		return "curl gets no response (000) and exits with code 56: the connection is reset."
 	case e.Status != 0:
-		return fmt.Sprintf("With curl from a pod in the mesh, %s prints %d.", code, e.Status)
+		return fmt.Sprintf("curl prints %d.", e.Status)
 	case e.Kind == outcome.Allowed && e.Reason == outcome.ReasonPassthrough && c.HTTPS():
-		return "With curl from a pod in the mesh, " + code + " prints the host's own status: the TLS session is the client's, end to end."
+		return "curl prints the host's own status: the TLS session is the client's, end to end."
 	case e.Kind == outcome.Allowed:
-		return "With curl from a pod in the mesh, " + code + " prints the status of whatever server the call reaches: it leaves the mesh."
+		return "curl prints the status of whatever server the call reaches: it leaves the mesh."
 	}
 	return ""
 }

@@ -117,29 +117,35 @@ func TestHandoutShowsEachActionAndWhatToExpect(t *testing.T) {
 			"outboundTrafficPolicy mode **REGISTRY_ONLY**",
 			"```yaml\nmeshConfig:\n",
 			"mode: REGISTRY_ONLY",
-			"```sh\nhelm upgrade --install istiod istio/istiod -n istio-system -f manifests/istio/values.yaml",
+			"```sh run\nhelm repo add istio https://blob.istio.io/istio-release/charts --force-update\n" +
+				"helm upgrade --install istio-base istio/base -n istio-system --create-namespace --version 1.31.0 --wait\n" +
+				"helm upgrade --install istiod istio/istiod -n istio-system --version 1.31.0 -f manifests/istio/values.yaml --wait\n```",
+			"```text output\noutboundTrafficPolicy:\n  mode: REGISTRY_ONLY\n```",
 		},
 	}, {
 		name: "deploy: the apply and the check for a sidecar",
 		want: []string{
-			"Deploy `labs/apps/client.yaml` (Namespace egresslab, ServiceAccount egresslab/client, Service egresslab/client, Deployment egresslab/client)",
-			"```sh\nkubectl apply -f labs/apps/client.yaml\nkubectl -n egresslab rollout status deploy/client && kubectl -n egresslab get pods\n```",
+			"Deploy what `labs/apps/client.yaml` deploys (Namespace egresslab, ServiceAccount egresslab/client, Service egresslab/client, Deployment egresslab/client), with Istio's curl sample image",
+			"```sh run\nkubectl apply -f - <<'EOF'\n",
+			"image: docker.io/curlimages/curl:8.16.0\n",
+			"\nEOF\n```",
+			"```sh run\nkubectl -n egresslab rollout status deploy/client --timeout=3m\n```\n\n```text output contains\ndeployment \"client\" successfully rolled out\n```",
 		},
 	}, {
 		name: "apply: the manifest and the command",
 		want: []string{
 			"Apply `testlab/entry.yaml`:\n\n```yaml\n",
 			"kind: ServiceEntry",
-			"```sh\nkubectl apply -n egresslab -f testlab/entry.yaml\n```",
+			"```sh run\nkubectl apply -n egresslab -f testlab/entry.yaml\n```",
 		},
 	}, {
 		name: "delete: the command",
-		want: []string{"Delete `testlab/entry.yaml`:\n\n```sh\nkubectl delete -n egresslab -f testlab/entry.yaml\n```"},
+		want: []string{"Delete `testlab/entry.yaml`:\n\n```sh run\nkubectl delete -n egresslab -f testlab/entry.yaml\n```"},
 	}, {
 		name: "a blocked call: the command, the verdict, the evidence and what curl shows",
 		want: []string{
-			"Call `http://api.example.org/v1` from egresslab/client:\n\n```sh\nkubectl -n egresslab exec deploy/client -c client -- client call http://api.example.org/v1\n```",
-			"Expected: **BLOCKED** (block_all). With curl from a pod in the mesh, `curl -sS -o /dev/null -w '%{http_code}\\n' http://api.example.org/v1` prints 502.",
+			"Call `http://api.example.org/v1` from egresslab/client:\n\n```sh run\nkubectl -n egresslab exec deploy/client -c client -- curl -s -o /dev/null -w '%{http_code}\\n' http://api.example.org/v1\n```\n\n```text output\n502\n```",
+			"Expected: **BLOCKED** (block_all). curl prints 502.",
 			"| listener | `0.0.0.0_80` |",
 			"| virtual host | `block_all` |",
 			"502 from the sidecar itself: the call never leaves the pod",
@@ -147,7 +153,8 @@ func TestHandoutShowsEachActionAndWhatToExpect(t *testing.T) {
 	}, {
 		name: "an allowed call: the verdict and the cluster",
 		want: []string{
-			"Expected: **ALLOWED** (registered service). With curl from a pod in the mesh, `curl -sS -o /dev/null -w '%{http_code}\\n' http://api.example.org/v1` prints 200.",
+			"```text output\n200\n```",
+			"Expected: **ALLOWED** (registered service). curl prints 200.",
 			"| cluster | `outbound\\|80\\|\\|api.example.org` |",
 			"out of the mesh to api.example.org",
 		},
@@ -155,7 +162,9 @@ func TestHandoutShowsEachActionAndWhatToExpect(t *testing.T) {
 		name: "refuse: the file, the command, and Istio's message",
 		want: []string{
 			"Try to apply `testlab/wildcard.yaml`:\n\n```yaml\n" + strings.TrimRight(wildcardYAML, "\n") + "\n```",
-			"```sh\nkubectl apply -n egresslab -f testlab/wildcard.yaml\n```",
+			// What istiod's validating webhook answers kubectl, in Istio's own words.
+			"```sh run\nkubectl apply -n egresslab -f testlab/wildcard.yaml\n```\n\n```text output contains\n" +
+				"denied the request: configuration is invalid: hosts must be FQDN",
 			"Istio's validation refuses it",
 			"```text\n" + strings.TrimRight(refusal, "\n") + "\n```",
 			// Istio's own words, from its validation of a ServiceEntry.
@@ -169,7 +178,7 @@ func TestHandoutShowsEachActionAndWhatToExpect(t *testing.T) {
 		})
 	}
 	// Every call has its command and its expectation, once each.
-	assert.Equal(t, 2, strings.Count(md, "client call http://api.example.org/v1\n```"))
+	assert.Equal(t, 2, strings.Count(md, "curl -s -o /dev/null -w '%{http_code}\\n' http://api.example.org/v1\n```"))
 	assert.Equal(t, 2, strings.Count(md, "\nExpected: **"))
-	assert.Equal(t, 2, strings.Count(md, "```mermaid\nflowchart LR\n"))
+	assert.Equal(t, 2, strings.Count(md, "```mermaid\n"))
 }

@@ -61,6 +61,10 @@ type Action struct {
 	// Refusal is what Istio's validation says of a Refuse action's file, Text that file
 	// as written, and Command the kubectl command a learner would try it with.
 	Refusal, Text, Command string
+	// Rejection is Istio's validation message alone, as istiod's webhook words it after
+	// "denied the request: configuration is invalid: " ("" when the file is refused for
+	// another reason).
+	Rejection string
 }
 
 // ActionKind names an action by its key in the lab file.

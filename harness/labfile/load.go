@@ -505,6 +505,10 @@ func (p *parser) action(n *yaml.Node) (Action, bool) {
 		a.Command = "kubectl apply -n " + p.src.Client.Namespace + " -f " + shown
 		if _, err := manifest.Parse(shown, data, p.src.Client.Namespace); err != nil {
 			a.Refusal = err.Error()
+			var errs manifest.Errors
+			if errors.As(err, &errs) && len(errs) == 1 && strings.HasPrefix(errs[0].Reason, manifest.IstioRejects) {
+				a.Rejection = strings.TrimPrefix(errs[0].Reason, manifest.IstioRejects)
+			}
 		} else {
 			p.fail(f.line, fmt.Sprintf("refuse %s: Istio's validation accepts it", value),
 				"give `refuse:` a manifest Istio refuses (the lesson), or `apply:` it")

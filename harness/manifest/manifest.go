@@ -122,6 +122,10 @@ func (e *Error) Error() string {
 	return b.String()
 }
 
+// IstioRejects starts the reason of an object Istio's validation refuses; the rest is
+// Istio's own message.
+const IstioRejects = "Istio rejects it: "
+
 // NamespaceFlag is kubectl's "-n NS " for a set whose objects all go in one namespace
 // (the one they were given when the file named none), and "" otherwise, so a command
 // shown to a learner applies the file where egresslab applied it.
@@ -308,7 +312,7 @@ func parseDocument(source string, n int, doc, defaultNamespace string) (Object, 
 			cfg.CreationTimestamp = time.Now()
 		}
 		if _, err := s.ValidateConfig(*cfg); err != nil {
-			return Object{}, fail(ref, "Istio rejects it: "+err.Error(), fixFor(err.Error()))
+			return Object{}, fail(ref, IstioRejects+err.Error(), fixFor(err.Error()))
 		}
 		obj.Istio = cfg
 		return obj, nil

@@ -83,7 +83,7 @@ func (mv *MeshValues) rebuild() error {
 			Fix: "check the field names under meshConfig against Istio's MeshConfig reference"}
 	}
 	if _, err := agent.ValidateMeshConfig(m); err != nil {
-		return &Error{File: mv.Source, Object: "meshConfig", Reason: "Istio rejects it: " + err.Error(),
+		return &Error{File: mv.Source, Object: "meshConfig", Reason: IstioRejects + err.Error(),
 			Fix: "correct the field Istio names under meshConfig"}
 	}
 	mv.Mesh = m

@@ -22,6 +22,7 @@ import (
 	_ "github.com/egresslab/egresslab/harness/backend/all" // registers every backend
 	"github.com/egresslab/egresslab/harness/backend/sim"
 	"github.com/egresslab/egresslab/harness/handout"
+	"github.com/egresslab/egresslab/harness/handout/killercoda"
 	"github.com/egresslab/egresslab/harness/lab"
 	"github.com/egresslab/egresslab/harness/labfile"
 	"github.com/egresslab/egresslab/harness/manifest"
@@ -70,7 +71,7 @@ Usage:
   egresslab lab -f FILE [flags]        your own lab file (docs/lab-format.md)
   egresslab check [flags] URL          would a call to URL from the client be allowed? (flags: -h)
   egresslab check [flags] -calls FILE  the same for every call of FILE, as a table (docs/check.md)
-  egresslab clean                      delete the lab's kind cluster, if there is one
+  egresslab clean                      delete what runs kept: the kind cluster the labs reuse, if there is one
   egresslab version                    this binary's version, the Istio library it links, what each backend runs
   egresslab bundle FILE                save Istio's charts and images in FILE for kind runs without the internet
                                        (EGRESSLAB_BUNDLE=FILE; flags: -h)
@@ -169,6 +170,9 @@ func runLab(ctx context.Context, args []string, s Streams) int {
 	url := fs.String("url", "", "the call to make instead of the lab's main call (the ServiceEntry lab: "+serviceEntryURL+")")
 	showConfig := fs.Bool("show-config", false, "print the sidecar's config for the calls the lab marks, before and after a change, as a diff")
 	markdown := fs.Bool("markdown", false, "write the lab's handout (Markdown) to standard output and run nothing")
+	killercodaDir := fs.String("killercoda", "", "write the lab as a Killercoda scenario into this new (or empty) folder and run nothing; "+
+		"run from the repository's root, whose files the lab's commands name are copied into it (docs/handouts.md)")
+	keep := keepFlag(fs)
 	positional, err := parseInterspersed(fs, args)
 	if err != nil {
 		return exitForFlagError(err)
@@ -194,6 +198,16 @@ func runLab(ctx context.Context, args []string, s Streams) int {
 		}
 		return ExitOK
 	}
+	if *killercodaDir != "" {
+		written, err := killercoda.Write(*killercodaDir, l)
+		if err != nil {
+			return badInput(s, err)
+		}
+		fmt.Fprintf(s.Out, "egresslab: wrote the Killercoda scenario of %s to %s: %d files (index.json; intro, %d steps with a check, finish; "+
+			"the repository's files the commands name, as assets).\nPublish it from a Git repository linked to a Killercoda creator profile (docs/handouts.md).\n",
+			l.File, *killercodaDir, len(written), len(l.Steps))
+		return ExitOK
+	}
 	opts := lab.Options{URL: *url, ShowConfig: *showConfig}
 	if *entryFile != "" {
 		if opts.Entry, err = loadEntry(*entryFile); err != nil {
@@ -205,7 +219,7 @@ func runLab(ctx context.Context, args []string, s Streams) int {
 		return badInput(s, err)
 	}
 
-	b, release, why, code := open(ctx, *backendName, s, callsTo(run)...)
+	b, release, why, code := open(ctx, *backendName, s, keep(), callsTo(run)...)
 	if b == nil {
 		return code
 	}
@@ -335,6 +349,7 @@ func runCheck(ctx context.Context, args []string, s Streams) int {
 	expect := fs.String("expect", "", "exit 1 unless the call gets this: a verdict (allowed, blocked, unreachable, in_mesh), or an\n"+
 		"expectation as a lab writes it, e.g. '{verdict: ALLOWED, cluster: \"outbound|443||api.example.com\"}'")
 	output := fs.String("o", "text", "the answer's form: text, or json (the verdict, its evidence, the simulator's verdict)")
+	keep := keepFlag(fs)
 	positional, err := parseInterspersed(fs, args)
 	if err != nil {
 		return exitForFlagError(err)
@@ -389,7 +404,7 @@ func runCheck(ctx context.Context, args []string, s Streams) int {
 	for _, c := range q.Calls {
 		callsTo = append(callsTo, c.Call.HostPort())
 	}
-	b, release, _, code := open(ctx, *backendName, s, callsTo...)
+	b, release, _, code := open(ctx, *backendName, s, keep(), callsTo...)
 	if b == nil {
 		return code
 	}
@@ -653,8 +668,8 @@ func runBundle(ctx context.Context, args []string, s Streams) int {
 	return ExitInfrastructure
 }
 
-// runClean removes what backends keep on purpose (the kind cluster kept with
-// EGRESSLAB_KEEP=1), through each provider that is a backend.Cleaner.
+// runClean removes what backends keep on purpose (the kind cluster the lab and check
+// commands keep for the next run), through each provider that is a backend.Cleaner.
 func runClean(ctx context.Context, s Streams) int {
 	code := ExitOK
 	for name, p := range backend.Providers(backend.Settings{Env: s.env(), Progress: s.Err}) {
@@ -693,8 +708,8 @@ func loadEntry(path string) (*manifest.Set, error) {
 // unknown backend name is bad input; a backend that cannot start here is an
 // infrastructure failure, said as such (on kind, opening creates a cluster and installs
 // Istio, so "nothing was applied" would not be true).
-func open(ctx context.Context, name string, s Streams, callsTo ...string) (b backend.Backend, release func(), why string, code int) {
-	p, why, err := backend.Select(ctx, name, backend.Settings{Env: s.env(), Progress: s.Err, CallsTo: callsTo})
+func open(ctx context.Context, name string, s Streams, keep backend.Keep, callsTo ...string) (b backend.Backend, release func(), why string, code int) {
+	p, why, err := backend.Select(ctx, name, backend.Settings{Env: s.env(), Progress: s.Err, CallsTo: callsTo, Keep: keep})
 	if unknown := (*backend.UnknownError)(nil); errors.As(err, &unknown) {
 		return nil, nil, "", badInput(s, err)
 	}
@@ -712,6 +727,24 @@ func open(ctx context.Context, name string, s Streams, callsTo ...string) (b bac
 		return nil, nil, "", ExitInfrastructure
 	}
 	return b, release, why, ExitOK
+}
+
+// keepFlag defines -keep on fs. The lab and check commands keep a kind cluster for the
+// next run by default (a workshop runs lab after lab on one cluster); -keep=false deletes
+// it at the end. The flag, when given, wins over EGRESSLAB_KEEP, which the backend reads.
+// The func returns what to hand the backend once fs is parsed.
+func keepFlag(fs *flag.FlagSet) func() backend.Keep {
+	keep := fs.Bool("keep", true, "keep the kind cluster at the end for the next lab to reuse (cleared of what this run left);\n"+
+		"-keep=false deletes it. Wins over EGRESSLAB_KEEP (0 or 1). egresslab clean deletes a kept cluster")
+	return func() backend.Keep {
+		k := backend.Keep{ByDefault: true}
+		fs.Visit(func(f *flag.Flag) {
+			if f.Name == "keep" {
+				k.Flag = keep
+			}
+		})
+		return k
+	}
 }
 
 // applied names what a list of sets applies, by kind: "1 ServiceEntry", "1 Sidecar

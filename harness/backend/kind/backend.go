@@ -47,6 +47,8 @@ type Backend struct {
 	// cluster, where the user loads it.
 	loadImage func(tarball string) error
 	workDir   string
+	// typedAt is how a person's kubectl and helm reach this cluster (backend.Typed).
+	typedAt backend.TypedTarget
 	// applied are the namespaces objects were applied in, for diagnostics.
 	applied map[string]bool
 	// CallTimeout bounds one call made by the client (its --timeout).
@@ -85,6 +87,10 @@ func newBackend(k kubernetes.Interface, i istioclient.Interface, mesh MeshInstal
 }
 
 func (b *Backend) Name() string { return "kind" }
+
+// TypedAt is the cluster's kubeconfig and the chart repository the run installs Istio
+// from: what the handouts' commands, typed by hand, need (backend.Typed).
+func (b *Backend) TypedAt() backend.TypedTarget { return b.typedAt }
 
 func (b *Backend) Describe() string {
 	if b.offline {

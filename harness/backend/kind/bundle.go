@@ -65,7 +65,7 @@ func (p *Provider) WriteBundle(ctx context.Context, path string, from backend.Bu
 
 	images := map[string]v1.Image{}
 	platform := v1.Platform{OS: "linux", Architecture: runtime.GOARCH}
-	refs := istioinstall.Images(version)
+	refs := istioinstall.BundleImages(version)
 	nodeImage := ""
 	if from.DockerArchive == "" {
 		// kind's node image too, pulled by its digest, saved under its tag.
@@ -117,7 +117,7 @@ func (p *Provider) WriteBundle(ctx context.Context, path string, from backend.Bu
 	}
 	return fmt.Sprintf("wrote %s (%d MB): Istio %s's charts %s and images %s%s; give it to a kind run with %s=%s",
 		path, size>>20, version, strings.Join([]string{istioinstall.BaseChart, istioinstall.IstiodChart}, ", "),
-		strings.Join(istioinstall.Images(version), ", "), node, EnvBundle, path), nil
+		strings.Join(istioinstall.BundleImages(version), ", "), node, EnvBundle, path), nil
 }
 
 // withoutDigest is an image reference without its digest: a bundle names images by tag

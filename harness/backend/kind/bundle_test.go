@@ -44,7 +44,7 @@ func TestBundleWrittenThroughTheMirrorsHoldsWhatTheyGave(t *testing.T) {
 	host := strings.TrimPrefix(reg.URL, "http://")
 	want := map[string]v1.Hash{}
 	nodeImage := "kindest/node:v1.35.8"
-	for _, ref := range append(istioinstall.Images(version), nodeImage) {
+	for _, ref := range append(istioinstall.BundleImages(version), nodeImage) {
 		img, err := random.Image(512, 1)
 		require.NoError(t, err)
 		r, err := name.ParseReference(ref)

@@ -8,6 +8,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -31,7 +33,7 @@ import (
 // (OptionsFromEnv, given the environment by the CLI or TestMain); each has an Option of
 // the same meaning.
 const (
-	EnvKeep         = "EGRESSLAB_KEEP"          // "1": keep the cluster after the run, and reuse it on the next
+	EnvKeep         = "EGRESSLAB_KEEP"          // "1": keep the cluster after the run for the next to reuse; "0": delete it (unset: the caller's rule, backend.Keep)
 	EnvKubeconfig   = "EGRESSLAB_KUBECONFIG"    // a kubeconfig: use that cluster instead of creating a kind cluster
 	EnvRuntime      = "EGRESSLAB_KIND_RUNTIME"  // "podman" to run kind's nodes in Podman
 	EnvIstioVersion = "EGRESSLAB_ISTIO_VERSION" // another Istio release than istioinstall.Version
@@ -56,6 +58,8 @@ type Provider struct {
 
 type options struct {
 	keep         bool
+	keepAsked    bool     // keep was asked for (WithKeep), not only the caller's default
+	bad          []string // settings that cannot be read, said by Available and Setup
 	kubeconfig   string
 	runtime      cluster.Runtime
 	istioVersion string
@@ -72,8 +76,13 @@ type options struct {
 // Option configures a Provider, in the manner of kind's cluster.ProviderOption.
 type Option func(*options)
 
-// WithKeep keeps the cluster at the end and reuses it when it exists.
-func WithKeep(keep bool) Option { return func(o *options) { o.keep = keep } }
+// WithKeep keeps the cluster at the end, for the next run to reuse, or (false) deletes
+// it. A run reuses the cluster whenever it exists, and starts it from a clean slate
+// (clearLeftovers). Of several, the last WithKeep wins.
+func WithKeep(keep bool) Option { return func(o *options) { o.keep, o.keepAsked = keep, true } }
+
+// withKeepByDefault is the caller's default, for WithKeep to override.
+func withKeepByDefault(keep bool) Option { return func(o *options) { o.keep = keep } }
 
 // WithKubeconfig runs on the cluster this kubeconfig reaches instead of a kind cluster.
 func WithKubeconfig(path string) Option { return func(o *options) { o.kubeconfig = path } }
@@ -133,8 +142,14 @@ func New(opts ...Option) *Provider {
 // OptionsFromEnv are the options the EGRESSLAB_* variables above ask for.
 func OptionsFromEnv(env backend.Env) []Option {
 	var opts []Option
-	if env(EnvKeep) == "1" || env(EnvKeep) == "true" {
-		opts = append(opts, WithKeep(true))
+	if v := env(EnvKeep); v != "" {
+		keep, err := strconv.ParseBool(v)
+		if err != nil {
+			bad := fmt.Sprintf("%s=%s: use 1 to keep the cluster, 0 to delete it at the end", EnvKeep, v)
+			opts = append(opts, func(o *options) { o.bad = append(o.bad, bad) })
+		} else {
+			opts = append(opts, WithKeep(keep))
+		}
 	}
 	if p := env(EnvKubeconfig); p != "" {
 		opts = append(opts, WithKubeconfig(p))
@@ -164,15 +179,28 @@ func init() {
 		Available: func(ctx context.Context, env backend.Env) (bool, string) {
 			return New(OptionsFromEnv(env)...).Available(ctx)
 		},
-		Provider: func(env backend.Env, progress io.Writer, callsTo []string) (backend.Provider, error) {
-			return New(append(OptionsFromEnv(env), WithProgress(progress), WithCallsTo(callsTo...))...), nil
-		},
+		ProviderFor: func(s backend.Settings) (backend.Provider, error) { return providerFor(s), nil },
 	})
+}
+
+// providerFor is the Provider the settings ask for. Whether the cluster is kept comes
+// from, in order of precedence: the command line (s.Keep.Flag), the environment
+// (EGRESSLAB_KEEP), the caller's default (s.Keep.ByDefault: the lab and check commands
+// keep it, the scenarios do not).
+func providerFor(s backend.Settings) *Provider {
+	opts := append([]Option{withKeepByDefault(s.Keep.ByDefault)}, OptionsFromEnv(s.Env)...)
+	if s.Keep.Flag != nil {
+		opts = append(opts, WithKeep(*s.Keep.Flag))
+	}
+	return New(append(opts, WithProgress(s.Progress), WithCallsTo(s.CallsTo...))...)
 }
 
 // Available says quickly whether the backend can run here: the kubeconfig it was given
 // exists, or the container runtime's daemon answers.
 func (p *Provider) Available(ctx context.Context) (bool, string) {
+	if len(p.o.bad) > 0 {
+		return false, strings.Join(p.o.bad, "; ")
+	}
 	if p.o.kubeconfig != "" {
 		if _, err := os.Stat(p.o.kubeconfig); err != nil {
 			return false, fmt.Sprintf("%s=%s: %v", EnvKubeconfig, p.o.kubeconfig, err)
@@ -182,7 +210,8 @@ func (p *Provider) Available(ctx context.Context) (bool, string) {
 	return cluster.Available(ctx, p.o.runtime)
 }
 
-// Clean deletes the kind cluster earlier runs kept (EGRESSLAB_KEEP=1), if there is one.
+// Clean deletes the kind cluster earlier runs kept (the lab and check commands keep it;
+// the scenarios with EGRESSLAB_KEEP=1), if there is one: all a kind run keeps is in it.
 func (p *Provider) Clean(ctx context.Context) (string, error) {
 	if ok, why := cluster.Available(ctx, p.o.runtime); !ok {
 		return "no kind cluster to delete (" + why + ")", nil
@@ -218,7 +247,8 @@ type state struct {
 	backend  *Backend
 	kube     kubernetes.Interface
 	teardown bool // Finish deletes the cluster
-	created  bool // this run created the cluster (it did not reuse a kept one)
+	created  bool // this run created the cluster
+	reused   bool // this run found the cluster (kept by an earlier one) and reuses it
 	// The bundle's mirrors while the run lasts: their request logs are the evidence
 	// that the charts were downloaded and the images pulled through them.
 	charts, registry *mirror.Server
@@ -252,6 +282,9 @@ func (p *Provider) setup(parent context.Context) (st *state, err error) {
 	ctx, stop := signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	w := p.o.progress
+	if len(p.o.bad) > 0 {
+		return nil, errors.New(strings.Join(p.o.bad, "; "))
+	}
 	st = &state{}
 	st.workDir, err = os.MkdirTemp("", "egresslab-kind-")
 	if err != nil {
@@ -321,6 +354,15 @@ func (p *Provider) setup(parent context.Context) (st *state, err error) {
 		return st, fmt.Errorf("Istio client for %s: %w", restCfg.Host, err)
 	}
 	st.kube = k
+	if st.reused {
+		sk, sic, err := sweepClients(restCfg)
+		if err != nil {
+			return st, fmt.Errorf("client for %s: %w", restCfg.Host, err)
+		}
+		if err := startClean(ctx, w, st.cluster.Name(), sk, sic, p.o.keep); err != nil {
+			return st, err
+		}
+	}
 	flags := genericclioptions.NewConfigFlags(true)
 	flags.KubeConfig = &kubeconfig
 	ns := istioinstall.Namespace
@@ -341,6 +383,7 @@ func (p *Provider) setup(parent context.Context) (st *state, err error) {
 		b.loadImage = st.cluster.LoadImage
 	}
 	b.workDir = st.workDir
+	b.typedAt = backend.TypedTarget{Kubeconfig: kubeconfig, ChartRepo: src.charts}
 	if p.o.offline != "" {
 		b.offline, b.internetCA = true, internetCA
 		in, err := b.startInternet(ctx)
@@ -393,7 +436,7 @@ func (p *Provider) preflight(ctx context.Context, src downloads) (d *cluster.Dae
 func (p *Provider) ensureCluster(ctx context.Context, st *state, d *cluster.Daemon) (string, error) {
 	w := p.o.progress
 	opts := []cluster.Option{cluster.WithNodeImage(p.o.nodeImage), cluster.WithRuntime(p.o.runtime),
-		cluster.WithCgroupV1(d.CgroupV1()), cluster.WithProgress(w), cluster.WithRetain(p.o.keep)}
+		cluster.WithCgroupV1(d.CgroupV1()), cluster.WithProgress(w), cluster.WithRetain(p.o.keep && p.o.keepAsked)}
 	if p.o.offline != "" {
 		opts = append(opts, cluster.WithoutDefaultCNI())
 	}
@@ -404,18 +447,21 @@ func (p *Provider) ensureCluster(ctx context.Context, st *state, d *cluster.Daem
 		return "", err
 	}
 	st.teardown = !p.o.keep
-	switch {
-	case exists && p.o.keep:
-		fmt.Fprintf(w, "▸ reusing kind cluster %s (kept from an earlier run)\n", c.Name())
-	case exists:
-		fmt.Fprintf(w, "▸ reusing kind cluster %s; it is deleted at the end (%s=1 keeps it)\n", c.Name(), EnvKeep)
-	default:
+	// A cluster that exists is reused, kept or not; Setup clears what earlier runs left
+	// on it (startClean) once it can reach its API.
+	st.reused = exists
+	if !exists {
 		done := step(w, "create kind cluster "+c.Name()+" ("+p.o.nodeImage+")")
 		finished, err := c.Create(ctx)
 		done(err)
 		st.created = err == nil
 		if err != nil {
-			if finished != nil && ctx.Err() != nil && !p.o.keep {
+			if !p.o.keepAsked {
+				// A cluster that did not come up is no use to the next run; kept only when
+				// asked (EGRESSLAB_KEEP=1, -keep), with kind's node retained to look into.
+				st.teardown = true
+			}
+			if finished != nil && ctx.Err() != nil && st.teardown {
 				// kind cannot be interrupted: let it finish, then take away what it made.
 				fmt.Fprintf(w, "  waiting for kind to finish, to delete the cluster it is creating\n")
 				<-finished
@@ -447,7 +493,7 @@ func (p *Provider) cleanUpFailed(ctx context.Context, st *state, err *error) {
 			*err = errors.Join(*err, derr)
 		}
 	} else if st.cluster != nil {
-		fmt.Fprintf(p.o.progress, "  kind cluster %s is kept (%s=1): kubectl --context kind-%s ...\n", st.cluster.Name(), EnvKeep, st.cluster.Name())
+		fmt.Fprintf(p.o.progress, "  %s\n", keptMessage(st.cluster.Name()))
 	}
 	st.stop()
 }
@@ -476,7 +522,8 @@ func (p *Provider) deleteCluster(st *state) error {
 	return err
 }
 
-// Finish deletes the cluster unless it is kept (or was not made by kind).
+// Finish deletes the cluster unless it is kept (or was not made by kind), and says
+// when it is kept and how to delete it.
 func (p *Provider) Finish(ctx context.Context) (context.Context, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -490,10 +537,16 @@ func (p *Provider) Finish(ctx context.Context) (context.Context, error) {
 		return ctx, p.deleteCluster(st)
 	}
 	if st.cluster != nil {
-		fmt.Fprintf(p.o.progress, "kind cluster %s is kept: kubectl --context kind-%s get pods -A; "+
-			"delete it with: kind delete cluster --name %s\n", st.cluster.Name(), st.cluster.Name(), st.cluster.Name())
+		fmt.Fprintf(p.o.progress, "▸ %s\n", keptMessage(st.cluster.Name()))
 	}
 	return ctx, nil
+}
+
+// keptMessage says that the cluster is kept, how to look at it and how to delete it.
+func keptMessage(name string) string {
+	return fmt.Sprintf("kind cluster %s is kept: the next run reuses it, cleared of what this one left "+
+		"(kubectl --context kind-%s get pods -A). Delete it with: egresslab clean. "+
+		"Not to keep it: -keep=false, or %s=0", name, name, EnvKeep)
 }
 
 // Open gives the shared Backend. Without a Lifecycle caller (the CLI), the first Open

@@ -2,6 +2,7 @@ package kind
 
 import (
 	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/egresslab/egresslab/harness/backend"
 	"github.com/egresslab/egresslab/harness/backend/kind/internal/cluster"
 	"github.com/egresslab/egresslab/harness/backend/kind/internal/istioinstall"
 	"github.com/egresslab/egresslab/harness/backend/kind/internal/mirror"
@@ -35,6 +37,78 @@ func TestOptionsFromEnv(t *testing.T) {
 	env[EnvOffline] = "/somewhere/images.json"
 	p = New(OptionsFromEnv(func(k string) string { return env[k] })...)
 	assert.Equal(t, "/somewhere/images.json", p.o.offline)
+
+	env[EnvKeep] = "0"
+	p = New(append([]Option{WithKeep(true)}, OptionsFromEnv(func(k string) string { return env[k] })...)...)
+	assert.False(t, p.o.keep, "%s=0 deletes the cluster at the end", EnvKeep)
+}
+
+// Whether the cluster is kept: the command line (-keep) wins over EGRESSLAB_KEEP, which
+// wins over the caller's default: the lab and check commands keep it, the scenarios do not.
+func TestKeepPerCaller(t *testing.T) {
+	yes, no := true, false
+	scenarios := backend.Keep{}
+	lab := backend.Keep{ByDefault: true}
+	for _, c := range []struct {
+		name      string
+		keep      backend.Keep
+		env       string
+		want      bool
+		wantAsked bool
+	}{
+		{"the scenarios delete their cluster", scenarios, "", false, false},
+		{"the scenarios keep it with EGRESSLAB_KEEP=1", scenarios, "1", true, true},
+		{"the lab and check commands keep theirs", lab, "", true, false},
+		{"EGRESSLAB_KEEP=0 deletes it", lab, "0", false, true},
+		{"EGRESSLAB_KEEP=false deletes it", lab, "false", false, true},
+		{"-keep=false deletes it", backend.Keep{ByDefault: true, Flag: &no}, "", false, true},
+		{"-keep=false wins over EGRESSLAB_KEEP=1", backend.Keep{ByDefault: true, Flag: &no}, "1", false, true},
+		{"-keep wins over EGRESSLAB_KEEP=0", backend.Keep{ByDefault: true, Flag: &yes}, "0", true, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			env := func(k string) string {
+				if k == EnvKeep {
+					return c.env
+				}
+				return ""
+			}
+			p := providerFor(backend.Settings{Env: env, Progress: io.Discard, Keep: c.keep})
+			assert.Equal(t, c.want, p.o.keep)
+			assert.Equal(t, c.wantAsked, p.o.keepAsked, "asked for, not only the default (a cluster that fails to come up is kept only when asked)")
+		})
+	}
+}
+
+// The registry builds the kind provider with the caller's Keep (an existing cluster
+// through a kubeconfig, so that the kind backend is available without Docker).
+func TestTheRegistryHandsTheCallersKeepToKind(t *testing.T) {
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	require.NoError(t, os.WriteFile(kubeconfig, []byte("apiVersion: v1\nkind: Config\n"), 0o600))
+	env := map[string]string{EnvKubeconfig: kubeconfig}
+	get := func(k string) string { return env[k] }
+	for _, keep := range []backend.Keep{{}, {ByDefault: true}} {
+		p, _, err := backend.Select(context.Background(), "kind", backend.Settings{Env: get, Keep: keep})
+		require.NoError(t, err)
+		assert.Equal(t, keep.ByDefault, p.(*Provider).o.keep)
+	}
+	env[EnvKeep] = "yes"
+	_, _, err := backend.Select(context.Background(), "kind", backend.Settings{Env: get})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "EGRESSLAB_KEEP=yes: use 1 to keep the cluster, 0 to delete it at the end")
+	_, err = New(OptionsFromEnv(get)...).Setup(context.Background())
+	assert.ErrorContains(t, err, "EGRESSLAB_KEEP=yes", "nor does Setup run with it")
+}
+
+// A kept cluster is said so at the end, with how to look at it and how to delete it.
+func TestTheKeptClusterSaysHowToDeleteIt(t *testing.T) {
+	var progress strings.Builder
+	p := New(WithProgress(&progress))
+	p.st = &state{cluster: cluster.New()}
+	_, err := p.Finish(context.Background())
+	require.NoError(t, err)
+	assert.Equal(t, "▸ kind cluster egresslab is kept: the next run reuses it, cleared of what this one left "+
+		"(kubectl --context kind-egresslab get pods -A). Delete it with: egresslab clean. "+
+		"Not to keep it: -keep=false, or EGRESSLAB_KEEP=0\n", progress.String())
 }
 
 // A bad offline images file stops Setup before anything is tried or made: no preflight,

@@ -510,6 +510,17 @@ func TestImagesAreWhereIstioPublishesThem(t *testing.T) {
 	assert.Equal(t, []string{"docker.io/istio/pilot:1.31.0", "docker.io/istio/proxyv2:1.31.0"}, istioinstall.Images("1.31.0"))
 }
 
+// The handouts' by-hand client is Istio's curl sample as the pinned release ships it:
+// the image a workshop bundle holds is the one samples/curl/curl.yaml names.
+func TestTheCurlSampleImageIsTheOneIstiosSampleNames(t *testing.T) {
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "istio.io/istio").Output()
+	require.NoError(t, err)
+	sample, err := os.ReadFile(filepath.Join(strings.TrimSpace(string(out)), "samples", "curl", "curl.yaml"))
+	require.NoError(t, err)
+	assert.Contains(t, string(sample), "image: "+istioinstall.CurlSampleImage+"\n")
+	assert.Equal(t, istioinstall.CurlSampleImage, istioinstall.BundleImages("1.31.0")[2])
+}
+
 // Helm applies server-side under a field manager named after the running program: the
 // lab's release installed by one test binary and upgraded by another (or by the lab)
 // conflicted with itself on every field (seen on the offline kind run: the scenarios

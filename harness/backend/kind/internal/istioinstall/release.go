@@ -20,6 +20,18 @@ func Images(version string) []string {
 	return []string{Hub + "/pilot:" + version, Hub + "/proxyv2:" + version}
 }
 
+// CurlSampleImage is the image of Istio's curl sample (samples/curl/curl.yaml of the
+// pinned release, as istio.io's egress tasks deploy it): the client a handout typed by
+// hand calls from, since egresslab's own client is built and loaded into egresslab's
+// kind cluster and published nowhere. A workshop bundle holds it with Istio's images.
+const CurlSampleImage = "docker.io/curlimages/curl:8.16.0"
+
+// BundleImages are the images a workshop bundle holds for Istio release version:
+// Istio's own, and the curl sample's, which the handouts' by-hand client pulls.
+func BundleImages(version string) []string {
+	return append(Images(version), CurlSampleImage)
+}
+
 // Charts are the folders of the charts the lab installs in Istio's source tree (the
 // istio.io/istio module), by chart name.
 func Charts(istioSource string) map[string]string {
