@@ -226,8 +226,14 @@ func (h *writer) call(c *labfile.Call) {
 	v := outcome.Verdict{Kind: e.Kind, Reason: e.Reason, Evidence: ev}
 	h.p("%s", lab.Explain(v, c.URL))
 	h.code("mermaid", Diagram(e, c.URL))
-	h.p("See it on the cluster: the sidecar's access log names the cluster (`kubectl -n %s logs deploy/%s -c istio-proxy --tail 1`), "+
-		"and `istioctl proxy-config listeners deploy/%s -n %s --port %d` the listener.", c.From.Namespace, c.From.Name, c.From.Name, c.From.Namespace, c.URL.Port())
+	logs := fmt.Sprintf("kubectl -n %s logs deploy/%s -c istio-proxy --tail 1", c.From.Namespace, c.From.Name)
+	if shows, ok := sidecarLogShows(e); ok {
+		h.p("The sidecar's access log says it (its last line is this call's; it can take a moment to appear):")
+		h.run(logs, shows, true)
+	} else {
+		h.p("The sidecar's access log has a line for the call: `%s`.", logs)
+	}
+	h.p("`istioctl proxy-config listeners deploy/%s -n %s --port %d` shows the listener.", c.From.Name, c.From.Namespace, c.URL.Port())
 	if e.Gateway != nil {
 		host, _, _ := dataplane.OutboundService(e.Cluster)
 		name, namespace, _ := dataplane.ServiceOf(host)
@@ -237,6 +243,25 @@ func (h *writer) call(c *labfile.Call) {
 		h.p("To see what changed in the sidecar's config, compare `istioctl proxy-config all deploy/%s -n %s -o yaml` before the change and now "+
 			"(egresslab shows it as a diff with `-show-config`).", c.From.Name, c.From.Namespace)
 	}
+}
+
+// sidecarLogShows is what the calling sidecar's access-log line for a call with this
+// expectation holds, in Istio's default format (… %RESPONSE_CODE% %RESPONSE_FLAGS%
+// %RESPONSE_CODE_DETAILS% … %UPSTREAM_CLUSTER_RAW% …), by the rule the kind backend
+// checks a real call's line with (backend.AccessLogEntry.Mismatch); ok is false when
+// the expectation names nothing a log shows (backend.ChecksLog).
+func sidecarLogShows(e outcome.Expect) (string, bool) {
+	switch {
+	case !backend.ChecksLog(e):
+		return "", false
+	case e.Gateway == nil && e.Reason == outcome.ReasonBlockAll:
+		return "502 - direct_response", true
+	case e.Gateway == nil && e.Reason == outcome.ReasonNoCluster:
+		return "503 NC", true
+	case e.Cluster != "":
+		return e.Cluster, true
+	}
+	return "", false
 }
 
 // curlSays says what curl prints for a call with this expectation on a real cluster,

@@ -26,7 +26,7 @@ func TestParseReadsTheBlocksAHandoutMarksToRun(t *testing.T) {
 	}
 	assert.Equal(t, []string{"", "Step 1. Install the mesh", "Step 2. Deploy the client", "Step 3. Blocked before the entry",
 		"Step 4. Apply the entry", "Step 5. Delete it, and try a wildcard with DNS", "Clean up"}, titles)
-	require.Len(t, runs, 9, "%+v", runs)
+	require.Len(t, runs, 11, "%+v", runs)
 	first := func(r handout.Run) string { return strings.SplitN(r.Commands, "\n", 2)[0] }
 	assert.Equal(t, "helm repo add istio https://blob.istio.io/istio-release/charts --force-update", first(runs[0]))
 	assert.Empty(t, runs[0].Output)
@@ -37,11 +37,16 @@ func TestParseReadsTheBlocksAHandoutMarksToRun(t *testing.T) {
 	assert.Equal(t, `deployment "client" successfully rolled out`, runs[3].Output)
 	assert.True(t, runs[3].Contains)
 	assert.Equal(t, "502", runs[4].Output)
-	assert.Equal(t, "kubectl apply -n egresslab -f testlab/entry.yaml", runs[5].Commands)
-	assert.Equal(t, "200", runs[6].Output)
-	assert.Equal(t, "kubectl delete -n egresslab -f testlab/entry.yaml", runs[7].Commands)
-	assert.Equal(t, "kubectl apply -n egresslab -f testlab/wildcard.yaml", runs[8].Commands)
-	assert.True(t, strings.HasPrefix(runs[8].Output, "denied the request: configuration is invalid: hosts must be FQDN"), runs[8].Output)
+	// The sidecar's access log: block_all answers itself, with no cluster.
+	assert.Equal(t, "kubectl -n egresslab logs deploy/client -c istio-proxy --tail 1", runs[5].Commands)
+	assert.Equal(t, "502 - direct_response", runs[5].Output)
+	assert.True(t, runs[5].Contains)
+	assert.Equal(t, "kubectl apply -n egresslab -f testlab/entry.yaml", runs[6].Commands)
+	assert.Equal(t, "200", runs[7].Output)
+	assert.Equal(t, "outbound|80||api.example.org", runs[8].Output)
+	assert.Equal(t, "kubectl delete -n egresslab -f testlab/entry.yaml", runs[9].Commands)
+	assert.Equal(t, "kubectl apply -n egresslab -f testlab/wildcard.yaml", runs[10].Commands)
+	assert.True(t, strings.HasPrefix(runs[10].Output, "denied the request: configuration is invalid: hosts must be FQDN"), runs[10].Output)
 	// The YAML shown (not marked) is not run; the lines of a run are 1-based lines of the page.
 	assert.Equal(t, "```"+handout.RunMark, strings.Split(md, "\n")[runs[0].Line-1])
 	// Nothing applied is left at the end: the clean-up section has nothing to run.
