@@ -186,15 +186,22 @@ func (sh *typist) typeOnce(commands string, timeout time.Duration) (string, erro
 	return string(out), err
 }
 
-// typeUntil types commands until they print what r shows, for at most timeout, and
-// returns the last output and how many times they were typed.
+// typeUntil types commands until they print what r shows, trying again for at most
+// timeout after the first try, and returns the last output and how many times they
+// were typed.
 func (sh *typist) typeUntil(commands string, r handout.Run, timeout time.Duration) (string, int) {
-	deadline := time.Now().Add(timeout)
+	var deadline time.Time
 	var out string
 	tries := 0
 	for pause := 200 * time.Millisecond; ; pause = min(2*pause, 2*time.Second) {
-		out, _ = sh.typeOnce(commands, time.Minute) // the exit code is part of what is printed
+		// Each try as long as a command of the page may take (a rollout's own --timeout is
+		// 3 minutes: the first pull of the curl image through the mirror, on a loaded
+		// machine, took over a minute); the exit code is part of what is printed.
+		out, _ = sh.typeOnce(commands, 5*time.Minute)
 		tries++
+		if tries == 1 {
+			deadline = time.Now().Add(timeout)
+		}
 		if prints(out, r) || time.Now().After(deadline) {
 			return out, tries
 		}
