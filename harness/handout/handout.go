@@ -64,9 +64,10 @@ type writer struct {
 	dir    string // the lab's folder, as commands name it
 	// istio: Istio was installed by an earlier step of the page.
 	istio bool
-	// applied are the kubectl delete commands for what the page applied and has not
-	// deleted yet, in the order applied.
-	applied []string
+	// applied is what the page applied and has not deleted yet, in the order applied,
+	// kept as the engine keeps it (harness/lab: Runner.applied): a set a lab applies and
+	// deletes is one *manifest.Set.
+	applied []*manifest.Set
 }
 
 // p writes a paragraph.
@@ -151,13 +152,11 @@ func (h *writer) action(a labfile.Action) error {
 		h.p("Apply `%s`:", a.Set.Source)
 		h.code("yaml", a.Set.YAML())
 		h.run("kubectl apply "+a.Set.NamespaceFlag()+"-f "+a.Set.Source, "", false)
-		h.applied = append(h.applied, "kubectl delete --ignore-not-found "+a.Set.NamespaceFlag()+"-f "+a.Set.Source)
+		h.applied = append(h.applied, a.Set)
 	case labfile.Delete:
 		h.p("Delete `%s`:", a.Set.Source)
 		h.run("kubectl delete "+a.Set.NamespaceFlag()+"-f "+a.Set.Source, "", false)
-		h.applied = slices.DeleteFunc(h.applied, func(c string) bool {
-			return c == "kubectl delete --ignore-not-found "+a.Set.NamespaceFlag()+"-f "+a.Set.Source
-		})
+		h.applied = slices.DeleteFunc(h.applied, func(s *manifest.Set) bool { return s == a.Set })
 	case labfile.MakeCall:
 		h.call(a.Call)
 	case labfile.Refuse:
@@ -184,8 +183,10 @@ func (h *writer) cleanUp() {
 		h.p("This lab leaves nothing behind but Istio and the apps it deployed, which the next lab uses as they are.")
 	} else {
 		h.p("Delete what this lab applied; Istio and the apps stay for the next lab:")
-		cmds := slices.Clone(h.applied)
-		slices.Reverse(cmds)
+		var cmds []string
+		for _, set := range slices.Backward(h.applied) {
+			cmds = append(cmds, "kubectl delete --ignore-not-found "+set.NamespaceFlag()+"-f "+set.Source)
+		}
 		h.run(strings.Join(cmds, "\n"), "", false)
 	}
 	h.p("At the end of the workshop, `helm uninstall %s %s -n %s` removes Istio (and its CRDs, with every Istio object), "+
