@@ -203,7 +203,7 @@ func TestTheSchemaAndTheLoaderAgree(t *testing.T) {
 		{"two actions in one", "  - delete: entry.yaml", "  - delete: entry.yaml\n    refuse: refused.yaml", "one action holds two: delete and refuse", "/steps/1/do/3"},
 		{"a call's field on another action", "  - delete: entry.yaml", "  - delete: entry.yaml\n    from: egresslab/client", `"from" belongs to a call, not to delete`, "/steps/1/do/3/from"},
 		{"a call's fields with no call", "  - call: http://jsonplaceholder.typicode.com/todos/1\n    id: blocked\n", "  - id: blocked\n", "the action names no action", call2},
-		{"a call without its URL", "  - call: http://jsonplaceholder.typicode.com/todos/1\n    id: blocked", "  - call:\n    id: blocked", `call "": scheme must be http or https`, call2 + "/call"},
+		{"a call without its URL", "  - call: http://jsonplaceholder.typicode.com/todos/1\n    id: blocked", "  - call:\n    id: blocked", `call "": scheme must be http, https or tcp`, call2 + "/call"},
 		{"a call's URL as url:", "  - call: http://jsonplaceholder.typicode.com/todos/1\n    id: blocked", "  - url: http://jsonplaceholder.typicode.com/todos/1\n    id: blocked", `unknown action "url"`, call2},
 		{"a call's URL with no host", "  - call: http://jsonplaceholder.typicode.com/todos/1\n    id: blocked", "  - call: http:///todos/1\n    id: blocked", "no host", call2 + "/call"},
 		{"a call's port out of range", "  - call: http://jsonplaceholder.typicode.com/todos/1\n    id: blocked", "  - call: http://jsonplaceholder.typicode.com:65536/todos/1\n    id: blocked", "is not a number from 1 to 65535", call2 + "/call"},
@@ -228,6 +228,9 @@ func TestTheSchemaAndTheLoaderAgree(t *testing.T) {
 		{"quoted order", "order: 1", `order: "1"`, "", ""},
 		{"no prose", "  prose: >\n    The mesh, then the client.\n", "", "", ""},
 		{"a call's URL with a port", "  - call: http://jsonplaceholder.typicode.com/todos/1\n    address", "  - call: HTTP://jsonplaceholder.typicode.com:0080/todos/1\n    address", "", ""},
+		{"a TCP call", "  - call: http://jsonplaceholder.typicode.com/todos/1\n    address", "  - call: tcp://db.postgres.example:5432\n    address", "", ""},
+		{"a TCP call without its port", "  - call: http://jsonplaceholder.typicode.com/todos/1\n    id: blocked", "  - call: tcp://db.postgres.example\n    id: blocked", "a tcp:// call names its port", call2 + "/call"},
+		{"a TCP call with a path", "  - call: http://jsonplaceholder.typicode.com/todos/1\n    id: blocked", "  - call: tcp://db.postgres.example:5432/orders\n    id: blocked", "a tcp:// call is a host and a port only", call2 + "/call"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			lab := strings.Replace(agreed, tc.from, tc.to, 1)

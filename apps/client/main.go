@@ -9,6 +9,9 @@
 // reached an upstream), the first bytes of the body, and, when there was no response,
 // the error class (reset, refused, dns, timeout, tls). The harness classifies it.
 //
+// A tcp://HOST:PORT URL (a database outside the mesh) makes one TCP exchange instead:
+// the client writes observe.Ping and the line holds the reply's first bytes as the body.
+//
 // It is built as a static binary (CGO_ENABLED=0) and runs as the only file of its
 // image; see harness/appimage.
 package main
@@ -28,6 +31,7 @@ import (
 	"time"
 
 	"github.com/egresslab/egresslab/apps/client/observe"
+	"github.com/egresslab/egresslab/harness/outcome"
 )
 
 func main() {
@@ -39,7 +43,9 @@ func main() {
 const usage = `usage:
   client call [--timeout=10s] [--address=IP] URL
                                     make one GET, print one JSON line; --address connects
-                                    to IP instead of the host's address (curl's --resolve)
+                                    to IP instead of the host's address (curl's --resolve);
+                                    URL tcp://HOST:PORT writes a line over plain TCP and
+                                    reads the reply instead (a database's port)
   client serve [--listen=:8080]     answer /healthz until stopped`
 
 // run is main without the process: it returns the exit code. A call that fails is
@@ -61,6 +67,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if fs.NArg() != 1 {
 			fmt.Fprintln(stderr, "client call: give exactly one URL, e.g. client call http://jsonplaceholder.typicode.com/todos/1")
 			return 2
+		}
+		// A tcp:// URL that names no port is the caller's mistake, not an observation.
+		if outcome.IsTCP(fs.Arg(0)) {
+			if _, err := observe.TCPAddress(fs.Arg(0)); err != nil {
+				fmt.Fprintf(stderr, "client call: %v\n", err)
+				return 2
+			}
 		}
 		var opts []observe.Option
 		if *address != "" {

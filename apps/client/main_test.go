@@ -240,6 +240,19 @@ func TestUsageErrors(t *testing.T) {
 	assert.Equal(t, outcome.ErrOther, o.ErrorClass)
 }
 
+// A tcp:// URL without a port is the caller's to fix: no call, exit 2, and the fix named.
+func TestCallRejectsATCPURLWithoutAPort(t *testing.T) {
+	for args, fix := range map[string]string{
+		"tcp://db.postgres.example":          "give tcp://db.postgres.example:PORT, e.g. tcp://db.postgres.example:5432",
+		"tcp://db.postgres.example:5432/app": "give tcp://db.postgres.example:5432",
+	} {
+		var out, errOut bytes.Buffer
+		assert.Equal(t, 2, run(context.Background(), []string{"call", "--address=127.0.0.1", args}, &out, &errOut), args)
+		assert.Empty(t, out.String(), "no observation for %s", args)
+		assert.Contains(t, errOut.String(), fix, args)
+	}
+}
+
 func TestServeAnswersHealthzUntilCancelled(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)

@@ -1,10 +1,12 @@
 // Command internet is the stand-in internet of offline runs: it serves the site
-// package (jsonplaceholder's answers) over HTTP and HTTPS. The cluster's DNS names it as
+// package (jsonplaceholder's answers) over HTTP and HTTPS, and a database's port over
+// plain TCP for the labs' own database hosts. The cluster's DNS names it as
 // jsonplaceholder.typicode.com; it runs outside the mesh, in its own namespace.
 //
-//	internet [--http=:80] [--https=:443] [--cert=FILE --key=FILE]
+//	internet [--http=:80] [--https=:443] [--tcp=5432[,PORT...]] [--cert=FILE --key=FILE]
 //
-// Without --cert it makes its own certificate, which no client trusts.
+// Without --cert it makes its own certificate, which no client trusts. Each --tcp port
+// answers one line with one line (site.ServeTCP); --tcp= answers none.
 package main
 
 import (
@@ -13,10 +15,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -38,11 +43,15 @@ func run(ctx context.Context, args []string) error {
 	httpsAddr := fs.String("https", ":443", "where to answer HTTPS")
 	certFile := fs.String("cert", "", "the certificate for "+strings.Join(site.Hosts, ", ")+" (PEM)")
 	keyFile := fs.String("key", "", "its key (PEM)")
+	tcpPorts := fs.String("tcp", strconv.Itoa(site.DatabasePort), "the ports, comma-separated, where to answer plain TCP as a database would (none if empty)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	ports, err := parsePorts(*tcpPorts)
+	if err != nil {
+		return err
+	}
 	var cert tls.Certificate
-	var err error
 	if *certFile != "" {
 		cert, err = tls.LoadX509KeyPair(*certFile, *keyFile)
 	} else {
@@ -60,10 +69,28 @@ func run(ctx context.Context, args []string) error {
 		{Addr: *httpsAddr, Handler: logged, ReadHeaderTimeout: 10 * time.Second,
 			TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}}},
 	}
-	errc := make(chan error, 2)
+	// The TCP servers stop with ctx, and with run whatever ends it; run waits for them
+	// (deferred before cancel, so it runs after), so that nothing answers after it returned.
+	var tcp sync.WaitGroup
+	defer tcp.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 2+len(ports))
+	for _, port := range ports {
+		l, err := net.Listen("tcp", ":"+strconv.Itoa(port))
+		if err != nil {
+			return fmt.Errorf("listen for TCP on port %d: %w", port, err)
+		}
+		tcp.Go(func() {
+			if err := site.ServeTCP(ctx, l, os.Stdout); err != nil {
+				errc <- err
+			}
+		})
+	}
 	go func() { errc <- servers[0].ListenAndServe() }()
 	go func() { errc <- servers[1].ListenAndServeTLS("", "") }()
-	fmt.Printf("the stand-in internet answers for %s on %s (http) and %s (https)\n", strings.Join(site.Hosts, ", "), *httpAddr, *httpsAddr)
+	fmt.Printf("the stand-in internet answers for %s on %s (http) and %s (https), and plain TCP on %s\n",
+		strings.Join(site.Hosts, ", "), *httpAddr, *httpsAddr, portList(ports))
 	select {
 	case err := <-errc:
 		return err
@@ -78,4 +105,31 @@ func run(ctx context.Context, args []string) error {
 		cancel()
 	}
 	return nil
+}
+
+// parsePorts reads --tcp: ports separated by commas, none if empty.
+func parsePorts(list string) ([]int, error) {
+	var ports []int
+	for _, field := range strings.Split(list, ",") {
+		if field = strings.TrimSpace(field); field == "" {
+			continue
+		}
+		port, err := strconv.Atoi(field)
+		if err != nil || port < 1 || port > 65535 {
+			return nil, fmt.Errorf("--tcp=%s: %q is not a port (1 to 65535), e.g. --tcp=5432,9092", list, field)
+		}
+		ports = append(ports, port)
+	}
+	return ports, nil
+}
+
+func portList(ports []int) string {
+	if len(ports) == 0 {
+		return "no port"
+	}
+	s := make([]string, len(ports))
+	for i, p := range ports {
+		s[i] = strconv.Itoa(p)
+	}
+	return strings.Join(s, ", ")
 }

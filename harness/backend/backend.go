@@ -211,17 +211,27 @@ func (c Call) At(addr string) (Call, error) {
 	return c, nil
 }
 
-// ParseCall reads an http:// or https:// URL.
+// ParseCall reads an http:// or https:// URL, or a tcp://HOST:PORT one: a plain TCP
+// connection (a database's or a broker's), on which the client speaks first and the
+// sidecar can read nothing but the address and port.
 func ParseCall(raw string) (Call, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return Call{}, fmt.Errorf("call %q: %w", raw, err)
 	}
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return Call{}, fmt.Errorf("call %q: scheme must be http or https, e.g. http://api.example.com/v1", raw)
+	if u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "tcp" {
+		return Call{}, fmt.Errorf("call %q: scheme must be http, https or tcp, e.g. http://api.example.com/v1 or tcp://db.example.com:5432", raw)
 	}
 	if u.Hostname() == "" {
 		return Call{}, fmt.Errorf("call %q: no host, e.g. http://api.example.com/v1", raw)
+	}
+	if u.Scheme == "tcp" {
+		switch {
+		case u.Port() == "":
+			return Call{}, fmt.Errorf("call %q: a tcp:// call names its port, e.g. tcp://db.example.com:5432", raw)
+		case (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil:
+			return Call{}, fmt.Errorf("call %q: a tcp:// call is a host and a port only, e.g. tcp://db.example.com:5432", raw)
+		}
 	}
 	if p := u.Port(); p != "" {
 		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
@@ -248,6 +258,9 @@ func (c Call) Host() string { return c.URL.Hostname() }
 
 // HTTPS reports whether the call is made over TLS.
 func (c Call) HTTPS() bool { return c.URL.Scheme == "https" }
+
+// TCP reports whether the call is a plain TCP connection (tcp://), not HTTP.
+func (c Call) TCP() bool { return c.URL.Scheme == "tcp" }
 
 // Port is the destination port, the scheme's default when the URL names none.
 func (c Call) Port() int {

@@ -51,7 +51,11 @@ func SimCall(c backend.Call) simulation.Call {
 	if c.Address != "" {
 		conn.Address = c.Address // the address the app was told to connect to
 	}
-	if c.HTTPS() {
+	switch {
+	case c.TCP():
+		// Bytes that are neither TLS nor HTTP: the sidecar has the address and port only.
+		conn.HTTP, conn.Host, conn.Path = false, "", ""
+	case c.HTTPS():
 		// An HTTP/1.1 client in TLS: what the simulator calls an HTTP call over TLS.
 		conn.HTTP, conn.TLS, conn.SNI, conn.ALPN = false, true, c.Host(), []string{"http/1.1"}
 	}

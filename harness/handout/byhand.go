@@ -3,10 +3,13 @@ package handout
 import (
 	"bytes"
 	"fmt"
+	"strconv"
 	"strings"
 
 	yaml "go.yaml.in/yaml/v3"
 
+	"github.com/egresslab/egresslab/apps/client/observe"
+	"github.com/egresslab/egresslab/apps/internet/site"
 	"github.com/egresslab/egresslab/harness/backend"
 	"github.com/egresslab/egresslab/harness/backend/kind"
 	"github.com/egresslab/egresslab/harness/labfile"
@@ -104,10 +107,21 @@ func value(n *yaml.Node, key string) string {
 // curlCommand is the call as a person types it: curl in the calling workload's client
 // container, printing the HTTP status only (000 when no response came back). A call to
 // an address is curl's --resolve, which keeps the URL's Host and SNI.
+//
+// A TCP call is curl's telnet://, which sends what it reads on its standard input: the
+// line egresslab's client speaks first (observe.Ping), then prints what comes back.
 func curlCommand(c *labfile.Call) string {
 	args := []string{"curl", "-s", "-o", "/dev/null", "-w", `'%{http_code}\n'`}
+	if c.URL.TCP() {
+		args = []string{"curl", "-s"}
+	}
 	if c.URL.Address != "" {
 		args = append(args, fmt.Sprintf("--resolve %s:%d:%s", c.URL.Host(), c.URL.Port(), c.URL.Address))
+	}
+	if c.URL.TCP() {
+		args = append(args, "telnet://"+c.URL.HostPort())
+		return fmt.Sprintf("kubectl -n %s exec deploy/%s -c %s -- sh -c 'echo %s | %s'", c.From.Namespace, c.From.Name, c.From.Name,
+			strings.TrimSpace(observe.Ping), strings.Join(args, " "))
 	}
 	args = append(args, c.URL.String())
 	return fmt.Sprintf("kubectl -n %s exec deploy/%s -c %s -- %s", c.From.Namespace, c.From.Name, c.From.Name, strings.Join(args, " "))
@@ -118,6 +132,13 @@ func curlCommand(c *labfile.Call) string {
 // the expectation does not say (an allowed call whose status is the far end's).
 func curlPrints(e outcome.Expect, c backend.Call) (output string, ok bool) {
 	switch {
+	case c.TCP() && e.Reason == outcome.ReasonBlackHole:
+		return "command terminated with exit code 56", true
+	case c.TCP() && e.Kind == outcome.Allowed:
+		// The far end of a TCP call is always egresslab's stand-in (site.LabHosts).
+		return site.Reply(strconv.Itoa(c.Port()), observe.Ping), true
+	case c.TCP():
+		return "", false
 	case e.Reason == outcome.ReasonBlackHole && c.HTTPS():
 		return "000\ncommand terminated with exit code 35", true
 	case e.Reason == outcome.ReasonBlackHole:

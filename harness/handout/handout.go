@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/egresslab/egresslab/apps/internet/site"
 	"github.com/egresslab/egresslab/harness/backend"
 	"github.com/egresslab/egresslab/harness/dataplane"
 	"github.com/egresslab/egresslab/harness/lab"
@@ -42,6 +43,13 @@ func Write(w io.Writer, l *labfile.Lab) error {
 		"nowhere. Where an output follows a command, the command prints it: egresslab's tests type every command of this "+
 		"page, in order, on a kind cluster, and compare. Configuration takes a moment to reach the sidecar: a call that "+
 		"prints something else at once prints what is shown when typed again.", published.CurlImage)
+	if own := labOwnHosts(l); len(own) > 0 {
+		h.p("%s exist only in this lab: no public server stands behind them. egresslab's kind cluster serves them "+
+			"(`egresslab lab %s -backend=kind` makes one and keeps it; the stand-in answers each connection's first line "+
+			"with the line shown below), outside the mesh, and its DNS names them. On a cluster of your own, run a server "+
+			"outside the mesh that answers on their port and give them addresses in your cluster's DNS first.",
+			strings.Join(own, " and "), l.Name)
+	}
 	for i, s := range l.Steps {
 		h.p("## Step %d. %s", i+1, s.Title)
 		if s.Prose != "" {
@@ -269,6 +277,10 @@ func sidecarLogShows(e outcome.Expect) (string, bool) {
 // and why.
 func curlSays(e outcome.Expect, c backend.Call) string {
 	switch {
+	case c.TCP() && e.Reason == outcome.ReasonBlackHole:
+		return "curl prints nothing and exits with code 56: the connection is reset."
+	case c.TCP() && e.Kind == outcome.Allowed:
+		return "curl prints the database's answer: the connection left the mesh."
 	case e.Reason == outcome.ReasonBlackHole && c.HTTPS():
 		return "curl gets no response (000) and exits with code 35: the connection is reset during the TLS handshake."
 	case e.Reason == outcome.ReasonBlackHole:
@@ -281,4 +293,18 @@ func curlSays(e outcome.Expect, c backend.Call) string {
 		return "curl prints the status of whatever server the call reaches: it leaves the mesh."
 	}
 	return ""
+}
+
+// labOwnHosts are the hosts the lab calls that exist only in the labs (site.LabHosts),
+// in the order first called.
+func labOwnHosts(l *labfile.Lab) []string {
+	var own []string
+	for _, s := range l.Steps {
+		for _, a := range s.Actions {
+			if a.Call != nil && slices.Contains(site.LabHosts, a.Call.URL.Host()) && !slices.Contains(own, a.Call.URL.Host()) {
+				own = append(own, a.Call.URL.Host())
+			}
+		}
+	}
+	return own
 }

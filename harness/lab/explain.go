@@ -32,11 +32,27 @@ func Explain(v outcome.Verdict, c backend.Call) string {
 		return fmt.Sprintf("Port %d has an HTTP listener (a Service in the mesh uses that port), but no virtual host on it "+
 			"matches %s, so Envoy's catch-all virtual host block_all answers 502 itself: the call never leaves the pod.", c.Port(), c.Host())
 	case outcome.ReasonBlackHole:
+		switch {
+		case c.TCP() && c.Address != "":
+			return fmt.Sprintf("No listener takes connections to %s:%d, so the catch-all listener sends the connection to "+
+				"BlackHoleCluster, which resets it: the client sees a reset.", c.Address, c.Port())
+		case c.TCP():
+			return fmt.Sprintf("No listener knows port %d, so the catch-all listener sends the connection to BlackHoleCluster, "+
+				"which resets it: the client sees a reset.", c.Port())
+		}
 		return fmt.Sprintf("No listener knows port %d, so the catch-all listener sends the connection to BlackHoleCluster, "+
 			"which resets it: the client sees a reset (for HTTPS, during the TLS handshake).", c.Port())
 	case outcome.ReasonNoRoute:
 		return fmt.Sprintf("A virtual host matches %s, but none of its routes matches the request, so Envoy answers 404 itself (NR).", c.Host())
 	case outcome.ReasonRegistered:
+		if c.TCP() {
+			takes := fmt.Sprintf("every connection to port %d", c.Port())
+			if l := v.Evidence.Listener; l != "" && !strings.HasPrefix(l, "0.0.0.0_") {
+				takes = "every connection to " + strings.Replace(l, "_", ":", 1)
+			}
+			return fmt.Sprintf("The sidecar's TCP listener %s takes %s, whatever host the app meant (a TCP proxy reads "+
+				"no name), and sends it to the cluster %s, which leads out of the mesh.", v.Evidence.Listener, takes, v.Evidence.Cluster)
+		}
 		if v.Evidence.VirtualHost == "" {
 			return fmt.Sprintf("The sidecar's listener for port %d matches %s (for HTTPS, by the TLS SNI, without decrypting) and "+
 				"sends the connection to the cluster %s, which leads out of the mesh.", c.Port(), c.Host(), v.Evidence.Cluster)

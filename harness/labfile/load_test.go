@@ -115,7 +115,7 @@ func TestBadLabFilesNameTheFileLineStepAndFix(t *testing.T) {
 		{"unknown evidence field", `cluster: "outbound|80||api.example.org"`, `clustr: "outbound|80||api.example.org"`, nil,
 			[]string{`lab.yaml:17: step 2 ("The entry"): unknown field "clustr" in an expectation`, "did you mean `cluster`?", "routeConfig"}},
 		{"bad url", "  - call: http://api.example.org/v1", "  - call: ftp://api.example.org/v1", nil,
-			[]string{`lab.yaml:15: step 2 ("The entry"): call "ftp://api.example.org/v1": scheme must be http or https`}},
+			[]string{`lab.yaml:15: step 2 ("The entry"): call "ftp://api.example.org/v1": scheme must be http, https or tcp`}},
 		{"manifest Istio refuses", "  - apply: entry.yaml", "  - apply: bad.yaml",
 			[]string{"bad.yaml", strings.Replace(entry, "hosts: [api.example.org]", "hosts: []", 1)},
 			[]string{`lab.yaml:14: step 2 ("The entry"): apply bad.yaml is refused, so nothing of the lab is applied`,

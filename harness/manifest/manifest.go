@@ -15,7 +15,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"time"
 
 	"k8s.io/apimachinery/pkg/util/validation"
 
@@ -307,10 +306,9 @@ func parseDocument(source string, n int, doc, defaultNamespace string) (Object, 
 			return Object{}, fail(ref, "Istio cannot read its spec: "+err.Error(),
 				"check the spelling of each field under spec against the "+ik.Kind+" reference")
 		}
+		// No creation time: an object gets one when it is applied (by the API server, or
+		// by sim), and istiod orders conflicting services by it.
 		cfg.Namespace = obj.Namespace
-		if cfg.CreationTimestamp.IsZero() {
-			cfg.CreationTimestamp = time.Now()
-		}
 		if _, err := s.ValidateConfig(*cfg); err != nil {
 			return Object{}, fail(ref, IstioRejects+err.Error(), fixFor(err.Error()))
 		}

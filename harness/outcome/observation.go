@@ -19,7 +19,8 @@ const (
 )
 
 // Observation is what the client app saw of one real call: the JSON line that
-// `client call URL` prints. The cluster backends classify it into a Verdict.
+// `client call URL` prints. The cluster backends classify it into a Verdict. A TCP
+// call's (see IsTCP) has no status, headers or request id: its BodyPrefix is the reply.
 type Observation struct {
 	URL                 string     `json:"url"`
 	Status              int        `json:"status,omitempty"`
@@ -36,13 +37,21 @@ type Observation struct {
 	RequestID string `json:"requestId,omitempty"`
 }
 
+// IsTCP says whether url is a plain TCP call's, tcp://HOST:PORT: one exchange of bytes
+// with no HTTP around it.
+func IsTCP(url string) bool {
+	scheme, _, ok := strings.Cut(url, "://")
+	return ok && strings.EqualFold(scheme, "tcp")
+}
+
 // Classify turns a real call's observation into a verdict.
 //
 // The rules follow what an Istio sidecar does under REGISTRY_ONLY: it answers a 502
 // itself (server: envoy, no upstream time) from the block_all virtual host, or resets
 // the connection through BlackHoleCluster. Anything that failed in another way (DNS,
 // refused, timeout, TLS) is Unreachable, never Blocked: the mesh is not the only thing
-// that can make a call fail, and blaming it would teach the wrong lesson.
+// that can make a call fail, and blaming it would teach the wrong lesson. A TCP call
+// has no status: Envoy cannot answer one itself, so any byte back is the upstream's.
 func Classify(o Observation) Verdict {
 	ev := Evidence{
 		FromCall:            true,
@@ -62,6 +71,10 @@ func Classify(o Observation) Verdict {
 		return Verdict{Kind: Blocked, Reason: ReasonBlackHole, Evidence: ev}
 	case o.ErrorClass != ErrNone:
 		return Verdict{Kind: Unreachable, Reason: string(o.ErrorClass), Evidence: ev}
+	case IsTCP(o.URL) && o.BodyPrefix != "":
+		return Verdict{Kind: Allowed, Reason: ReasonUpstream, Evidence: ev}
+	case IsTCP(o.URL):
+		return Verdict{Kind: Unreachable, Reason: "no response", Evidence: ev}
 	case answeredByEnvoy && o.Status == 502:
 		return Verdict{Kind: Blocked, Reason: ReasonBlockAll, Evidence: ev}
 	case answeredByEnvoy && o.Status == 404:

@@ -1,5 +1,6 @@
 // Package observe is the client app's one call and what it saw: the status and the
-// headers that tell who answered, or the way the call failed, as an
+// headers that tell who answered, or for a plain TCP call (tcp://HOST:PORT, a database
+// outside the mesh) the bytes the far end wrote back, or the way the call failed, as an
 // outcome.Observation. The client app runs it in the pod; tests run the same code
 // against stand-ins. It only observes: Classify names how a call failed (an
 // outcome.ErrorClass); outcome.Classify turns the Observation into a verdict, and
@@ -12,9 +13,11 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -58,9 +61,9 @@ func WithRootCAs(pool *x509.CertPool) Option {
 	return func(o *options) { o.tls = &tls.Config{RootCAs: pool} }
 }
 
-// Call makes one GET to url and reports what it saw. It never follows redirects and
-// never uses a proxy from the environment: the point is what the sidecar does with
-// exactly this request.
+// Call makes one GET to url, or for a tcp:// URL one TCP exchange (see exchange), and
+// reports what it saw. It never follows redirects and never uses a proxy from the
+// environment: the point is what the sidecar does with exactly this call.
 func Call(ctx context.Context, url string, timeout time.Duration, opts ...Option) outcome.Observation {
 	o := options{}
 	for _, opt := range opts {
@@ -71,17 +74,6 @@ func Call(ctx context.Context, url string, timeout time.Duration, opts ...Option
 
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		obs.ErrorClass, obs.Error = outcome.ErrOther, err.Error()
-		return finish(&obs, start)
-	}
-	req.Header.Set("User-Agent", "egresslab-client")
-	// A request id of the client's own, which Envoy keeps on a request from inside the
-	// mesh and logs (%REQ(X-REQUEST-ID)%) at every proxy on the way: the sidecar's line
-	// and an egress gateway's name the same call by it.
-	obs.RequestID = newRequestID()
-	req.Header.Set("X-Request-Id", obs.RequestID)
 	dial := o.dial
 	if dial == nil {
 		dial = (&net.Dialer{}).DialContext
@@ -89,19 +81,41 @@ func Call(ctx context.Context, url string, timeout time.Duration, opts ...Option
 	// The connection's own address is what the sidecar logs as the downstream remote
 	// address (%DOWNSTREAM_REMOTE_ADDRESS%), the one field that names a call's line in
 	// every case, a catch-all's included.
-	recordAddress := func(ctx context.Context, network, addr string) (net.Conn, error) {
+	o.dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
 		c, err := dial(ctx, network, addr)
 		if err == nil {
 			obs.ClientAddress = c.LocalAddr().String()
 		}
 		return c, err
 	}
+	if outcome.IsTCP(url) {
+		exchange(ctx, &obs, o.dial)
+	} else {
+		get(ctx, &obs, o)
+	}
+	return finish(&obs, start)
+}
+
+// get makes the HTTP call: one GET, its status, the headers that say who answered and
+// the body's first bytes.
+func get(ctx context.Context, obs *outcome.Observation, o options) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, obs.URL, nil)
+	if err != nil {
+		obs.ErrorClass, obs.Error = outcome.ErrOther, err.Error()
+		return
+	}
+	req.Header.Set("User-Agent", "egresslab-client")
+	// A request id of the client's own, which Envoy keeps on a request from inside the
+	// mesh and logs (%REQ(X-REQUEST-ID)%) at every proxy on the way: the sidecar's line
+	// and an egress gateway's name the same call by it.
+	obs.RequestID = newRequestID()
+	req.Header.Set("X-Request-Id", obs.RequestID)
 	client := &http.Client{
 		Transport: &http.Transport{
 			Proxy:             nil,
 			DisableKeepAlives: true,
 			ForceAttemptHTTP2: false,
-			DialContext:       recordAddress,
+			DialContext:       o.dial,
 			TLSClientConfig:   o.tls,
 		},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
@@ -109,7 +123,7 @@ func Call(ctx context.Context, url string, timeout time.Duration, opts ...Option
 	resp, err := client.Do(req)
 	if err != nil {
 		obs.ErrorClass, obs.Error = Classify(err), err.Error()
-		return finish(&obs, start)
+		return
 	}
 	defer resp.Body.Close()
 	obs.Status = resp.StatusCode
@@ -122,7 +136,75 @@ func Call(ctx context.Context, url string, timeout time.Duration, opts ...Option
 		// that would turn an answered call into a blocked one.
 		obs.Error = "reading the body: " + err.Error()
 	}
-	return finish(&obs, start)
+}
+
+// Ping is the line a TCP call writes as soon as it connects. A database's client speaks
+// first (Postgres's startup message, Kafka's first request), so the sidecar sees bytes
+// from the client before any from the server, as it would in the lab's real case.
+const Ping = "egresslab ping\n"
+
+// TCPAddress is the HOST:PORT a tcp:// URL names. The port is required (TCP has no
+// default one) and there is no path: a TCP call carries no request, only bytes.
+func TCPAddress(rawURL string) (string, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return "", err
+	}
+	switch {
+	case u.Scheme != "tcp":
+		return "", fmt.Errorf("%q is not a tcp:// URL", rawURL)
+	case u.Hostname() == "":
+		return "", fmt.Errorf("%q names no host: give tcp://HOST:PORT, e.g. tcp://db.postgres.example:5432", rawURL)
+	case u.Port() == "":
+		return "", fmt.Errorf("%q names no port, and TCP has no default one: give tcp://%s:PORT, e.g. tcp://%s:5432", rawURL, u.Hostname(), u.Hostname())
+	case (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil:
+		return "", fmt.Errorf("%q has more than a host and a port, which a TCP call cannot carry: give tcp://%s", rawURL, u.Host)
+	}
+	return u.Host, nil
+}
+
+// exchange makes the TCP call: it connects, writes Ping at once and reads the reply
+// until the server closes the connection (or BodyPrefixBytes came), within ctx. There is
+// no status and no header: the reply's bytes are the only sign that something answered.
+// A connection closed before any byte of a reply is ErrReset, as Classify has it:
+// Envoy's BlackHoleCluster accepts and closes with the client's bytes unread.
+func exchange(ctx context.Context, obs *outcome.Observation, dial func(ctx context.Context, network, addr string) (net.Conn, error)) {
+	addr, err := TCPAddress(obs.URL)
+	if err != nil {
+		obs.ErrorClass, obs.Error = outcome.ErrOther, err.Error()
+		return
+	}
+	c, err := dial(ctx, "tcp", addr)
+	if err != nil {
+		obs.ErrorClass, obs.Error = Classify(err), err.Error()
+		return
+	}
+	defer c.Close()
+	// The connection has no context of its own: when ctx ends (the timeout, or the client
+	// stopped), a deadline in the past ends the write or read in progress.
+	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Now()) })
+	defer stop()
+	if _, err := io.WriteString(c, Ping); err != nil {
+		obs.ErrorClass, obs.Error = Classify(err), err.Error()
+		return
+	}
+	reply, err := io.ReadAll(io.LimitReader(c, BodyPrefixBytes))
+	if err == nil && len(reply) == 0 {
+		err = io.EOF // ReadAll takes the close for success; here it is the absence of a reply
+	}
+	if err != nil {
+		err = fmt.Errorf("reading the reply: %w", err)
+	}
+	obs.BodyPrefix = printable(reply)
+	switch {
+	case err == nil:
+	case len(reply) > 0:
+		// Part of a reply came: something answered. Say what broke after, without a class
+		// that would turn an answered call into a blocked one (as get does for a body).
+		obs.Error = err.Error()
+	default:
+		obs.ErrorClass, obs.Error = Classify(err), err.Error()
+	}
 }
 
 // newRequestID is a random UUID (version 4), the form Envoy generates.

@@ -3,6 +3,10 @@
 // so that offline runs see a real upstream answer without a byte leaving the machine.
 // Like Istio's fake.external.com in its integration tests, it is a server in the
 // cluster that the cluster's DNS names as the external host.
+//
+// It also answers a database's port (ServeTCP, Postgres's 5432 by default) over plain
+// TCP, for the hosts the labs own as a database outside the mesh: TCP carries no host
+// name, so one answer serves whichever name reached it.
 package site
 
 import (
@@ -29,6 +33,13 @@ const Host = "jsonplaceholder.typicode.com"
 // name that is not in the mesh's registry would do; this one is real, so the labs read
 // as they would on the internet.
 var Hosts = []string{Host, "my-json-server.typicode.com"}
+
+// LabHosts are the hosts that exist only in the labs: the databases outside the mesh
+// of the tcp-egress lab, answered on DatabasePort. No public server stands behind
+// them, so egresslab serves them in the cluster on every run, online as offline, and
+// the cluster's DNS names them; they are in the reserved .example domain (RFC 2606),
+// which no real DNS answers.
+var LabHosts = []string{"billing.db.example", "orders.db.example"}
 
 // Todo is jsonplaceholder's /todos/1, as it answers it.
 var Todo = map[string]any{"userId": 1, "id": 1, "title": "delectus aut autem", "completed": false}

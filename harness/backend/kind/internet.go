@@ -26,10 +26,12 @@ import (
 	"github.com/egresslab/egresslab/harness/backend/kind/internal/appimage"
 )
 
-// The stand-in internet of offline runs: apps/internet in its own namespace, outside
-// the mesh, with no Service (a Service would put its address in every sidecar's
-// registry, which the real jsonplaceholder is not), and the cluster's DNS answering
-// jsonplaceholder.typicode.com with its pod's address and nothing else: CoreDNS
+// The stand-in internet: apps/internet in its own namespace, outside the mesh, with no
+// Service (a Service would put its address in every sidecar's registry, which the real
+// jsonplaceholder is not). On every run it is the labs' own far end, the hosts no
+// public server stands behind (site.LabHosts: the tcp-egress lab's databases), and the
+// cluster's DNS names them with its pod's address, forwarding every other name as
+// before. Offline it also stands in for the public hosts (site.Hosts), and CoreDNS
 // forwards no name off the machine.
 const (
 	InternetNamespace = "egresslab-internet"
@@ -48,7 +50,12 @@ type internet struct {
 // startInternet deploys the stand-in internet (or finds it, on a kept cluster), and
 // points the cluster's DNS at it.
 func (b *Backend) startInternet(ctx context.Context) (_ *internet, err error) {
-	done := step(b.progress, "stand-in internet: "+strings.Join(site.Hosts, " and ")+" answered in namespace "+InternetNamespace+", CoreDNS forwards nothing")
+	what := "the labs' own hosts " + strings.Join(site.LabHosts, " and ") + " answered in namespace " + InternetNamespace
+	if b.offline {
+		what = "stand-in internet: " + strings.Join(append(slices.Clone(site.Hosts), site.LabHosts...), ", ") +
+			" answered in namespace " + InternetNamespace + ", CoreDNS forwards nothing"
+	}
+	done := step(b.progress, what)
 	defer func() { done(err) }()
 	if b.loadImage == nil {
 		return nil, errors.New("the stand-in internet needs a cluster egresslab created: it loads its image into the nodes")
@@ -182,8 +189,9 @@ func internetDeployment(digest string, caPEM []byte) *appsv1.Deployment {
 				Spec: corev1.PodSpec{
 					Containers: []corev1.Container{{
 						Name: internetName, Image: appimage.Internet.Tag, ImagePullPolicy: corev1.PullNever,
-						Args:  []string{"--cert=/tls/tls.crt", "--key=/tls/tls.key"},
-						Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 80}, {Name: "https", ContainerPort: 443}},
+						Args: []string{"--cert=/tls/tls.crt", "--key=/tls/tls.key", fmt.Sprintf("--tcp=%d", site.DatabasePort)},
+						Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 80}, {Name: "https", ContainerPort: 443},
+							{Name: "tcp-postgres", ContainerPort: site.DatabasePort}},
 						ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{
 							TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(80)}}, PeriodSeconds: 1},
 						VolumeMounts: []corev1.VolumeMount{{Name: "tls", MountPath: "/tls", ReadOnly: true}},
@@ -196,13 +204,21 @@ func internetDeployment(digest string, caPEM []byte) *appsv1.Deployment {
 	}
 }
 
-// Corefile is CoreDNS's configuration offline: kubeadm's, with the forward plugin
-// replaced by hosts naming the stand-in internet. CoreDNS runs its plugins in its own
+// Corefile is CoreDNS's configuration: kubeadm's, with hosts naming the stand-in
+// internet's names (names) with its address. CoreDNS runs its plugins in its own
 // order, where hosts comes before kubernetes: hosts must fall through for the
-// cluster's names. A name that is neither the cluster's nor the site's then finds no
-// plugin after kubernetes and fails at once (SERVFAIL) instead of going to the host's
-// resolver.
-func Corefile(internetIP string) string {
+// cluster's names. Online, every other name is forwarded as kubeadm's Corefile
+// forwards it; offline (forward false) there is no forward plugin, and a name that is
+// neither the cluster's nor the site's finds no plugin after kubernetes and fails at
+// once (SERVFAIL) instead of going to the host's resolver.
+func Corefile(internetIP string, names []string, forward bool) string {
+	forwarding := ""
+	if forward {
+		forwarding = `
+    forward . /etc/resolv.conf {
+       max_concurrent 1000
+    }`
+	}
 	return `.:53 {
     errors
     health {
@@ -215,11 +231,11 @@ func Corefile(internetIP string) string {
        ttl 30
     }
     hosts {
-       ` + internetIP + ` ` + strings.Join(site.Hosts, " ") + `
+       ` + internetIP + ` ` + strings.Join(names, " ") + `
        ttl 5
        fallthrough
     }
-    prometheus :9153
+    prometheus :9153` + forwarding + `
     cache 30 {
        disable success cluster.local
        disable denial cluster.local
@@ -238,7 +254,11 @@ func (b *Backend) pointDNS(ctx context.Context, ip string) error {
 	if err != nil {
 		return fmt.Errorf("read CoreDNS's configuration: %w", err)
 	}
-	want := Corefile(ip)
+	names := site.LabHosts
+	if b.offline {
+		names = append(slices.Clone(site.Hosts), site.LabHosts...)
+	}
+	want := Corefile(ip, names, !b.offline)
 	if cm.Data["Corefile"] == want {
 		return nil
 	}

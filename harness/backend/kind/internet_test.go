@@ -27,13 +27,23 @@ import (
 // answered SERVFAIL for every cluster name, and pilot-agent could not find istiod), and
 // forwards nothing off the machine.
 func TestTheOfflineCorefileNamesEveryInternetHostAndForwardsNothing(t *testing.T) {
-	c := Corefile("10.244.0.9")
+	c := Corefile("10.244.0.9", site.Hosts, false)
 	require.Greater(t, len(site.Hosts), 1)
 	assert.Contains(t, c, "10.244.0.9 "+strings.Join(site.Hosts, " "))
 	hosts := c[strings.Index(c, "hosts {"):]
 	hosts = hosts[:strings.Index(hosts, "}")]
 	assert.Contains(t, hosts, "fallthrough")
 	assert.NotContains(t, c, "forward")
+}
+
+// Online, the labs' own hosts are named and every other name is forwarded as kubeadm's
+// Corefile forwards it: the public hosts are the real ones.
+func TestTheOnlineCorefileNamesTheLabsOwnHostsAndForwardsTheRest(t *testing.T) {
+	c := Corefile("10.244.0.9", site.LabHosts, true)
+	assert.Contains(t, c, "10.244.0.9 "+strings.Join(site.LabHosts, " "))
+	assert.NotContains(t, c, site.Host)
+	assert.Contains(t, c, "forward . /etc/resolv.conf")
+	assert.Less(t, strings.Index(c, "hosts {"), strings.Index(c, "forward ."), "hosts answers before anything is forwarded")
 }
 
 // A kept cluster's certificate made before a host was added is found out, not used.

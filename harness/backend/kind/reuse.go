@@ -41,7 +41,7 @@ import (
 // mode first. A cluster given by EGRESSLAB_KUBECONFIG is the user's, and not swept.
 
 // ownNamespaces are the cluster's own: Kubernetes' and Istio's, kind's storage
-// provisioner's, and the stand-in internet's (offline runs).
+// provisioner's, and the stand-in internet's (the labs' own hosts; offline, the public ones too).
 var ownNamespaces = append(slices.Clone(manifest.SystemNamespaces), "local-path-storage", InternetNamespace)
 
 // helmRelease annotates every object Helm installed (Istio's own, in istio-system), and

@@ -14,6 +14,7 @@ import (
 	"io"
 	"slices"
 	"sync"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -40,6 +41,8 @@ type Backend struct {
 	mesh    *meshconfig.MeshConfig
 	objects []manifest.Object // applied, in order; later applies replace by kind/namespace/name
 	world   *world            // built from objects; nil when objects changed since
+	// lastCreated is the creation time given to the object applied last.
+	lastCreated time.Time
 }
 
 // Option configures a Backend.
@@ -161,16 +164,43 @@ func (b *Backend) Delete(_ context.Context, set *manifest.Set) error {
 
 // change removes the set's objects from what is applied and, to apply them, adds them
 // back at the end: a re-applied object replaces the old one, as `kubectl apply` does.
+//
+// Each Istio object keeps the time it was first applied as its creation time, as an API
+// server stamps it: istiod orders services by it where two conflict (of two TCP entries
+// on one port without addresses, the older one's filter chain wins), so the world
+// rebuilt after every change must not make them all as old as each other.
 func (b *Backend) change(set *manifest.Set, apply bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for _, o := range set.Objects {
-		b.objects = slices.DeleteFunc(b.objects, func(have manifest.Object) bool { return sameObject(have, o) })
+		created := b.now()
+		if i := slices.IndexFunc(b.objects, func(have manifest.Object) bool { return sameObject(have, o) }); i >= 0 {
+			if old := b.objects[i].Istio; old != nil {
+				created = old.CreationTimestamp
+			}
+			b.objects = slices.Delete(b.objects, i, i+1)
+		}
 		if apply {
+			if o.Istio != nil && o.Istio.CreationTimestamp.IsZero() {
+				c := *o.Istio // the set is the caller's: stamp a copy
+				c.CreationTimestamp = created
+				o.Istio = &c
+			}
 			b.objects = append(b.objects, o)
 		}
 	}
 	b.dropWorld()
+}
+
+// now is the creation time of an object applied now: strictly after every earlier one's,
+// however quickly sim applies them.
+func (b *Backend) now() time.Time {
+	t := time.Now()
+	if !t.After(b.lastCreated) {
+		t = b.lastCreated.Add(time.Nanosecond)
+	}
+	b.lastCreated = t
+	return t
 }
 
 func sameObject(a, b manifest.Object) bool {

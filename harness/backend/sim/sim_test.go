@@ -267,3 +267,27 @@ func TestAGatewayHopCarriesTheTLSTheSidecarOriginates(t *testing.T) {
 	require.NotNil(t, v.Evidence.Gateway)
 	assert.Equal(t, "jsonplaceholder.typicode.com", v.Evidence.Gateway.UpstreamSNI, "the gateway originates TLS with the Host (auto_sni)")
 }
+
+// Of two TCP entries on one port without addresses, istiod keeps the older one's filter
+// chain. An entry applied again (kubectl apply of the same file) keeps the age it has, as
+// an API server keeps an object's creation time: billing, applied first, still wins.
+func TestTheOlderOfTwoTCPEntriesOnOnePortWinsAndKeepsItsAgeWhenApplied(t *testing.T) {
+	ctx := context.Background()
+	b := world(t, manifest.RegistryOnly, true, "tcp-egress/billing.yaml", "tcp-egress/orders.yaml")
+	call := backend.MustCall("tcp://orders.db.example:5432")
+	cluster := func() string {
+		v, err := b.Call(ctx, apps.Client, call)
+		require.NoError(t, err)
+		return v.Evidence.Cluster
+	}
+	assert.Equal(t, "outbound|5432||billing.db.example", cluster(), "the entry applied first wins the port")
+
+	again, err := labs.Manifest("tcp-egress/billing.yaml", apps.Client.Namespace)
+	require.NoError(t, err)
+	require.NoError(t, b.Apply(ctx, again))
+	assert.Equal(t, "outbound|5432||billing.db.example", cluster(), "billing applied again is as old as it was")
+
+	require.NoError(t, b.Delete(ctx, again))
+	require.NoError(t, b.Apply(ctx, again))
+	assert.Equal(t, "outbound|5432||orders.db.example", cluster(), "billing deleted and created again is the newer")
+}

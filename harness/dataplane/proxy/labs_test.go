@@ -47,7 +47,11 @@ func (b *standInBackend) Call(ctx context.Context, w backend.Workload, c backend
 	if err != nil {
 		return outcome.Verdict{}, err
 	}
-	tp := standInDialedAt(b.t, held, b.in, netip.MustParseAddr(dataplane.ExternalAddress))
+	dialed := netip.MustParseAddr(dataplane.ExternalAddress) // what DNS gives every host in sim's world
+	if c.Address != "" {
+		dialed = netip.MustParseAddr(c.Address) // the address the app was told to connect to
+	}
+	tp := standInDialedAt(b.t, held, b.in, dialed)
 	if err := b.gatewaysFor(tp); err != nil {
 		return outcome.Verdict{}, err
 	}

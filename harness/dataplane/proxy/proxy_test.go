@@ -12,6 +12,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -70,6 +72,7 @@ func simConfig(t *testing.T, mode string, applied ...string) *simulation.Simulat
 // through the test's dialer, so nothing leaves the machine.
 type internet struct {
 	http, https *httptest.Server
+	database    net.Listener // the labs' own hosts' database port (site.LabHosts, site.DatabasePort)
 	roots       *x509.CertPool
 	mesh        func(context.Context, string) (*tlsv3.Secret, error) // the mesh CA's SDS, shared by the test's proxies
 	mu          sync.Mutex
@@ -97,6 +100,13 @@ func newInternet(t *testing.T) *internet {
 	in.https.StartTLS()
 	t.Cleanup(in.http.Close)
 	t.Cleanup(in.https.Close)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	in.database = l
+	ctx, stop := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- site.ServeTCP(ctx, l, io.Discard) }()
+	t.Cleanup(func() { stop(); require.NoError(t, <-served) })
 	return in
 }
 
@@ -171,7 +181,7 @@ func newTestProcess(t *testing.T, held *simulation.Simulation, in *internet) (*t
 		tp.decisions = append(tp.decisions, d)
 	}
 	p.Resolve = func(_ context.Context, host string) ([]string, error) {
-		if host == "jsonplaceholder.typicode.com" {
+		if host == "jsonplaceholder.typicode.com" || slices.Contains(site.LabHosts, host) {
 			return []string{dataplane.ExternalAddress}, nil
 		}
 		return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
@@ -183,6 +193,8 @@ func newTestProcess(t *testing.T, held *simulation.Simulation, in *internet) (*t
 			return d.DialContext(ctx, network, in.http.Listener.Addr().String())
 		case dataplane.ExternalAddress + ":443":
 			return d.DialContext(ctx, network, in.https.Listener.Addr().String())
+		case net.JoinHostPort(dataplane.ExternalAddress, strconv.Itoa(site.DatabasePort)):
+			return d.DialContext(ctx, network, in.database.Addr().String())
 		}
 		tp.mu.Lock()
 		to, ok := tp.upstreams[addr]
