@@ -228,6 +228,8 @@ func TestTheSchemaAndTheLoaderAgree(t *testing.T) {
 		{"quoted order", "order: 1", `order: "1"`, "", ""},
 		{"no prose", "  prose: >\n    The mesh, then the client.\n", "", "", ""},
 		{"a call's URL with a port", "  - call: http://jsonplaceholder.typicode.com/todos/1\n    address", "  - call: HTTP://jsonplaceholder.typicode.com:0080/todos/1\n    address", "", ""},
+		{"a call through a proxy", "  - call: http://jsonplaceholder.typicode.com/todos/1\n    address: 10.20.30.40", "  - call: https://jsonplaceholder.typicode.com/todos/1\n    proxy: http://proxy.corp.example:3128", "", ""},
+		{"a proxy with no port", "  - call: http://jsonplaceholder.typicode.com/todos/1\n    address: 10.20.30.40", "  - call: https://jsonplaceholder.typicode.com/todos/1\n    proxy: http://proxy.corp.example", "names no port", "/steps/1/do/2/proxy"},
 		{"a TCP call", "  - call: http://jsonplaceholder.typicode.com/todos/1\n    address", "  - call: tcp://db.postgres.example:5432\n    address", "", ""},
 		{"a TCP call without its port", "  - call: http://jsonplaceholder.typicode.com/todos/1\n    id: blocked", "  - call: tcp://db.postgres.example\n    id: blocked", "a tcp:// call names its port", call2 + "/call"},
 		{"a TCP call with a path", "  - call: http://jsonplaceholder.typicode.com/todos/1\n    id: blocked", "  - call: tcp://db.postgres.example:5432/orders\n    id: blocked", "a tcp:// call is a host and a port only", call2 + "/call"},

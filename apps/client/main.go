@@ -12,6 +12,10 @@
 // A tcp://HOST:PORT URL (a database outside the mesh) makes one TCP exchange instead:
 // the client writes observe.Ping and the line holds the reply's first bytes as the body.
 //
+// --proxy=http://HOST:PORT sends an https:// call through a company's HTTP proxy, as
+// curl's --proxy does: a CONNECT tunnel to the URL's host inside a connection to the
+// proxy, which is all the sidecar sees (the http-proxy lab).
+//
 // It is built as a static binary (CGO_ENABLED=0) and runs as the only file of its
 // image; see harness/appimage.
 package main
@@ -41,11 +45,13 @@ func main() {
 }
 
 const usage = `usage:
-  client call [--timeout=10s] [--address=IP] URL
+  client call [--timeout=10s] [--address=IP | --proxy=http://HOST:PORT] URL
                                     make one GET, print one JSON line; --address connects
                                     to IP instead of the host's address (curl's --resolve);
-                                    URL tcp://HOST:PORT writes a line over plain TCP and
-                                    reads the reply instead (a database's port)
+                                    --proxy sends an https:// URL through that HTTP proxy
+                                    with CONNECT (curl's --proxy); URL tcp://HOST:PORT
+                                    writes a line over plain TCP and reads the reply
+                                    instead (a database's port)
   client serve [--listen=:8080]     answer /healthz until stopped`
 
 // run is main without the process: it returns the exit code. A call that fails is
@@ -61,6 +67,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fs.SetOutput(stderr)
 		timeout := fs.Duration("timeout", 10*time.Second, "give up on the call after this long")
 		address := fs.String("address", "", "connect to this IP address instead of the one DNS gives the URL's host (Host and SNI stay the URL's)")
+		proxy := fs.String("proxy", "", "send the https:// call through this HTTP proxy (http://HOST:PORT), in a CONNECT tunnel")
 		if err := fs.Parse(args[1:]); err != nil {
 			return 2
 		}
@@ -76,12 +83,23 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			}
 		}
 		var opts []observe.Option
-		if *address != "" {
+		switch {
+		case *address != "" && *proxy != "":
+			fmt.Fprintln(stderr, "client call: --address and --proxy do not go together: the call connects to the proxy, which finds the URL's host itself; give one of them")
+			return 2
+		case *address != "":
 			if _, err := netip.ParseAddr(*address); err != nil {
 				fmt.Fprintf(stderr, "client call: --address %q is not an IP address, e.g. 10.20.30.40\n", *address)
 				return 2
 			}
 			opts = append(opts, observe.ConnectTo(*address))
+		case *proxy != "":
+			u, err := observe.ProxyURL(*proxy, fs.Arg(0))
+			if err != nil {
+				fmt.Fprintf(stderr, "client call: %v\n", err)
+				return 2
+			}
+			opts = append(opts, observe.ViaProxy(u))
 		}
 		obs := observe.Call(ctx, fs.Arg(0), *timeout, opts...)
 		if err := json.NewEncoder(stdout).Encode(obs); err != nil {

@@ -20,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/egresslab/egresslab/apps/client/observe"
+	"github.com/egresslab/egresslab/apps/internet/site"
 	"github.com/egresslab/egresslab/harness/outcome"
 )
 
@@ -288,4 +289,52 @@ func TestServeReportsABusyAddress(t *testing.T) {
 	var errOut bytes.Buffer
 	assert.Equal(t, 1, run(context.Background(), []string{"serve", "--listen=" + ln.Addr().String()}, &bytes.Buffer{}, &errOut))
 	assert.Contains(t, errOut.String(), "listen on "+ln.Addr().String())
+}
+
+// --proxy is checked before any call: a mistake is the caller's to fix, exit 2, and the
+// fix named.
+func TestCallRejectsABadProxy(t *testing.T) {
+	const call = "https://jsonplaceholder.typicode.com/todos/1"
+	for _, tc := range []struct {
+		args []string
+		fix  string
+	}{
+		{[]string{"--proxy=proxy.corp.example:3128", call}, "give http://HOST:PORT"},
+		{[]string{"--proxy=https://proxy.corp.example:3128", call}, "is not an http:// URL"},
+		{[]string{"--proxy=http://proxy.corp.example", call}, "give http://proxy.corp.example:PORT"},
+		{[]string{"--proxy=http://proxy.corp.example:3128/squid", call}, "give http://proxy.corp.example:3128"},
+		{[]string{"--proxy=http://u:p@proxy.corp.example:3128", call}, "give http://proxy.corp.example:3128"},
+		{[]string{"--proxy=http://proxy.corp.example:3128", "http://jsonplaceholder.typicode.com/todos/1"}, "give an https:// URL"},
+		{[]string{"--proxy=http://proxy.corp.example:3128", "tcp://db.postgres.example:5432"}, "give an https:// URL"},
+		{[]string{"--proxy=http://proxy.corp.example:3128", "--address=127.0.0.1", call}, "--address and --proxy do not go together"},
+	} {
+		var out, errOut bytes.Buffer
+		assert.Equal(t, 2, run(context.Background(), append([]string{"call"}, tc.args...), &out, &errOut), "args %q", tc.args)
+		assert.Empty(t, out.String(), "no observation for %q", tc.args)
+		assert.Contains(t, errOut.String(), tc.fix, "args %q", tc.args)
+	}
+}
+
+// --proxy reaches the proxy: it is asked for a tunnel to the URL's host and port. The
+// site's certificate is the test server's, which the client does not trust: the TLS
+// error shows that the tunnel carried the handshake to the site.
+func TestCallGoesThroughTheProxyGiven(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	defer srv.Close()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	var log bytes.Buffer
+	done := make(chan error, 1)
+	go func() { done <- site.ServeProxy(ctx, l, (&net.Dialer{}).DialContext, &log) }()
+
+	var out, errOut bytes.Buffer
+	code := run(context.Background(), []string{"call", "--proxy=http://" + l.Addr().String(), srv.URL + "/todos/1"}, &out, &errOut)
+	require.Equal(t, 0, code, errOut.String())
+	cancel()
+	require.NoError(t, <-done)
+	var o outcome.Observation
+	require.NoError(t, json.Unmarshal(out.Bytes(), &o))
+	assert.Equal(t, outcome.ErrTLS, o.ErrorClass, "error: %s", o.Error)
+	assert.Contains(t, log.String(), " CONNECT "+srv.Listener.Addr().String()+" from "+o.ClientAddress+" 200\n")
 }

@@ -1,12 +1,16 @@
 // Command internet is the stand-in internet of offline runs: it serves the site
-// package (jsonplaceholder's answers) over HTTP and HTTPS, and a database's port over
-// plain TCP for the labs' own database hosts. The cluster's DNS names it as
-// jsonplaceholder.typicode.com; it runs outside the mesh, in its own namespace.
+// package (jsonplaceholder's answers) over HTTP and HTTPS, a database's port over
+// plain TCP for the labs' own database hosts, and a company's HTTPS proxy. The
+// cluster's DNS names it as jsonplaceholder.typicode.com; it runs outside the mesh, in
+// its own namespace.
 //
-//	internet [--http=:80] [--https=:443] [--tcp=5432[,PORT...]] [--cert=FILE --key=FILE]
+//	internet [--http=:80] [--https=:443] [--tcp=5432[,PORT...]] [--proxy=:3128] [--cert=FILE --key=FILE]
 //
 // Without --cert it makes its own certificate, which no client trusts. Each --tcp port
-// answers one line with one line (site.ServeTCP); --tcp= answers none.
+// answers one line with one line (site.ServeTCP); --tcp= answers none. --proxy is where
+// the http-proxy lab's company proxy tunnels HTTPS with CONNECT (site.ServeProxy); it
+// dials the targets with the pod's own resolver, so the cluster's DNS names them and a
+// tunnel to jsonplaceholder.typicode.com ends here too; --proxy= runs none.
 package main
 
 import (
@@ -44,6 +48,7 @@ func run(ctx context.Context, args []string) error {
 	certFile := fs.String("cert", "", "the certificate for "+strings.Join(site.Hosts, ", ")+" (PEM)")
 	keyFile := fs.String("key", "", "its key (PEM)")
 	tcpPorts := fs.String("tcp", strconv.Itoa(site.DatabasePort), "the ports, comma-separated, where to answer plain TCP as a database would (none if empty)")
+	proxyAddr := fs.String("proxy", ":"+strconv.Itoa(site.ProxyPort), "where to serve as a company's HTTPS proxy, CONNECT only (none if empty)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -69,13 +74,14 @@ func run(ctx context.Context, args []string) error {
 		{Addr: *httpsAddr, Handler: logged, ReadHeaderTimeout: 10 * time.Second,
 			TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}}},
 	}
-	// The TCP servers stop with ctx, and with run whatever ends it; run waits for them
-	// (deferred before cancel, so it runs after), so that nothing answers after it returned.
+	// The TCP servers and the proxy stop with ctx, and with run whatever ends it; run
+	// waits for them (deferred before cancel, so it runs after), so that nothing answers
+	// after it returned.
 	var tcp sync.WaitGroup
 	defer tcp.Wait()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errc := make(chan error, 2+len(ports))
+	errc := make(chan error, 3+len(ports))
 	for _, port := range ports {
 		l, err := net.Listen("tcp", ":"+strconv.Itoa(port))
 		if err != nil {
@@ -87,10 +93,23 @@ func run(ctx context.Context, args []string) error {
 			}
 		})
 	}
+	proxying := "no proxy"
+	if *proxyAddr != "" {
+		l, err := net.Listen("tcp", *proxyAddr)
+		if err != nil {
+			return fmt.Errorf("listen for the proxy on %s: %w", *proxyAddr, err)
+		}
+		tcp.Go(func() {
+			if err := site.ServeProxy(ctx, l, (&net.Dialer{}).DialContext, os.Stdout); err != nil {
+				errc <- err
+			}
+		})
+		proxying = "a proxy (CONNECT) on " + *proxyAddr
+	}
 	go func() { errc <- servers[0].ListenAndServe() }()
 	go func() { errc <- servers[1].ListenAndServeTLS("", "") }()
-	fmt.Printf("the stand-in internet answers for %s on %s (http) and %s (https), and plain TCP on %s\n",
-		strings.Join(site.Hosts, ", "), *httpAddr, *httpsAddr, portList(ports))
+	fmt.Printf("the stand-in internet answers for %s on %s (http) and %s (https), plain TCP on %s, and %s\n",
+		strings.Join(site.Hosts, ", "), *httpAddr, *httpsAddr, portList(ports), proxying)
 	select {
 	case err := <-errc:
 		return err

@@ -21,17 +21,19 @@ func freePort(t *testing.T) int {
 	return port
 }
 
-// Every --tcp port answers, and Ctrl-C stops them with the HTTP servers.
+// Every --tcp port answers, directly and through the --proxy, and Ctrl-C stops them
+// with the HTTP servers.
 func TestRunAnswersTCPUntilStopped(t *testing.T) {
-	ports := []int{freePort(t), freePort(t)}
+	ports := []int{freePort(t), freePort(t), freePort(t)}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"--http=127.0.0.1:0", "--https=127.0.0.1:0",
-			"--tcp=" + strconv.Itoa(ports[0]) + "," + strconv.Itoa(ports[1])})
+			"--tcp=" + strconv.Itoa(ports[0]) + "," + strconv.Itoa(ports[1]),
+			"--proxy=127.0.0.1:" + strconv.Itoa(ports[2])})
 	}()
-	for _, port := range ports {
+	dial := func(port int) net.Conn {
 		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 		var c net.Conn
 		require.Eventually(t, func() bool {
@@ -40,6 +42,10 @@ func TestRunAnswersTCPUntilStopped(t *testing.T) {
 			return err == nil
 		}, 5*time.Second, 20*time.Millisecond)
 		require.NoError(t, c.SetDeadline(time.Now().Add(3*time.Second)))
+		return c
+	}
+	for _, port := range ports[:2] {
+		c := dial(port)
 		_, err := io.WriteString(c, "egresslab ping\n")
 		require.NoError(t, err)
 		reply, err := io.ReadAll(c)
@@ -47,6 +53,16 @@ func TestRunAnswersTCPUntilStopped(t *testing.T) {
 		assert.Equal(t, "egresslab stand-in server on port "+strconv.Itoa(port)+": got \"egresslab ping\"\n", string(reply))
 		c.Close()
 	}
+	// The proxy tunnels to the first port, with the ping sent behind the CONNECT.
+	c := dial(ports[2])
+	target := net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0]))
+	_, err := io.WriteString(c, "CONNECT "+target+" HTTP/1.1\r\nHost: "+target+"\r\n\r\negresslab ping\n")
+	require.NoError(t, err)
+	reply, err := io.ReadAll(c)
+	require.NoError(t, err)
+	assert.Equal(t, "HTTP/1.1 200 Connection established\r\n\r\n"+
+		"egresslab stand-in server on port "+strconv.Itoa(ports[0])+": got \"egresslab ping\"\n", string(reply))
+	c.Close()
 
 	cancel()
 	select {

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/egresslab/egresslab/apps/client/observe"
 	"github.com/egresslab/egresslab/harness/manifest"
 	"github.com/egresslab/egresslab/harness/outcome"
 )
@@ -199,6 +200,35 @@ type Call struct {
 	// the URL's. A sidecar matches the connection by this address (a ServiceEntry's
 	// addresses, a company proxy at its IP).
 	Address string
+	// Proxy, when set, is the HTTP proxy the app sends the call through, as HTTPS_PROXY
+	// or curl's --proxy: the app connects to the proxy and asks it with CONNECT for a
+	// tunnel to the URL's host and port. Its sidecar sees a connection to the proxy,
+	// never one to the URL's host. Only an https:// call goes through one.
+	Proxy *url.URL
+}
+
+// Through is the call sent through the HTTP proxy at raw (http://HOST:PORT), by the
+// rule the client app reads its --proxy with (observe.ProxyURL): one rule for both.
+func (c Call) Through(raw string) (Call, error) {
+	if c.Address != "" {
+		return Call{}, fmt.Errorf("call %s through proxy %s: the app connects to the proxy, so it names no address of its own", c, raw)
+	}
+	u, err := observe.ProxyURL(raw, c.URL.String())
+	if err != nil {
+		return Call{}, err
+	}
+	c.Proxy = u
+	return c, nil
+}
+
+// Dialed is the host and port the app's connection goes to: the proxy's, for a call
+// through one, else the URL's.
+func (c Call) Dialed() (host string, port int) {
+	if c.Proxy != nil {
+		port, _ = strconv.Atoi(c.Proxy.Port())
+		return c.Proxy.Hostname(), port
+	}
+	return c.Host(), c.Port()
 }
 
 // At is the call made to addr, an IP address, whatever the URL's host resolves to.
@@ -291,10 +321,13 @@ func (c Call) KubectlCommand(w Workload) string {
 }
 
 // ClientArgs are the arguments of the client app's `call` command (apps/client) that
-// make this call: the URL, after --address when the call names one.
+// make this call: the URL, after --address or --proxy when the call names one.
 func (c Call) ClientArgs() []string {
-	if c.Address != "" {
+	switch {
+	case c.Address != "":
 		return []string{"--address=" + c.Address, c.URL.String()}
+	case c.Proxy != nil:
+		return []string{"--proxy=" + c.Proxy.String(), c.URL.String()}
 	}
 	return []string{c.URL.String()}
 }

@@ -52,6 +52,16 @@ func SimCall(c backend.Call) simulation.Call {
 		conn.Address = c.Address // the address the app was told to connect to
 	}
 	switch {
+	case c.Proxy != nil:
+		// The app's connection goes to the proxy and opens with a plaintext HTTP/1.1
+		// CONNECT request for the URL's host and port: what a listener that reads HTTP
+		// would read of it (the stand-in sniffs the same bytes). The TLS of the call
+		// itself follows inside the tunnel, unseen.
+		host, port := c.Dialed()
+		conn = Connection{Address: ExternalAddress, Port: port, HTTP: true, Host: c.HostPort(), Path: c.HostPort()}
+		if ip, err := netip.ParseAddr(host); err == nil {
+			conn.Address = ip.String()
+		}
 	case c.TCP():
 		// Bytes that are neither TLS nor HTTP: the sidecar has the address and port only.
 		conn.HTTP, conn.Host, conn.Path = false, "", ""

@@ -106,7 +106,8 @@ func value(n *yaml.Node, key string) string {
 
 // curlCommand is the call as a person types it: curl in the calling workload's client
 // container, printing the HTTP status only (000 when no response came back). A call to
-// an address is curl's --resolve, which keeps the URL's Host and SNI.
+// an address is curl's --resolve, which keeps the URL's Host and SNI; a call through a
+// proxy is curl's --proxy, which opens a CONNECT tunnel for an https:// URL.
 //
 // A TCP call is curl's telnet://, which sends what it reads on its standard input: the
 // line egresslab's client speaks first (observe.Ping), then prints what comes back.
@@ -117,6 +118,9 @@ func curlCommand(c *labfile.Call) string {
 	}
 	if c.URL.Address != "" {
 		args = append(args, fmt.Sprintf("--resolve %s:%d:%s", c.URL.Host(), c.URL.Port(), c.URL.Address))
+	}
+	if c.URL.Proxy != nil {
+		args = append(args, "--proxy "+c.URL.Proxy.String()) // as HTTPS_PROXY would
 	}
 	if c.URL.TCP() {
 		args = append(args, "telnet://"+c.URL.HostPort())
@@ -139,6 +143,9 @@ func curlPrints(e outcome.Expect, c backend.Call) (output string, ok bool) {
 		return site.Reply(strconv.Itoa(c.Port()), observe.Ping), true
 	case c.TCP():
 		return "", false
+	case e.Reason == outcome.ReasonBlackHole && c.Proxy != nil:
+		// Reset while curl reads the proxy's answer to its CONNECT: a receive error.
+		return "000\ncommand terminated with exit code 56", true
 	case e.Reason == outcome.ReasonBlackHole && c.HTTPS():
 		return "000\ncommand terminated with exit code 35", true
 	case e.Reason == outcome.ReasonBlackHole:

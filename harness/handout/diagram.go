@@ -158,6 +158,12 @@ func decide(p *proxy, who string, e outcome.Expect, c backend.Call) {
 // draw lays the call's path out.
 func draw(e outcome.Expect, c backend.Call) chart {
 	ch := chart{app: node{id: "app", lines: []string{"app container", escape(c.URL.Scheme + " call to " + c.HostPort())}}}
+	if c.Proxy != nil {
+		ch.app.lines = append(ch.app.lines, escape("through the proxy "+c.Proxy.Host))
+	}
+	// A call the sidecar reads as HTTP (route config, virtual host): plain HTTP, on a
+	// listener of its port; not TLS, a TCP connection, or a proxy's tunnel.
+	readsHTTP := !c.HTTPS() && !c.TCP()
 	// A proxy reads the Host header on an HTTP listener; it matches an HTTPS call (TLS
 	// from the app), a port no listener knows (virtualOutbound) or a connection it resets
 	// (BlackHoleCluster) by port and SNI alone.
@@ -165,13 +171,13 @@ func draw(e outcome.Expect, c backend.Call) chart {
 	reset := e.Reason == outcome.ReasonBlackHole
 	own := outcome.Hop{Listener: e.Listener, RouteConfig: e.RouteConfig, VirtualHost: e.VirtualHost, Cluster: e.Cluster}
 	sidecar := proxy{id: "sidecar", title: sidecarTitle,
-		hops: route("", own, e.UpstreamSNI, !c.HTTPS() && e.Listener != virtualOutbound && !(reset && !gateway))}
+		hops: route("", own, e.UpstreamSNI, readsHTTP && e.Listener != virtualOutbound && !(reset && !gateway))}
 	if !gateway {
 		decide(&sidecar, "the sidecar", e, c)
 	}
 	ch.proxies = append(ch.proxies, sidecar)
 	if gateway {
-		gw := proxy{id: "gateway", title: gatewayTitle, hops: route("g", *e.Gateway, "", !c.HTTPS() && !reset)}
+		gw := proxy{id: "gateway", title: gatewayTitle, hops: route("g", *e.Gateway, "", readsHTTP && !reset)}
 		decide(&gw, "the gateway", e, c)
 		ch.proxies = append(ch.proxies, gw)
 	}
@@ -303,7 +309,8 @@ func leakedThrough(e outcome.Expect, c backend.Call) string {
 		cluster = e.Gateway.Cluster
 	}
 	svc, _, ok := dataplane.OutboundService(cluster)
-	if e.Kind != outcome.Allowed || !ok || svc == c.Host() {
+	dialed, _ := c.Dialed() // through a proxy, the proxy's cluster is the intended one
+	if e.Kind != outcome.Allowed || !ok || svc == c.Host() || svc == dialed {
 		return ""
 	}
 	return svc
@@ -349,6 +356,8 @@ func ending(e outcome.Expect, c backend.Call) (string, string) {
 		return "out to the original destination, " + c.Host(), classOut
 	case e.Reason == outcome.ReasonDynamicDNS:
 		return "out to what the sidecar resolves " + c.Host() + " to", classOut
+	case e.Kind == outcome.Allowed && c.Proxy != nil:
+		return "out of the mesh to the proxy " + c.Proxy.Host + ", which tunnels to " + c.HostPort(), classOut
 	case e.Kind == outcome.Allowed && e.Gateway != nil:
 		return "out of the mesh to " + c.Host() + ", from the egress gateway", classOut
 	case e.Kind == outcome.Allowed:

@@ -242,7 +242,8 @@ func (h *writer) call(c *labfile.Call) {
 	} else {
 		h.p("The sidecar's access log has a line for the call: `%s`.", logs)
 	}
-	h.p("`istioctl proxy-config listeners deploy/%s -n %s --port %d` shows the listener.", c.From.Name, c.From.Namespace, c.URL.Port())
+	_, port := c.URL.Dialed()
+	h.p("`istioctl proxy-config listeners deploy/%s -n %s --port %d` shows the listener.", c.From.Name, c.From.Namespace, port)
 	if e.Gateway != nil {
 		host, _, _ := dataplane.OutboundService(e.Cluster)
 		name, namespace, _ := dataplane.ServiceOf(host)
@@ -281,6 +282,8 @@ func curlSays(e outcome.Expect, c backend.Call) string {
 		return "curl prints nothing and exits with code 56: the connection is reset."
 	case c.TCP() && e.Kind == outcome.Allowed:
 		return "curl prints the database's answer: the connection left the mesh."
+	case e.Reason == outcome.ReasonBlackHole && c.Proxy != nil:
+		return "curl gets no response (000) and exits with code 56: the connection to the proxy is reset before it answers the CONNECT."
 	case e.Reason == outcome.ReasonBlackHole && c.HTTPS():
 		return "curl gets no response (000) and exits with code 35: the connection is reset during the TLS handshake."
 	case e.Reason == outcome.ReasonBlackHole:
@@ -295,14 +298,20 @@ func curlSays(e outcome.Expect, c backend.Call) string {
 	return ""
 }
 
-// labOwnHosts are the hosts the lab calls that exist only in the labs (site.LabHosts),
-// in the order first called.
+// labOwnHosts are the hosts the lab calls, or calls through, that exist only in the
+// labs (site.LabHosts), in the order first called.
 func labOwnHosts(l *labfile.Lab) []string {
 	var own []string
 	for _, s := range l.Steps {
 		for _, a := range s.Actions {
-			if a.Call != nil && slices.Contains(site.LabHosts, a.Call.URL.Host()) && !slices.Contains(own, a.Call.URL.Host()) {
-				own = append(own, a.Call.URL.Host())
+			if a.Call == nil {
+				continue
+			}
+			dialed, _ := a.Call.URL.Dialed() // a proxy's host, for a call through one
+			for _, h := range []string{dialed, a.Call.URL.Host()} {
+				if slices.Contains(site.LabHosts, h) && !slices.Contains(own, h) {
+					own = append(own, h)
+				}
 			}
 		}
 	}

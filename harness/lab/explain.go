@@ -33,6 +33,10 @@ func Explain(v outcome.Verdict, c backend.Call) string {
 			"matches %s, so Envoy's catch-all virtual host block_all answers 502 itself: the call never leaves the pod.", c.Port(), c.Host())
 	case outcome.ReasonBlackHole:
 		switch {
+		case c.Proxy != nil:
+			host, port := c.Dialed()
+			return fmt.Sprintf("The app connects to the proxy %s on port %d, which no listener knows, so the catch-all "+
+				"listener sends the connection to BlackHoleCluster, which resets it: the CONNECT never reaches the proxy.", host, port)
 		case c.TCP() && c.Address != "":
 			return fmt.Sprintf("No listener takes connections to %s:%d, so the catch-all listener sends the connection to "+
 				"BlackHoleCluster, which resets it: the client sees a reset.", c.Address, c.Port())
@@ -45,6 +49,12 @@ func Explain(v outcome.Verdict, c backend.Call) string {
 	case outcome.ReasonNoRoute:
 		return fmt.Sprintf("A virtual host matches %s, but none of its routes matches the request, so Envoy answers 404 itself (NR).", c.Host())
 	case outcome.ReasonRegistered:
+		if c.Proxy != nil {
+			host, port := c.Dialed()
+			return fmt.Sprintf("The app connects to the proxy %s:%d, not to %s: the sidecar's listener %s sends the connection "+
+				"to the cluster %s, and the CONNECT for %s, then the TLS inside the tunnel, pass through it unread. Which host "+
+				"the tunnel leads to is the proxy's decision.", host, port, c.Host(), v.Evidence.Listener, v.Evidence.Cluster, c.HostPort())
+		}
 		if c.TCP() {
 			takes := fmt.Sprintf("every connection to port %d", c.Port())
 			if l := v.Evidence.Listener; l != "" && !strings.HasPrefix(l, "0.0.0.0_") {

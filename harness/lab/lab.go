@@ -68,8 +68,10 @@ func (r *Result) Passed() bool { return len(r.Failures) == 0 }
 // CallResult is one call a step made, its verdict, and how it differed from the
 // verdict expected (nothing when it passed).
 type CallResult struct {
-	Step       int
-	URL        string
+	Step int
+	URL  string
+	// Call is the call as made: its URL, and the address or proxy it names.
+	Call       backend.Call
 	Verdict    outcome.Verdict
 	Mismatches []string
 }
@@ -379,7 +381,7 @@ func (r *Runner) call(ctx context.Context, step int, c *labfile.Call) error {
 	} else if logMismatch != "" {
 		mismatches = append(mismatches, logMismatch)
 	}
-	r.res.Calls = append(r.res.Calls, CallResult{Step: step, URL: c.URL.String(), Verdict: v, Mismatches: mismatches})
+	r.res.Calls = append(r.res.Calls, CallResult{Step: step, URL: c.URL.String(), Call: c.URL, Verdict: v, Mismatches: mismatches})
 	if len(mismatches) > 0 {
 		r.res.Failures = append(r.res.Failures, fmt.Sprintf("step %d: %s", step, strings.Join(mismatches, "; ")))
 	}

@@ -403,7 +403,7 @@ func actionNames() []string {
 
 func actionList() string { return strings.Join(actionNames(), ", ") }
 
-var callFields = []string{"from", "address", "expect", "config", "propagation", "id"}
+var callFields = []string{"from", "address", "proxy", "expect", "config", "propagation", "id"}
 
 func (p *parser) action(n *yaml.Node) (Action, bool) {
 	if n.Kind != yaml.MappingNode {
@@ -789,6 +789,13 @@ func (p *parser) call(f field, mods []field) *Call {
 			}
 			if c.URL, err = c.URL.At(p.text(m)); err != nil {
 				p.fail(m.line, err.Error(), "give the IP address the app connects to (the URL's host stays its Host and SNI), e.g. `address: 10.20.30.40`")
+			}
+		case "proxy":
+			if c.URL.URL == nil {
+				continue // the URL is refused already
+			}
+			if c.URL, err = c.URL.Through(p.text(m)); err != nil {
+				p.fail(m.line, err.Error(), "give the proxy an https:// call goes through as http://HOST:PORT, e.g. `proxy: http://proxy.corp.example:3128`")
 			}
 		case "expect":
 			expect = &m

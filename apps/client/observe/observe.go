@@ -18,6 +18,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -33,8 +34,9 @@ const BodyPrefixBytes = 200
 type Option func(*options)
 
 type options struct {
-	dial func(ctx context.Context, network, addr string) (net.Conn, error)
-	tls  *tls.Config
+	dial  func(ctx context.Context, network, addr string) (net.Conn, error)
+	tls   *tls.Config
+	proxy *url.URL
 }
 
 // WithDial connects every call through dial, as iptables sends every connection of a
@@ -56,14 +58,57 @@ func ConnectTo(addr string) Option {
 	})
 }
 
+// ViaProxy sends an https:// call through the HTTP proxy at u (http://HOST:PORT; see
+// ProxyURL), as an app behind a company proxy does (curl's --proxy, HTTPS_PROXY): the
+// call connects to the proxy and asks it with CONNECT for a tunnel to the URL's host
+// and port, and speaks TLS to that host inside. The app's sidecar sees one TCP
+// connection to the proxy, not one to the URL's host. The connection to the proxy is
+// the call's connection: its address is ClientAddress, and WithDial dials it.
+//
+// A plain http:// call through a proxy (the whole URL sent to the proxy, no tunnel) is
+// another thing, which the labs do not model; a tcp:// call ignores the option.
+func ViaProxy(u *url.URL) Option {
+	return func(o *options) { o.proxy = u }
+}
+
+// ProxyURL reads the proxy for a call to callURL: an http:// URL with a host and a
+// port and nothing else, e.g. http://proxy.corp.example:3128, and a call that is
+// https:// (what such a proxy tunnels). Errors name the fix.
+func ProxyURL(rawProxy, callURL string) (*url.URL, error) {
+	const example = "http://proxy.corp.example:3128"
+	u, err := url.Parse(rawProxy)
+	if err != nil {
+		return nil, fmt.Errorf("proxy %q: %w; give http://HOST:PORT, e.g. %s", rawProxy, err, example)
+	}
+	switch {
+	case u.Scheme != "http":
+		return nil, fmt.Errorf("proxy %q is not an http:// URL (the client speaks plain HTTP to the proxy; the tunnel inside carries the TLS): give http://HOST:PORT, e.g. %s", rawProxy, example)
+	case u.Hostname() == "":
+		return nil, fmt.Errorf("proxy %q names no host: give http://HOST:PORT, e.g. %s", rawProxy, example)
+	case u.Port() == "":
+		return nil, fmt.Errorf("proxy %q names no port: give http://%s:PORT, e.g. http://%s:3128", rawProxy, u.Hostname(), u.Hostname())
+	case (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil:
+		return nil, fmt.Errorf("proxy %q has more than a host and a port: give http://%s", rawProxy, u.Host)
+	}
+	if n, err := strconv.Atoi(u.Port()); err != nil || n < 1 || n > 65535 {
+		return nil, fmt.Errorf("proxy %q: port %s is not a number from 1 to 65535: give http://%s:PORT, e.g. http://%s:3128", rawProxy, u.Port(), u.Hostname(), u.Hostname())
+	}
+	call, err := url.Parse(callURL)
+	if err != nil || call.Scheme != "https" {
+		return nil, fmt.Errorf("%q through a proxy: the proxy tunnels HTTPS (CONNECT), so give an https:// URL, e.g. https://jsonplaceholder.typicode.com/todos/1", callURL)
+	}
+	return &url.URL{Scheme: u.Scheme, Host: u.Host}, nil
+}
+
 // WithRootCAs trusts these roots instead of the system's.
 func WithRootCAs(pool *x509.CertPool) Option {
 	return func(o *options) { o.tls = &tls.Config{RootCAs: pool} }
 }
 
 // Call makes one GET to url, or for a tcp:// URL one TCP exchange (see exchange), and
-// reports what it saw. It never follows redirects and never uses a proxy from the
-// environment: the point is what the sidecar does with exactly this call.
+// reports what it saw. It never follows redirects and uses no proxy but the one
+// ViaProxy names (none from the environment): the point is what the sidecar does with
+// exactly this call.
 func Call(ctx context.Context, url string, timeout time.Duration, opts ...Option) outcome.Observation {
 	o := options{}
 	for _, opt := range opts {
@@ -110,9 +155,15 @@ func get(ctx context.Context, obs *outcome.Observation, o options) {
 	// and an egress gateway's name the same call by it.
 	obs.RequestID = newRequestID()
 	req.Header.Set("X-Request-Id", obs.RequestID)
+	var proxy func(*http.Request) (*url.URL, error)
+	if o.proxy != nil {
+		// For an https:// URL, a CONNECT tunnel through the connection DialContext makes
+		// to the proxy.
+		proxy = http.ProxyURL(o.proxy)
+	}
 	client := &http.Client{
 		Transport: &http.Transport{
-			Proxy:             nil,
+			Proxy:             proxy,
 			DisableKeepAlives: true,
 			ForceAttemptHTTP2: false,
 			DialContext:       o.dial,

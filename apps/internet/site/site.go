@@ -35,11 +35,14 @@ const Host = "jsonplaceholder.typicode.com"
 var Hosts = []string{Host, "my-json-server.typicode.com"}
 
 // LabHosts are the hosts that exist only in the labs: the databases outside the mesh
-// of the tcp-egress lab, answered on DatabasePort. No public server stands behind
-// them, so egresslab serves them in the cluster on every run, online as offline, and
-// the cluster's DNS names them; they are in the reserved .example domain (RFC 2606),
-// which no real DNS answers.
-var LabHosts = []string{"billing.db.example", "orders.db.example"}
+// of the tcp-egress lab, answered on DatabasePort, and the http-proxy lab's company
+// proxy, on ProxyPort. No public server stands behind them, so egresslab serves them
+// in the cluster on every run, online as offline, and the cluster's DNS names them;
+// they are in the reserved .example domain (RFC 2606), which no real DNS answers.
+var LabHosts = []string{"billing.db.example", "orders.db.example", ProxyHost}
+
+// ProxyHost is the http-proxy lab's company proxy.
+const ProxyHost = "proxy.corp.example"
 
 // Todo is jsonplaceholder's /todos/1, as it answers it.
 var Todo = map[string]any{"userId": 1, "id": 1, "title": "delectus aut autem", "completed": false}

@@ -138,10 +138,12 @@ const (
 // Without a client address (a client that does not report it), it falls back to what the
 // line shows of the call: an HTTP request for its host and path; for HTTPS, a TCP line
 // with its host as SNI or none; for plain HTTP on a port where the sidecar has no HTTP
-// listener, a TCP line without SNI. Then an earlier call to the same port can match.
+// listener, and for a call through a proxy (on the proxy's port), a TCP line without
+// SNI. Then an earlier call to the same port can match.
 func LastAccessLogEntry(log string, c backend.Call, client string) (backend.AccessLogEntry, bool) {
 	lines := strings.Split(strings.TrimSpace(log), "\n")
-	port := ":" + strconv.Itoa(c.Port())
+	_, dialed := c.Dialed() // the proxy's port, for a call through one
+	port := ":" + strconv.Itoa(dialed)
 	for i := len(lines) - 1; i >= 0; i-- {
 		f := logFields(lines[i])
 		if len(f) < accessLogFields || !strings.HasPrefix(f[0], "[") || !strings.HasSuffix(f[fieldDownstream], port) {
@@ -151,6 +153,8 @@ func LastAccessLogEntry(log string, c backend.Call, client string) (backend.Acce
 		switch tcp := f[fieldRequest] == "- - -"; {
 		case client != "":
 			match = f[fieldRemote] == client
+		case c.Proxy != nil:
+			match = tcp && f[fieldSNI] == "-" // a tunnel's CONNECT, read by no listener that logs it
 		case c.HTTPS():
 			match = tcp && (f[fieldSNI] == c.Host() || f[fieldSNI] == "-")
 		case tcp:

@@ -189,9 +189,10 @@ func internetDeployment(digest string, caPEM []byte) *appsv1.Deployment {
 				Spec: corev1.PodSpec{
 					Containers: []corev1.Container{{
 						Name: internetName, Image: appimage.Internet.Tag, ImagePullPolicy: corev1.PullNever,
-						Args: []string{"--cert=/tls/tls.crt", "--key=/tls/tls.key", fmt.Sprintf("--tcp=%d", site.DatabasePort)},
+						Args: []string{"--cert=/tls/tls.crt", "--key=/tls/tls.key", fmt.Sprintf("--tcp=%d", site.DatabasePort),
+							fmt.Sprintf("--proxy=:%d", site.ProxyPort)},
 						Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 80}, {Name: "https", ContainerPort: 443},
-							{Name: "tcp-postgres", ContainerPort: site.DatabasePort}},
+							{Name: "tcp-postgres", ContainerPort: site.DatabasePort}, {Name: "tcp-proxy", ContainerPort: site.ProxyPort}},
 						ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{
 							TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(80)}}, PeriodSeconds: 1},
 						VolumeMounts: []corev1.VolumeMount{{Name: "tls", MountPath: "/tls", ReadOnly: true}},

@@ -23,6 +23,7 @@ import (
 	listener "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcm "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	snidfp "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/sni_dynamic_forward_proxy/v3"
 	tcpproxy "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 
@@ -132,7 +133,7 @@ func (p *Process) serve(c net.Conn, dst netip.AddrPort, gateway bool) {
 // reset it.
 func (p *Process) act(c net.Conn, br *bufio.Reader, conn dataplane.Connection, sim *simulation.Simulation, r simulation.Result, e *logEntry) {
 	dst := netip.AddrPortFrom(netip.MustParseAddr(conn.Address), uint16(conn.Port))
-	h, tcp := filtersOf(sim, r)
+	h, tcp, sniDFP := filtersOf(sim, r)
 	switch {
 	case h != nil && conn.HTTP:
 		p.serveHTTP(c, br, conn, h, sim, r, e)
@@ -146,7 +147,7 @@ func (p *Process) act(c net.Conn, br *bufio.Reader, conn dataplane.Connection, s
 		p.logf("debug", "%s: not HTTP, into the HTTP listener %s: 400", describe(conn), r.ListenerMatched)
 		p.writeAccessLogs(h.GetAccessLog(), e)
 	case tcp != nil && r.Error == nil:
-		p.serveTCP(c, br, dst, sim, tcp, e)
+		p.serveTCP(c, br, dst, sniForwardedTo(sniDFP, e.sni), sim, tcp, e)
 	default:
 		p.logf("debug", "%s: %v (listener %q): reset", describe(conn), r.Error, r.ListenerMatched)
 		reset(c)
@@ -287,25 +288,54 @@ func evaluate(p *listener.ListenerFilterChainMatchPredicate, port int) (value, k
 }
 
 // filtersOf finds the HTTP connection manager or TCP proxy of the filter chain the
-// simulator matched.
-func filtersOf(sim *simulation.Simulation, r simulation.Result) (*hcm.HttpConnectionManager, *tcpproxy.TcpProxy) {
+// simulator matched, and for a TCP proxy the SNI dynamic forward proxy filter before it
+// in that chain, if any (Istio's TLS chain of a DYNAMIC_DNS wildcard entry:
+// networkfilter.go, buildCompleteNetworkFilters).
+func filtersOf(sim *simulation.Simulation, r simulation.Result) (*hcm.HttpConnectionManager, *tcpproxy.TcpProxy, *snidfp.FilterConfig) {
 	for _, fc := range matchedChains(sim, r) {
+		var sniDFP *snidfp.FilterConfig
 		for _, f := range fc.GetFilters() {
 			switch f.GetName() {
 			case wellknown.HTTPConnectionManager:
 				h := &hcm.HttpConnectionManager{}
 				if f.GetTypedConfig().UnmarshalTo(h) == nil && h.GetRds().GetRouteConfigName() == r.RouteConfigMatched {
-					return h, nil
+					return h, nil, nil
 				}
 			case wellknown.TCPProxy:
 				t := &tcpproxy.TcpProxy{}
 				if f.GetTypedConfig().UnmarshalTo(t) == nil && t.GetCluster() == r.ClusterMatched {
-					return nil, t
+					return nil, t, sniDFP
+				}
+			default:
+				// Envoy picks a filter by its config's type, whatever its name (Istio
+				// names this one envoy.extensions.filters.network.sni_dynamic_forward_proxy,
+				// Envoy's docs envoy.filters.network.sni_dynamic_forward_proxy).
+				d := &snidfp.FilterConfig{}
+				if f.GetTypedConfig().MessageIs(d) && f.GetTypedConfig().UnmarshalTo(d) == nil {
+					sniDFP = d
 				}
 			}
 		}
 	}
-	return nil, nil
+	return nil, nil, nil
+}
+
+// sniForwardedTo is the host and port a TCP proxy's dynamic forward proxy cluster
+// connects to when the chain's SNI dynamic forward proxy filter f comes before it: the
+// server name the listener's TLS inspector read (sni, "" where none ran or the client
+// sent none), on the port f's config names, whatever the connection's own port and
+// address (Envoy's sni_dynamic_forward_proxy/proxy_filter.cc, onNewConnection, puts the
+// SNI and port_value in its DNS cache and the port in the connection's filter state,
+// which the cluster's chooseHost reads with the SNI; Istio writes the ServiceEntry's
+// port: networkfilter.go, buildSNIDFPFilter). "" without f, a server name or a port:
+// the cluster then has no host to pick and the TCP proxy answers UH. Istio puts the
+// filter in front of every TCP proxy to such a cluster, and a filter without a port is
+// not Istio's: the stand-in does not guess Envoy's defaults for either.
+func sniForwardedTo(f *snidfp.FilterConfig, sni string) string {
+	if f == nil || sni == "" || f.GetPortValue() == 0 {
+		return ""
+	}
+	return net.JoinHostPort(sni, strconv.Itoa(int(f.GetPortValue())))
 }
 
 // serveHTTP serves the requests of one connection an HTTP connection manager took.
@@ -541,9 +571,11 @@ type upstream struct {
 }
 
 // endpoint is where a cluster sends a connection whose original destination was dst
-// (and, for HTTP, whose request named authority): dst itself for ORIGINAL_DST
-// (PassthroughCluster); the authority resolved in the pod for a dynamic forward proxy
-// (ALLOW_ANY_DYNAMIC_DNS's AllowAnyDynamicDNSCluster), whatever dst was; for an EDS
+// (and, for HTTP, whose request named authority; for TLS through an SNI dynamic forward
+// proxy filter, the SNI and the filter's port, see sniForwardedTo): dst itself for
+// ORIGINAL_DST (PassthroughCluster, resolution NONE); the authority resolved in the pod
+// for a dynamic forward proxy (ALLOW_ANY_DYNAMIC_DNS's AllowAnyDynamicDNSCluster, a
+// DYNAMIC_DNS entry's clusters), whatever dst was; for an EDS
 // cluster (a Kubernetes Service, such as an egress gateway's), an endpoint of the
 // load assignment istiod sent over EDS; the first endpoint of the cluster's own load
 // assignment for STATIC and DNS clusters, its name resolved in the pod as Envoy's DNS
@@ -552,7 +584,8 @@ type upstream struct {
 func (p *Process) endpoint(ctx context.Context, c *cluster.Cluster, dst netip.AddrPort, authority string) (upstream, error) {
 	if c.GetClusterType().GetName() == dynamicForwardProxy {
 		if authority == "" {
-			return upstream{}, fmt.Errorf("%w: a dynamic forward proxy needs the request's Host", errNoHealthyUpstream)
+			// Envoy's cluster finds no host to pick ("host empty" in its chooseHost).
+			return upstream{}, fmt.Errorf("%w: a dynamic forward proxy needs the request's Host or the TLS server name", errNoHealthyUpstream)
 		}
 		host, port, err := net.SplitHostPort(authority)
 		if err != nil {
@@ -614,10 +647,12 @@ func (p *Process) loadAssignment(c *cluster.Cluster) *endpoint.ClusterLoadAssign
 	return s.Endpoints(c)
 }
 
-// serveTCP relays a connection a TCP proxy took to its cluster's endpoint. With no
-// endpoint (BlackHoleCluster) the connection is reset: Envoy closes it with the
-// client's first bytes still unread, which makes the kernel send a reset.
-func (p *Process) serveTCP(c net.Conn, br *bufio.Reader, dst netip.AddrPort, sim *simulation.Simulation, t *tcpproxy.TcpProxy, e *logEntry) {
+// serveTCP relays a connection a TCP proxy took to its cluster's endpoint; authority is
+// the host and port a dynamic forward proxy cluster connects to (sniForwardedTo), "" for
+// none. With no endpoint (BlackHoleCluster, or a dynamic forward proxy with no host) the
+// connection is reset: Envoy closes it with the client's first bytes still unread,
+// which makes the kernel send a reset.
+func (p *Process) serveTCP(c net.Conn, br *bufio.Reader, dst netip.AddrPort, authority string, sim *simulation.Simulation, t *tcpproxy.TcpProxy, e *logEntry) {
 	e.cluster = t.GetCluster()
 	defer p.writeAccessLogs(t.GetAccessLog(), e)
 	cl := clusterOf(sim, t.GetCluster())
@@ -627,7 +662,7 @@ func (p *Process) serveTCP(c net.Conn, br *bufio.Reader, dst netip.AddrPort, sim
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), connectTimeout(cl))
-	to, err := p.endpoint(ctx, cl, dst, "")
+	to, err := p.endpoint(ctx, cl, dst, authority)
 	if err != nil {
 		cancel()
 		e.flags = "UH"

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	snidfp "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/sni_dynamic_forward_proxy/v3"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -58,7 +59,7 @@ func (b *standInBackend) Call(ctx context.Context, w backend.Workload, c backend
 	b.mu.Lock()
 	b.logs = append(b.logs, tp)
 	b.mu.Unlock()
-	v := outcome.Classify(tp.call(b.t, c.String(), b.in.roots))
+	v := outcome.Classify(tp.make(c, b.in.roots))
 	if outcome.NextHopDecides(v) {
 		if e, err := b.AccessLogEntry(ctx, w, c, v.Evidence.ClientAddress, time.Now()); err == nil && e.Gateway != nil {
 			v = outcome.AtGateway(v, e.Logged(), e.GatewayName, e.Gateway.Logged())
@@ -190,7 +191,9 @@ func matchesSNI(tp *testProxy, listener string) bool {
 				return true
 			}
 			for _, f := range fc.GetFilters() {
-				if f.GetName() == "envoy.filters.network.sni_dynamic_forward_proxy" {
+				// By its config's type, as Envoy picks it: Istio names it
+				// envoy.extensions.filters.network.sni_dynamic_forward_proxy.
+				if f.GetTypedConfig().MessageIs(&snidfp.FilterConfig{}) {
 					return true
 				}
 			}
@@ -223,7 +226,7 @@ func TestEveryCallOfEveryLabThroughTheStandIn(t *testing.T) {
 				if !c.Verdict.Evidence.FromCall || c.Verdict.Evidence.ClientAddress == "" {
 					continue
 				}
-				call := backend.MustCall(c.URL)
+				call := c.Call
 				e, tp, err := b.lineOf(context.Background(), call, c.Verdict.Evidence.ClientAddress)
 				require.NoError(t, err, "step %d: every call the stand-in took has its line", c.Step)
 				ds := tp.decided()

@@ -73,6 +73,7 @@ func simConfig(t *testing.T, mode string, applied ...string) *simulation.Simulat
 type internet struct {
 	http, https *httptest.Server
 	database    net.Listener // the labs' own hosts' database port (site.LabHosts, site.DatabasePort)
+	proxy       net.Listener // the company proxy (site.ProxyHost, site.ProxyPort)
 	roots       *x509.CertPool
 	mesh        func(context.Context, string) (*tlsv3.Secret, error) // the mesh CA's SDS, shared by the test's proxies
 	mu          sync.Mutex
@@ -106,7 +107,18 @@ func newInternet(t *testing.T) *internet {
 	ctx, stop := context.WithCancel(context.Background())
 	served := make(chan error, 1)
 	go func() { served <- site.ServeTCP(ctx, l, io.Discard) }()
-	t.Cleanup(func() { stop(); require.NoError(t, <-served) })
+	// The company proxy opens its tunnels to the site's HTTPS port, whatever host a
+	// CONNECT names: every host the labs tunnel to is the site's.
+	pl, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	in.proxy = pl
+	tunnels := make(chan error, 1)
+	toSite := func(ctx context.Context, network, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, network, in.https.Listener.Addr().String())
+	}
+	go func() { tunnels <- site.ServeProxy(ctx, pl, toSite, io.Discard) }()
+	t.Cleanup(func() { stop(); require.NoError(t, <-served); require.NoError(t, <-tunnels) })
 	return in
 }
 
@@ -118,8 +130,9 @@ func (in *internet) requests() []string {
 
 // testProxy is the stand-in's outbound listener on loopback with config held fixed.
 // Every connection's original destination is the external address sim uses, on the
-// port of the call under way; that address leads to the test's internet, and DNS
-// resolves jsonplaceholder to it, so the stand-in and sim see the same call.
+// port of the call under way (or the address the call names); that address leads to
+// the test's internet, and DNS resolves every host of the site and of the labs' own
+// (site.Hosts, site.LabHosts) to it, so the stand-in and sim see the same call.
 type testProxy struct {
 	addr      string
 	port      atomic.Int32
@@ -181,7 +194,7 @@ func newTestProcess(t *testing.T, held *simulation.Simulation, in *internet) (*t
 		tp.decisions = append(tp.decisions, d)
 	}
 	p.Resolve = func(_ context.Context, host string) ([]string, error) {
-		if host == "jsonplaceholder.typicode.com" || slices.Contains(site.LabHosts, host) {
+		if slices.Contains(site.Hosts, host) || slices.Contains(site.LabHosts, host) {
 			return []string{dataplane.ExternalAddress}, nil
 		}
 		return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
@@ -195,6 +208,8 @@ func newTestProcess(t *testing.T, held *simulation.Simulation, in *internet) (*t
 			return d.DialContext(ctx, network, in.https.Listener.Addr().String())
 		case net.JoinHostPort(dataplane.ExternalAddress, strconv.Itoa(site.DatabasePort)):
 			return d.DialContext(ctx, network, in.database.Addr().String())
+		case net.JoinHostPort(dataplane.ExternalAddress, strconv.Itoa(site.ProxyPort)):
+			return d.DialContext(ctx, network, in.proxy.Addr().String())
 		}
 		tp.mu.Lock()
 		to, ok := tp.upstreams[addr]
@@ -262,12 +277,23 @@ func (tp *testProxy) call(t *testing.T, url string, roots *x509.CertPool) outcom
 	t.Helper()
 	c, err := backend.ParseCall(url)
 	require.NoError(t, err)
-	tp.port.Store(int32(c.Port()))
+	return tp.make(c, roots)
+}
+
+// make makes the call c through the stand-in: to its proxy's port, for a call through
+// a proxy, as the app's connection goes there.
+func (tp *testProxy) make(c backend.Call, roots *x509.CertPool) outcome.Observation {
+	_, port := c.Dialed()
+	tp.port.Store(int32(port))
 	dial := func(ctx context.Context, network, _ string) (net.Conn, error) {
 		var d net.Dialer
 		return d.DialContext(ctx, network, tp.addr)
 	}
-	return observe.Call(context.Background(), url, 5*time.Second, observe.WithDial(dial), observe.WithRootCAs(roots))
+	opts := []observe.Option{observe.WithDial(dial), observe.WithRootCAs(roots)}
+	if c.Proxy != nil {
+		opts = append(opts, observe.ViaProxy(c.Proxy))
+	}
+	return observe.Call(context.Background(), c.URL.String(), 5*time.Second, opts...)
 }
 
 // The stand-in must decide every call of the lab as Istio's simulator does on the same
