@@ -363,7 +363,7 @@ func fixFor(msg string) string {
 	case strings.Contains(msg, "at least one host"):
 		return "list the external host under spec.hosts, e.g. `hosts: [api.example.com]`"
 	case strings.Contains(msg, "wildcard") && strings.Contains(strings.ToLower(msg), "dns"):
-		return "a wildcard host cannot be resolved by DNS: use `resolution: NONE`, or name the host exactly"
+		return "a wildcard host cannot be resolved by DNS: use `resolution: DYNAMIC_DNS` (the sidecar resolves each call's host) or `resolution: NONE`, or name the host exactly"
 	case strings.Contains(msg, "invalid protocol") || strings.Contains(msg, "unsupported protocol"):
 		return "use one of Istio's port protocols under spec.ports[].protocol: HTTP, HTTPS, HTTP2, GRPC, TLS, TCP"
 	case strings.Contains(msg, "port"):
