@@ -57,7 +57,7 @@ controlplane-binaries:
 # make test runs them under the race detector (25 s here, warm). RACE_HEAVY, the
 # stand-in for Envoy and the lab engine, need a race build of Istio's libraries
 # (several minutes cold on 2 cores, 70 s warm): make race runs them.
-RACE_LIGHT = ./apps/... ./harness/outcome/ ./harness/backend/kind/internal/appimage/ \
+RACE_LIGHT = ./apps/... ./harness/outcome/ ./internal/syncbuf/ ./harness/backend/kind/internal/appimage/ \
 	./harness/backend/kind/internal/cluster/ ./harness/backend/kind/internal/engine/ ./harness/backend/kind/internal/offline/
 RACE_HEAVY = ./harness/dataplane/proxy/ ./harness/steps/ ./labs/
 

@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -27,6 +26,7 @@ import (
 	"github.com/egresslab/egresslab/harness/manifest"
 	"github.com/egresslab/egresslab/harness/narrate"
 	"github.com/egresslab/egresslab/harness/outcome"
+	"github.com/egresslab/egresslab/internal/syncbuf"
 	"github.com/egresslab/egresslab/labs"
 	"github.com/egresslab/egresslab/labs/apps"
 )
@@ -223,7 +223,7 @@ func TestAStoppedLabDeletesWhatItApplied(t *testing.T) {
 	rb := &recordingBackend{Backend: b}
 	in, enter := io.Pipe()
 	ctx, cancel := context.WithCancel(context.Background())
-	var out syncBuffer
+	var out syncbuf.Buffer
 	done := make(chan error)
 	go func() {
 		_, err := lab.Run(ctx, rb, serviceEntryLab(t), narrate.New(&out, narrate.WithPause(in)), lab.Options{})
@@ -240,26 +240,8 @@ func TestAStoppedLabDeletesWhatItApplied(t *testing.T) {
 	assert.Equal(t, []string{"labs/serviceentry/jsonplaceholder.yaml"}, rb.deleted)
 }
 
-// syncBuffer is a buffer the lab writes in its goroutine while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // waitFor waits until the lab has printed text, within a generous bound.
-func waitFor(t *testing.T, out *syncBuffer, text string) {
+func waitFor(t *testing.T, out *syncbuf.Buffer, text string) {
 	t.Helper()
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		assert.Contains(c, out.String(), text, "the lab never printed it")
@@ -271,7 +253,7 @@ func TestCtrlCAtAnInstructorPromptRunsNothingMore(t *testing.T) {
 	b := sim.New()
 	defer b.Close()
 	in, enter := io.Pipe()
-	var out syncBuffer
+	var out syncbuf.Buffer
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() {

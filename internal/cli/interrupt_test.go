@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"os"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -13,31 +12,15 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/egresslab/egresslab/internal/cli"
+	"github.com/egresslab/egresslab/internal/syncbuf"
 )
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // The first Ctrl-C cancels the run so that it cleans up; a second quits at once, even
 // when the first's cleanup never ends (it used to be swallowed: only SIGKILL ended a
 // program stuck after the first).
 func TestASecondCtrlCQuitsAtOnce(t *testing.T) {
 	sig := make(chan os.Signal, 2)
-	var out lockedBuffer
+	var out syncbuf.Buffer
 	exited := make(chan int, 1)
 	ctx, stop := cli.OnInterrupt(context.Background(), sig, &out, func(code int) { exited <- code })
 	defer stop()

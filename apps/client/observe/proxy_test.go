@@ -10,7 +10,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,33 +19,16 @@ import (
 	"github.com/egresslab/egresslab/apps/client/observe"
 	"github.com/egresslab/egresslab/apps/internet/site"
 	"github.com/egresslab/egresslab/harness/outcome"
+	"github.com/egresslab/egresslab/internal/syncbuf"
 )
-
-// lockedLog is a log that the test reads while the proxy may still write to it.
-type lockedLog struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // companyProxy runs the stand-in internet's proxy on loopback until the test ends,
 // dialling with dial.
-func companyProxy(t *testing.T, dial func(ctx context.Context, network, addr string) (net.Conn, error)) (*url.URL, *lockedLog) {
+func companyProxy(t *testing.T, dial func(ctx context.Context, network, addr string) (net.Conn, error)) (*url.URL, *syncbuf.Buffer) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
-	log := &lockedLog{}
+	log := &syncbuf.Buffer{}
 	done := make(chan error, 1)
 	go func() { done <- site.ServeProxy(ctx, l, dial, log) }()
 	t.Cleanup(func() {

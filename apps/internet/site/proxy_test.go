@@ -2,7 +2,6 @@ package site_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -19,36 +18,19 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/egresslab/egresslab/apps/internet/site"
+	"github.com/egresslab/egresslab/internal/syncbuf"
 )
-
-// syncBuffer is a log that the test reads while ServeProxy may still write to it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // serveProxy runs ServeProxy on a loopback port, dialling with dial (a plain dialer if
 // nil), until the test ends; stop ends it early and returns what it logged and returned.
-func serveProxy(t *testing.T, dial func(ctx context.Context, network, addr string) (net.Conn, error)) (addr string, log *syncBuffer, stop func() error) {
+func serveProxy(t *testing.T, dial func(ctx context.Context, network, addr string) (net.Conn, error)) (addr string, log *syncbuf.Buffer, stop func() error) {
 	if dial == nil {
 		dial = (&net.Dialer{}).DialContext
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
-	log = &syncBuffer{}
+	log = &syncbuf.Buffer{}
 	done := make(chan error, 1)
 	go func() { done <- site.ServeProxy(ctx, l, dial, log) }()
 	var once sync.Once
