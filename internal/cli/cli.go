@@ -509,7 +509,14 @@ func writeCheckText(w io.Writer, q check.Question, backendName string, a check.A
 	if a.Call.Call.Address != "" {
 		at = " at " + a.Call.Call.Address
 	}
-	fmt.Fprintf(w, "%s %s%s%s under %s with %s: %s\n", "GET", a.Call.Call, at, from, q.Mode, applied(q.Objects), a.Verdict)
+	if p := a.Call.Call.Proxy; p != nil {
+		at = " through the proxy " + p.Host
+	}
+	what := "GET"
+	if a.Call.Call.TCP() {
+		what = "TCP connection to" // no request: the client's bytes and the far end's reply
+	}
+	fmt.Fprintf(w, "%s %s%s%s under %s with %s: %s\n", what, a.Call.Call, at, from, q.Mode, applied(q.Objects), a.Verdict)
 	for _, f := range a.Verdict.Evidence.Fields() {
 		fmt.Fprintf(w, "  %-30s %s\n", f[0], f[1])
 	}

@@ -83,6 +83,16 @@ func TestCheckAnswersWithEvidence(t *testing.T) {
 	assert.Contains(t, errs, "expected ALLOWED")
 }
 
+// A TCP call is a connection, not a GET: check says so, and judges it by address and
+// port alone (the tcp-egress lab's entry takes the whole port, other hosts too).
+func TestCheckSaysATCPCallIsAConnection(t *testing.T) {
+	code, out, errs := run(t, "", "check", "-f", "../../labs/tcp-egress/billing.yaml", "tcp://orders.db.example:5432")
+	assert.Equal(t, cli.ExitOK, code, errs)
+	assert.Contains(t, out, "TCP connection to tcp://orders.db.example:5432 under REGISTRY_ONLY")
+	assert.NotContains(t, out, "GET")
+	assert.Contains(t, out, "outbound|5432||billing.db.example")
+}
+
 func TestCheckRefusesBadArguments(t *testing.T) {
 	for name, args := range map[string][]string{
 		"no url":        {"check"},

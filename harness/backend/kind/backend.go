@@ -97,12 +97,13 @@ func (b *Backend) Describe() string {
 		return "an offline kind cluster: Istio " + b.version + "'s istiod configures the client's istio-proxy, where the real " +
 			"pilot-agent runs a stand-in for the Envoy process (egresslab's harness/dataplane/proxy: it decides each " +
 			"connection with Istio's simulator on the config istiod pushed, then answers, resets or relays as Envoy would; " +
-			"it is not Envoy). Each call is a real HTTP request made inside the client's pod, and " +
+			"it is not Envoy). Each call is a real request (or TCP connection) made inside the client's pod, and " +
 			"jsonplaceholder.typicode.com is the stand-in internet in the cluster: nothing leaves this machine. The verdict " +
 			"is read from what the client saw, as on a cluster with Envoy."
 	}
 	return "a real Kubernetes cluster: Istio " + b.version + "'s istiod configures the client's real Envoy sidecar, and each " +
-		"call is a real HTTP request made inside the client's pod. The verdict is read from what the client saw: the " +
+		"call is a real request (or TCP connection) made inside the client's pod; the labs' own hosts (their databases " +
+		"and company proxy) are served by egresslab in the cluster. The verdict is read from what the client saw: the " +
 		"status, the server header, whether Envoy reached an upstream (x-envoy-upstream-service-time) or how the " +
 		"connection failed. It needs the internet: DNS failures and timeouts are reported as UNREACHABLE, never BLOCKED."
 }
