@@ -233,6 +233,9 @@ func (c Call) Dialed() (host string, port int) {
 
 // At is the call made to addr, an IP address, whatever the URL's host resolves to.
 func (c Call) At(addr string) (Call, error) {
+	if c.Proxy != nil {
+		return Call{}, fmt.Errorf("call %s through proxy %s: the app connects to the proxy, so it names no address of its own", c, c.Proxy)
+	}
 	ip, err := netip.ParseAddr(addr)
 	if err != nil || ip.Zone() != "" {
 		return Call{}, fmt.Errorf("address %q is not an IP address, e.g. 10.20.30.40", addr)

@@ -201,3 +201,22 @@ func TestTheLogOfAnAnswerTheProxyGaveItselfIsChecked(t *testing.T) {
 	assert.NotEmpty(t, upstream503.Mismatch(throughGateway), "the host's own 503, relayed by the gateway, is not the gateway's NC")
 	assert.NotEmpty(t, sidecar.Mismatch(throughGateway), "no gateway line")
 }
+
+// A call through a proxy connects to the proxy: it names no address of its own,
+// whichever of the two a lab file gives first; and only an https:// call goes through one.
+func TestACallThroughAProxyNamesNoAddress(t *testing.T) {
+	c := backend.MustCall("https://jsonplaceholder.typicode.com/todos/1")
+	through, err := c.Through("http://proxy.corp.example:3128")
+	require.NoError(t, err)
+	host, port := through.Dialed()
+	assert.Equal(t, "proxy.corp.example", host)
+	assert.Equal(t, 3128, port)
+	_, err = through.At("203.0.113.9")
+	assert.ErrorContains(t, err, "names no address of its own")
+	at, err := c.At("203.0.113.9")
+	require.NoError(t, err)
+	_, err = at.Through("http://proxy.corp.example:3128")
+	assert.ErrorContains(t, err, "names no address of its own")
+	_, err = backend.MustCall("http://jsonplaceholder.typicode.com/").Through("http://proxy.corp.example:3128")
+	assert.ErrorContains(t, err, "https://")
+}

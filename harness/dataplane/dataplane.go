@@ -58,7 +58,9 @@ func SimCall(c backend.Call) simulation.Call {
 		// would read of it (the stand-in sniffs the same bytes). The TLS of the call
 		// itself follows inside the tunnel, unseen.
 		host, port := c.Dialed()
-		conn = Connection{Address: ExternalAddress, Port: port, HTTP: true, Host: c.HostPort(), Path: c.HostPort()}
+		// Path "/": what the stand-in's HTTP reader makes of CONNECT's authority-form
+		// target, so that both hand the simulator the same call.
+		conn = Connection{Address: ExternalAddress, Port: port, HTTP: true, Host: c.HostPort(), Path: "/"}
 		if ip, err := netip.ParseAddr(host); err == nil {
 			conn.Address = ip.String()
 		}
