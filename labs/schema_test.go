@@ -231,8 +231,8 @@ func TestTheSchemaAndTheLoaderAgree(t *testing.T) {
 		{"a call through a proxy", "  - call: http://jsonplaceholder.typicode.com/todos/1\n    address: 10.20.30.40", "  - call: https://jsonplaceholder.typicode.com/todos/1\n    proxy: http://proxy.corp.example:3128", "", ""},
 		{"a proxy with no port", "  - call: http://jsonplaceholder.typicode.com/todos/1\n    address: 10.20.30.40", "  - call: https://jsonplaceholder.typicode.com/todos/1\n    proxy: http://proxy.corp.example", "names no port", "/steps/1/do/2/proxy"},
 		{"a TCP call", "  - call: http://jsonplaceholder.typicode.com/todos/1\n    address", "  - call: tcp://db.postgres.example:5432\n    address", "", ""},
-		{"a TCP call without its port", "  - call: http://jsonplaceholder.typicode.com/todos/1\n    id: blocked", "  - call: tcp://db.postgres.example\n    id: blocked", "a tcp:// call names its port", call2 + "/call"},
-		{"a TCP call with a path", "  - call: http://jsonplaceholder.typicode.com/todos/1\n    id: blocked", "  - call: tcp://db.postgres.example:5432/orders\n    id: blocked", "a tcp:// call is a host and a port only", call2 + "/call"},
+		{"a TCP call without its port", "  - call: http://jsonplaceholder.typicode.com/todos/1\n    id: blocked", "  - call: tcp://db.postgres.example\n    id: blocked", "names no port, and TCP has no default one", call2 + "/call"},
+		{"a TCP call with a path", "  - call: http://jsonplaceholder.typicode.com/todos/1\n    id: blocked", "  - call: tcp://db.postgres.example:5432/orders\n    id: blocked", "has more than a host and a port", call2 + "/call"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			lab := strings.Replace(agreed, tc.from, tc.to, 1)

@@ -259,11 +259,9 @@ func ParseCall(raw string) (Call, error) {
 		return Call{}, fmt.Errorf("call %q: no host, e.g. http://api.example.com/v1", raw)
 	}
 	if u.Scheme == "tcp" {
-		switch {
-		case u.Port() == "":
-			return Call{}, fmt.Errorf("call %q: a tcp:// call names its port, e.g. tcp://db.example.com:5432", raw)
-		case (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil:
-			return Call{}, fmt.Errorf("call %q: a tcp:// call is a host and a port only, e.g. tcp://db.example.com:5432", raw)
+		// By the rule the client app reads its URL with: one rule for both.
+		if _, err := observe.TCPAddress(raw); err != nil {
+			return Call{}, fmt.Errorf("call: %w", err)
 		}
 	}
 	if p := u.Port(); p != "" {
