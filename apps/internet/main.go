@@ -1,8 +1,8 @@
-// Command internet is the stand-in internet of offline runs: it serves the site
-// package (jsonplaceholder's answers) over HTTP and HTTPS, a database's port over
-// plain TCP for the labs' own database hosts, and a company's HTTPS proxy. The
-// cluster's DNS names it as jsonplaceholder.typicode.com; it runs outside the mesh, in
-// its own namespace.
+// Command internet is the stand-in internet: it serves the site package
+// (jsonplaceholder's answers) over HTTP and HTTPS, a database's port over plain TCP for
+// the labs' own database hosts, and a company's HTTPS proxy. It runs outside the mesh,
+// in its own namespace; the cluster's DNS names it as the labs' own hosts on every run,
+// and offline as jsonplaceholder.typicode.com too.
 //
 //	internet [--http=:80] [--https=:443] [--tcp=5432[,PORT...]] [--proxy=:3128] [--cert=FILE --key=FILE]
 //

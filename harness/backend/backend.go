@@ -211,7 +211,7 @@ type Call struct {
 // rule the client app reads its --proxy with (observe.ProxyURL): one rule for both.
 func (c Call) Through(raw string) (Call, error) {
 	if c.Address != "" {
-		return Call{}, fmt.Errorf("call %s through proxy %s: the app connects to the proxy, so it names no address of its own", c, raw)
+		return Call{}, addressAndProxy(c, raw)
 	}
 	u, err := observe.ProxyURL(raw, c.URL.String())
 	if err != nil {
@@ -219,6 +219,12 @@ func (c Call) Through(raw string) (Call, error) {
 	}
 	c.Proxy = u
 	return c, nil
+}
+
+// addressAndProxy is the error of a call given both an address and a proxy, in either
+// order.
+func addressAndProxy(c Call, proxy string) error {
+	return fmt.Errorf("call %s through proxy %s: the app connects to the proxy, so it names no address of its own", c, proxy)
 }
 
 // Dialed is the host and port the app's connection goes to: the proxy's, for a call
@@ -234,7 +240,7 @@ func (c Call) Dialed() (host string, port int) {
 // At is the call made to addr, an IP address, whatever the URL's host resolves to.
 func (c Call) At(addr string) (Call, error) {
 	if c.Proxy != nil {
-		return Call{}, fmt.Errorf("call %s through proxy %s: the app connects to the proxy, so it names no address of its own", c, c.Proxy)
+		return Call{}, addressAndProxy(c, c.Proxy.String())
 	}
 	ip, err := netip.ParseAddr(addr)
 	if err != nil || ip.Zone() != "" {

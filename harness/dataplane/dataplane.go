@@ -39,11 +39,14 @@ const ExternalAddress = "203.0.113.80"
 
 // SimCall is the call as the client's sidecar receives it, for Istio's simulator:
 // iptables redirects every outbound connection to the sidecar, which then matches
-// address, port, Host header and SNI. A host name's address is ExternalAddress; an IP
-// address in the URL is its own, and so is the call's Address when it names one.
+// address, port, Host header and SNI. The connection goes where the app dials
+// (backend.Call.Dialed: the URL's host, or its proxy's); a host name's address is
+// ExternalAddress; an IP address is its own, and so is the call's Address when it
+// names one.
 func SimCall(c backend.Call) simulation.Call {
-	conn := Connection{Address: ExternalAddress, Port: c.Port(), Host: c.Host(), Path: c.Path(), HTTP: true}
-	if ip, err := netip.ParseAddr(c.Host()); err == nil {
+	host, port := c.Dialed()
+	conn := Connection{Address: ExternalAddress, Port: port, Host: c.Host(), Path: c.Path(), HTTP: true}
+	if ip, err := netip.ParseAddr(host); err == nil {
 		// An address in the URL is where the app connects: a ServiceEntry with
 		// addresses (a company proxy at its IP) is matched by it.
 		conn.Address = ip.String()
@@ -53,17 +56,12 @@ func SimCall(c backend.Call) simulation.Call {
 	}
 	switch {
 	case c.Proxy != nil:
-		// The app's connection goes to the proxy and opens with a plaintext HTTP/1.1
-		// CONNECT request for the URL's host and port: what a listener that reads HTTP
-		// would read of it (the stand-in sniffs the same bytes). The TLS of the call
-		// itself follows inside the tunnel, unseen.
-		host, port := c.Dialed()
-		// Path "/": what the stand-in's HTTP reader makes of CONNECT's authority-form
-		// target, so that both hand the simulator the same call.
-		conn = Connection{Address: ExternalAddress, Port: port, HTTP: true, Host: c.HostPort(), Path: "/"}
-		if ip, err := netip.ParseAddr(host); err == nil {
-			conn.Address = ip.String()
-		}
+		// The connection opens with a plaintext HTTP/1.1 CONNECT request for the URL's
+		// host and port: what a listener that reads HTTP would read of it (the stand-in
+		// sniffs the same bytes). The TLS of the call itself follows inside the tunnel,
+		// unseen. Path "/": what the stand-in's HTTP reader makes of CONNECT's
+		// authority-form target, so that both hand the simulator the same call.
+		conn.Host, conn.Path = c.HostPort(), "/"
 	case c.TCP():
 		// Bytes that are neither TLS nor HTTP: the sidecar has the address and port only.
 		conn.HTTP, conn.Host, conn.Path = false, "", ""

@@ -40,12 +40,13 @@ func Explain(v outcome.Verdict, c backend.Call) string {
 		case c.TCP() && c.Address != "":
 			return fmt.Sprintf("No listener takes connections to %s:%d, so the catch-all listener sends the connection to "+
 				"BlackHoleCluster, which resets it: the client sees a reset.", c.Address, c.Port())
-		case c.TCP():
-			return fmt.Sprintf("No listener knows port %d, so the catch-all listener sends the connection to BlackHoleCluster, "+
-				"which resets it: the client sees a reset.", c.Port())
+		}
+		handshake := " (for HTTPS, during the TLS handshake)"
+		if c.TCP() {
+			handshake = "" // a TCP call has no handshake of its own
 		}
 		return fmt.Sprintf("No listener knows port %d, so the catch-all listener sends the connection to BlackHoleCluster, "+
-			"which resets it: the client sees a reset (for HTTPS, during the TLS handshake).", c.Port())
+			"which resets it: the client sees a reset%s.", c.Port(), handshake)
 	case outcome.ReasonNoRoute:
 		return fmt.Sprintf("A virtual host matches %s, but none of its routes matches the request, so Envoy answers 404 itself (NR).", c.Host())
 	case outcome.ReasonRegistered:

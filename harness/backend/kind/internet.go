@@ -50,9 +50,9 @@ type internet struct {
 // startInternet deploys the stand-in internet (or finds it, on a kept cluster), and
 // points the cluster's DNS at it.
 func (b *Backend) startInternet(ctx context.Context) (_ *internet, err error) {
-	what := "the labs' own hosts " + strings.Join(site.LabHosts, " and ") + " answered in namespace " + InternetNamespace
+	what := "the labs' own hosts " + strings.Join(b.internetHosts(), " and ") + " answered in namespace " + InternetNamespace
 	if b.offline {
-		what = "stand-in internet: " + strings.Join(append(slices.Clone(site.Hosts), site.LabHosts...), ", ") +
+		what = "stand-in internet: " + strings.Join(b.internetHosts(), ", ") +
 			" answered in namespace " + InternetNamespace + ", CoreDNS forwards nothing"
 	}
 	done := step(b.progress, what)
@@ -102,6 +102,15 @@ func (b *Backend) startInternet(ctx context.Context) (_ *internet, err error) {
 		return nil, err
 	}
 	return in, nil
+}
+
+// internetHosts are the names the stand-in internet answers for and the cluster's DNS
+// gives its address: the labs' own hosts on every run; offline, the public hosts too.
+func (b *Backend) internetHosts() []string {
+	if b.offline {
+		return append(slices.Clone(site.Hosts), site.LabHosts...)
+	}
+	return site.LabHosts
 }
 
 // internetCertificate returns the CA of the site's certificate, making the certificate
@@ -255,11 +264,7 @@ func (b *Backend) pointDNS(ctx context.Context, ip string) error {
 	if err != nil {
 		return fmt.Errorf("read CoreDNS's configuration: %w", err)
 	}
-	names := site.LabHosts
-	if b.offline {
-		names = append(slices.Clone(site.Hosts), site.LabHosts...)
-	}
-	want := Corefile(ip, names, !b.offline)
+	want := Corefile(ip, b.internetHosts(), !b.offline)
 	if cm.Data["Corefile"] == want {
 		return nil
 	}
