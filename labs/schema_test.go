@@ -212,7 +212,7 @@ func TestTheSchemaAndTheLoaderAgree(t *testing.T) {
 		{"address not an IP", "address: 10.20.30.40", "address: 10.20.30.400", "is not an IP address", "/steps/1/do/2/address"},
 		{"unknown config", "config: before", "config: after", `config "after"`, call2 + "/config"},
 		{"propagation not a boolean", "propagation: true", "propagation: soon", `propagation "soon" is not true or false`, "/steps/1/do/2/propagation"},
-		{"unknown verdict", "verdict: BLOCKED", "verdict: DENIED", `verdict "DENIED" is not a verdict`, call2 + "/expect/verdict"},
+		{"unknown verdict", "verdict: BLOCKED", "verdict: REFUSED", `verdict "REFUSED" is not a verdict`, call2 + "/expect/verdict"},
 		{"no verdict", "verdict: BLOCKED, ", "", "the expectation has no verdict", call2 + "/expect"},
 		{"unknown reason", "reason: block_all", "reason: blockall", `reason "blockall" is not a reason egresslab reports`, call2 + "/expect/reason"},
 		{"unknown evidence field", "listener: 0.0.0.0_80, routeConfig", "listner: 0.0.0.0_80, routeConfig", `unknown field "listner" in an expectation`, call2 + "/expect"},

@@ -14,7 +14,8 @@
 //
 // --proxy=http://HOST:PORT sends an https:// call through a company's HTTP proxy, as
 // curl's --proxy does: a CONNECT tunnel to the URL's host inside a connection to the
-// proxy, which is all the sidecar sees (the http-proxy lab).
+// proxy, which is all the sidecar sees (the http-proxy lab). --method=POST makes the
+// request with that method and no body, as curl -X does (the egress-authz lab).
 //
 // It is built as a static binary (CGO_ENABLED=0) and runs as the only file of its
 // image; see harness/appimage.
@@ -45,8 +46,9 @@ func main() {
 }
 
 const usage = `usage:
-  client call [--timeout=10s] [--address=IP | --proxy=http://HOST:PORT] URL
-                                    make one GET, print one JSON line; --address connects
+  client call [--timeout=10s] [--method=GET] [--address=IP | --proxy=http://HOST:PORT] URL
+                                    make one GET (or --method's request, with no body),
+                                    print one JSON line; --address connects
                                     to IP instead of the host's address (curl's --resolve);
                                     --proxy sends an https:// URL through that HTTP proxy
                                     with CONNECT (curl's --proxy); URL tcp://HOST:PORT
@@ -68,6 +70,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		timeout := fs.Duration("timeout", 10*time.Second, "give up on the call after this long")
 		address := fs.String("address", "", "connect to this IP address instead of the one DNS gives the URL's host (Host and SNI stay the URL's)")
 		proxy := fs.String("proxy", "", "send the https:// call through this HTTP proxy (http://HOST:PORT), in a CONNECT tunnel")
+		method := fs.String("method", "GET", "make the HTTP request with this method, with no body (curl's -X)")
 		if err := fs.Parse(args[1:]); err != nil {
 			return 2
 		}
@@ -83,6 +86,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			}
 		}
 		var opts []observe.Option
+		if err := observe.CheckMethod(*method); err != nil {
+			fmt.Fprintf(stderr, "client call: %v\n", err)
+			return 2
+		}
+		if *method != http.MethodGet {
+			if outcome.IsTCP(fs.Arg(0)) {
+				fmt.Fprintf(stderr, "client call: --method %s with a tcp:// URL: a TCP connection carries no HTTP request\n", *method)
+				return 2
+			}
+			opts = append(opts, observe.WithMethod(*method))
+		}
 		switch {
 		case *address != "" && *proxy != "":
 			fmt.Fprintln(stderr, "client call: --address and --proxy do not go together: the call connects to the proxy, which finds the URL's host itself; give one of them")

@@ -338,3 +338,41 @@ func TestCallGoesThroughTheProxyGiven(t *testing.T) {
 	assert.Equal(t, outcome.ErrTLS, o.ErrorClass, "error: %s", o.Error)
 	assert.Contains(t, log.String(), " CONNECT "+srv.Listener.Addr().String()+" from "+o.ClientAddress+" 200\n")
 }
+
+// --method makes the request with that method and no body, as curl -X does: the server
+// sees it, and the observation is the server's answer to it.
+func TestCallUsesTheMethodGiven(t *testing.T) {
+	var method string
+	var length int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		method, length = r.Method, r.ContentLength
+		w.WriteHeader(http.StatusCreated)
+	}))
+	defer srv.Close()
+	var out, errOut bytes.Buffer
+	require.Equal(t, 0, run(context.Background(), []string{"call", "--method=POST", srv.URL + "/todos"}, &out, &errOut), errOut.String())
+	var o outcome.Observation
+	require.NoError(t, json.Unmarshal(out.Bytes(), &o))
+	assert.Equal(t, http.StatusCreated, o.Status)
+	assert.Equal(t, "POST", method)
+	assert.Zero(t, length, "no body")
+}
+
+// A method that is no HTTP method, or one on a TCP call, is the caller's to fix: exit 2,
+// no call.
+func TestCallRejectsABadMethod(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		fix  string
+	}{
+		{[]string{"--method=post", "http://jsonplaceholder.typicode.com/todos/1"}, "give one in upper case"},
+		{[]string{"--method=", "http://jsonplaceholder.typicode.com/todos/1"}, "give one in upper case"},
+		{[]string{"--method=GET /", "http://jsonplaceholder.typicode.com/todos/1"}, "give one in upper case"},
+		{[]string{"--method=POST", "tcp://billing.db.example:5432"}, "a TCP connection carries no HTTP request"},
+	} {
+		var out, errOut bytes.Buffer
+		assert.Equal(t, 2, run(context.Background(), append([]string{"call"}, tc.args...), &out, &errOut), "args %q", tc.args)
+		assert.Empty(t, out.String(), "no observation for %q", tc.args)
+		assert.Contains(t, errOut.String(), tc.fix, "args %q", tc.args)
+	}
+}

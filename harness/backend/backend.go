@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"net/netip"
 	"net/url"
 	"slices"
@@ -152,6 +153,8 @@ func (e AccessLogEntry) Mismatch(want outcome.Expect) string {
 	case want.Reason == outcome.ReasonBlockAll && (decided.Details != "direct_response" || decided.Cluster != "-"):
 		return fmt.Sprintf("the access log says %s with cluster %q; block_all answers with a direct_response and no cluster",
 			decided.Details, decided.Cluster)
+	case want.Reason == outcome.ReasonRBAC && (decided.Status != 403 || !strings.HasPrefix(decided.Details, outcome.RBACDetailsPrefix)):
+		return fmt.Sprintf("the access log says %d %s; an RBAC denial is Envoy's 403 %s…]", decided.Status, decided.Details, outcome.RBACDetailsPrefix)
 	case want.Reason == outcome.ReasonNoCluster && !decided.noCluster():
 		return fmt.Sprintf("the access log's flags are %q; a route to a cluster the proxy lacks is flagged NC", decided.Flags)
 	}
@@ -171,9 +174,10 @@ func (e AccessLogEntry) noCluster() bool {
 
 // ChecksLog says whether want names something only a proxy's access log shows of a
 // real call: a cluster, of the sidecar or of the gateway, or an answer the proxy gave
-// itself (block_all, NC).
+// itself (block_all, NC, an RBAC denial).
 func ChecksLog(want outcome.Expect) bool {
-	return want.Cluster != "" || want.Gateway != nil || want.Reason == outcome.ReasonBlockAll || want.Reason == outcome.ReasonNoCluster
+	return want.Cluster != "" || want.Gateway != nil || want.Reason == outcome.ReasonBlockAll || want.Reason == outcome.ReasonNoCluster ||
+		want.Reason == outcome.ReasonRBAC
 }
 
 // Provider opens a backend for one test or one lab run. sim gives each a fresh, empty
@@ -205,6 +209,34 @@ type Call struct {
 	// tunnel to the URL's host and port. Its sidecar sees a connection to the proxy,
 	// never one to the URL's host. Only an https:// call goes through one.
 	Proxy *url.URL
+	// Method is the HTTP request's method, "" for GET (curl's -X). A sidecar routes by
+	// host and port whatever the method; an AuthorizationPolicy may allow one method and
+	// not another.
+	Method string
+}
+
+// Using is the call made with the HTTP method m (GET, POST, …; upper case, as an
+// AuthorizationPolicy's methods and Envoy's :method are): an http:// or https:// call only.
+func (c Call) Using(m string) (Call, error) {
+	if c.TCP() {
+		return Call{}, fmt.Errorf("call %s with method %s: a TCP connection carries no HTTP request", c, m)
+	}
+	if err := observe.CheckMethod(m); err != nil {
+		return Call{}, err
+	}
+	if m == http.MethodGet {
+		m = ""
+	}
+	c.Method = m
+	return c, nil
+}
+
+// RequestMethod is the HTTP method the call's request is made with.
+func (c Call) RequestMethod() string {
+	if c.Method == "" {
+		return http.MethodGet
+	}
+	return c.Method
 }
 
 // Through is the call sent through the HTTP proxy at raw (http://HOST:PORT), by the
@@ -330,13 +362,17 @@ func (c Call) KubectlCommand(w Workload) string {
 // ClientArgs are the arguments of the client app's `call` command (apps/client) that
 // make this call: the URL, after --address or --proxy when the call names one.
 func (c Call) ClientArgs() []string {
+	var args []string
+	if c.Method != "" {
+		args = append(args, "--method="+c.Method)
+	}
 	switch {
 	case c.Address != "":
-		return []string{"--address=" + c.Address, c.URL.String()}
+		args = append(args, "--address="+c.Address)
 	case c.Proxy != nil:
-		return []string{"--proxy=" + c.Proxy.String(), c.URL.String()}
+		args = append(args, "--proxy="+c.Proxy.String())
 	}
-	return []string{c.URL.String()}
+	return append(args, c.URL.String())
 }
 
 // Typed is implemented by backends on a real cluster, where a person could type a

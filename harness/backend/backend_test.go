@@ -200,6 +200,36 @@ func TestTheLogOfAnAnswerTheProxyGaveItselfIsChecked(t *testing.T) {
 	upstream503.Gateway = &backend.AccessLogEntry{Status: 503, Flags: "-", Details: "via_upstream", Cluster: "outbound|80||jsonplaceholder.typicode.com"}
 	assert.NotEmpty(t, upstream503.Mismatch(throughGateway), "the host's own 503, relayed by the gateway, is not the gateway's NC")
 	assert.NotEmpty(t, sidecar.Mismatch(throughGateway), "no gateway line")
+
+	denied := outcome.Expect{Kind: outcome.Denied, Reason: outcome.ReasonRBAC, Cluster: throughGateway.Cluster,
+		Gateway: &outcome.Hop{Cluster: "outbound|443||jsonplaceholder.typicode.com"}}
+	assert.True(t, backend.ChecksLog(outcome.Expect{Kind: outcome.Denied, Reason: outcome.ReasonRBAC}))
+	rbac := sidecar
+	rbac.Status = 403
+	rbac.Gateway = &backend.AccessLogEntry{Status: 403, Flags: "-", Details: "rbac_access_denied_matched_policy[none]",
+		Cluster: "outbound|443||jsonplaceholder.typicode.com"}
+	assert.Empty(t, rbac.Mismatch(denied))
+	upstream403 := rbac
+	upstream403.Gateway = &backend.AccessLogEntry{Status: 403, Flags: "-", Details: "via_upstream", Cluster: "outbound|443||jsonplaceholder.typicode.com"}
+	assert.Contains(t, upstream403.Mismatch(denied), "an RBAC denial is Envoy's 403", "the host's own 403 is no denial at the gateway")
+}
+
+// A method goes with an HTTP request only, in upper case; GET is the default and is
+// not written out.
+func TestACallsMethod(t *testing.T) {
+	c := backend.MustCall("http://jsonplaceholder.typicode.com/todos/1")
+	assert.Equal(t, "GET", c.RequestMethod())
+	post, err := c.Using("POST")
+	require.NoError(t, err)
+	assert.Equal(t, "POST", post.RequestMethod())
+	assert.Equal(t, []string{"--method=POST", "http://jsonplaceholder.typicode.com/todos/1"}, post.ClientArgs())
+	get, err := post.Using("GET")
+	require.NoError(t, err)
+	assert.Equal(t, c.ClientArgs(), get.ClientArgs(), "GET is the client's default")
+	_, err = c.Using("post")
+	assert.ErrorContains(t, err, "upper case")
+	_, err = backend.MustCall("tcp://billing.db.example:5432").Using("POST")
+	assert.ErrorContains(t, err, "carries no HTTP request")
 }
 
 // A call through a proxy connects to the proxy: it names no address of its own,

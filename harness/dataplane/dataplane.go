@@ -95,6 +95,9 @@ type Connection struct {
 	// MTLS: the TLS was terminated and the client presented a certificate; HTTP then
 	// says what was inside it.
 	MTLS bool
+	// Principal is the URI SAN of that certificate (spiffe://…, the calling sidecar's
+	// identity): what an RBAC filter's authenticated principal matches.
+	Principal string
 }
 
 // SimCall is the connection as a call for Istio's simulator. The simulator takes one

@@ -2,11 +2,12 @@ package dataplane
 
 import (
 	"fmt"
-
-	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	"net/http"
 	"strconv"
 	"strings"
 
+	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
@@ -58,10 +59,13 @@ func GatewayBehind(host string, port int, services []*corev1.Service, pods map[b
 // FollowToGateway takes a call the client's sidecar sent to an egress gateway (v is
 // IN_MESH, its cluster the gateway's Service) one hop further, as the gateway's proxy
 // receives it: its listener for the port, matched as a gateway matches (Host header or
-// SNI, no capture), judged on the gateway's own config. The verdict is the gateway's;
-// the evidence is the sidecar's, with the gateway's hop in Evidence.Gateway. A call
-// that reaches no gateway is returned as it was.
-func FollowToGateway(v outcome.Verdict, from *simulation.Simulation, c backend.Call, find func(host string, port int) (Gateway, bool, error),
+// SNI, no capture), judged on the gateway's own config, then by the RBAC filters of the
+// HTTP connection manager it matched (Authorize: an AuthorizationPolicy on the
+// gateway), which run before the route. The verdict is the gateway's; the evidence is
+// the sidecar's, with the gateway's hop in Evidence.Gateway. A call that reaches no
+// gateway is returned as it was. caller is the calling workload's Principal, which the
+// gateway knows only when the call came in Istio mutual TLS it terminated.
+func FollowToGateway(v outcome.Verdict, from *simulation.Simulation, caller string, c backend.Call, find func(host string, port int) (Gateway, bool, error),
 	config func(backend.Workload) (*simulation.Simulation, error)) (outcome.Verdict, error) {
 	if v.Kind != outcome.InMesh {
 		return v, nil
@@ -85,14 +89,37 @@ func FollowToGateway(v outcome.Verdict, from *simulation.Simulation, c backend.C
 		}
 	}
 	call.Address, call.Port, call.CallMode = gw.Address, gw.Port, simulation.CallModeGateway
-	r, err := SimulateCall(s, call, c.String()+" at the egress gateway "+gw.Workload.String())
+	what := c.String() + " at the egress gateway " + gw.Workload.String()
+	r, err := SimulateCall(s, call, what)
 	if err != nil {
 		return v, err
 	}
 	at := JudgeIn(s, r, c.Host())
+	if h := HTTPConnectionManager(s, r); h != nil && !c.TCP() {
+		req := AuthzRequest{Method: c.RequestMethod(), Authority: call.HostHeader, Path: c.Path(),
+			Headers: http.Header{}, DestinationPort: gw.Port, DestinationIP: gw.Address}
+		if call.TLS == simulation.MTLS && requiresClientCertificate(DownstreamTLS(s, r)) {
+			req.Principal = caller
+		}
+		d, err := Authorize(h, req)
+		if err != nil {
+			return v, fmt.Errorf("%s: the RBAC filter on listener %s: %w", what, r.ListenerMatched, err)
+		}
+		if d.Denied {
+			at.Evidence.Details = d.Details()
+			at = outcome.Verdict{Kind: outcome.Denied, Reason: outcome.ReasonRBAC, Evidence: at.Evidence}
+		}
+	}
 	ev := v.Evidence
 	ev.GatewayName, ev.Gateway = gw.Workload.String(), &at.Evidence
 	return outcome.Verdict{Kind: at.Kind, Reason: at.Reason, Evidence: ev}, nil
+}
+
+// requiresClientCertificate says whether a filter chain's TLS asks the client for a
+// certificate and checks it (a Gateway server's ISTIO_MUTUAL or MUTUAL): only then
+// does the proxy know who called, and an RBAC principal can match.
+func requiresClientCertificate(d *tlsv3.DownstreamTlsContext) bool {
+	return d != nil && d.GetRequireClientCertificate().GetValue()
 }
 
 // sentBy is the call as the sidecar's cluster sends it on: the app's HTTP inside the

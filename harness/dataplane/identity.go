@@ -21,6 +21,17 @@ func serviceAccount(pod *corev1.Pod) string {
 	return "default"
 }
 
+// TrustDomain is the mesh's trust domain: meshConfig.trustDomain, which egresslab's
+// Helm values leave at Istio's default.
+const TrustDomain = "cluster.local"
+
+// Principal is the identity the pod's sidecar proves with the certificate pilot-agent
+// gets for it from istiod (its URI SAN): spiffe://TRUST_DOMAIN/ns/NAMESPACE/sa/ACCOUNT.
+// An AuthorizationPolicy names it without the scheme (source.principals).
+func Principal(pod *corev1.Pod) string {
+	return fmt.Sprintf("spiffe://%s/ns/%s/sa/%s", TrustDomain, pod.Namespace, serviceAccount(pod))
+}
+
 // workloadName is what istio-agent calls the pod's workload: its app label, else its name.
 func workloadName(pod *corev1.Pod) string {
 	if app := pod.Labels["app"]; app != "" {

@@ -107,7 +107,8 @@ func value(n *yaml.Node, key string) string {
 // curlCommand is the call as a person types it: curl in the calling workload's client
 // container, printing the HTTP status only (000 when no response came back). A call to
 // an address is curl's --resolve, which keeps the URL's Host and SNI; a call through a
-// proxy is curl's --proxy, which opens a CONNECT tunnel for an https:// URL.
+// proxy is curl's --proxy, which opens a CONNECT tunnel for an https:// URL; a method
+// other than GET is curl's -X.
 //
 // A TCP call is curl's telnet://, which sends what it reads on its standard input: the
 // line egresslab's client speaks first (observe.Ping), then prints what comes back.
@@ -115,6 +116,9 @@ func curlCommand(c *labfile.Call) string {
 	args := []string{"curl", "-s", "-o", "/dev/null", "-w", `'%{http_code}\n'`}
 	if c.URL.TCP() {
 		args = []string{"curl", "-s"}
+	}
+	if c.URL.Method != "" {
+		args = append(args, "-X "+c.URL.Method)
 	}
 	if c.URL.Address != "" {
 		args = append(args, fmt.Sprintf("--resolve %s:%d:%s", c.URL.Host(), c.URL.Port(), c.URL.Address))

@@ -107,7 +107,8 @@ func route(prefix string, h outcome.Hop, sni string, http bool) []node {
 }
 
 // decide marks the hop of p, the proxy that decided the call, that decided it: the
-// virtual host that answered itself (block_all, no route), with nothing after it; the
+// virtual host that answered itself (block_all, no route) or after which the RBAC
+// filter denied the request, with nothing after it; the
 // cluster that let the call out, by a mistake or not, or reset it; the cluster the
 // proxy lacks (dashed), after the virtual host whose route names it. A hop the
 // decision names by definition (block_all, BlackHoleCluster...) gets that name when the
@@ -125,6 +126,14 @@ func decide(p *proxy, who string, e outcome.Expect, c backend.Call) {
 		if len(p.hops[i].lines) == 1 && n != "" {
 			p.hops[i].lines = append(p.hops[i].lines, escape(n))
 		}
+	}
+	if v := find("v"); v >= 0 && e.Kind == outcome.Denied {
+		// The RBAC filter runs once the route is found and before the router would
+		// connect: the route's cluster is never reached.
+		p.hops = p.hops[:v+1]
+		p.hops[v].class = classStop
+		p.hops[v].lines = append(p.hops[v].lines, escape("then the RBAC filter: 403, the route's cluster never reached"))
+		return
 	}
 	if v := find("v"); v >= 0 && (e.Reason == outcome.ReasonBlockAll || e.Reason == outcome.ReasonNoRoute) {
 		if e.Reason == outcome.ReasonBlockAll {
@@ -343,6 +352,8 @@ func ending(e outcome.Expect, c backend.Call) (string, string) {
 		return "503 from " + who + " itself (NC): no such cluster, nothing leaves " + where, classStop
 	case e.Reason == outcome.ReasonNoRoute:
 		return "404 from " + who + " itself (NR)", classStop
+	case e.Kind == outcome.Denied:
+		return "403 from " + who + " itself: an AuthorizationPolicy denies the request, nothing leaves " + where, classStop
 	case e.Kind == outcome.InMesh:
 		return "another workload of the mesh, whose proxy decides next", classNext
 	}

@@ -204,7 +204,11 @@ func (h *writer) cleanUp() {
 
 func (h *writer) call(c *labfile.Call) {
 	e := c.Expect
-	h.p("Call `%s` from %s:", c.URL, c.From)
+	if c.URL.Method != "" {
+		h.p("Call `%s` with method %s from %s:", c.URL, c.URL.Method, c.From)
+	} else {
+		h.p("Call `%s` from %s:", c.URL, c.From)
+	}
 	output, _ := curlPrints(e, c.URL)
 	h.run(curlCommand(c), output, false)
 	verdict := "**" + string(e.Kind) + "**"

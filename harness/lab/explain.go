@@ -75,6 +75,20 @@ func Explain(v outcome.Verdict, c backend.Call) string {
 		}
 		return fmt.Sprintf("The sidecar has a virtual host for %s and routes the call to the cluster %s, which leads out of the mesh.",
 			c.Host(), v.Evidence.Cluster)
+	case outcome.ReasonRBAC:
+		policy := ""
+		if d := v.Evidence.Details; strings.HasPrefix(d, outcome.RBACDetailsPrefix) {
+			policy = strings.TrimSuffix(strings.TrimPrefix(d, outcome.RBACDetailsPrefix), "]")
+		}
+		why := "an authorization policy denies it"
+		switch {
+		case policy == "none":
+			why = "ALLOW policies select this proxy and none of them matches the request (who asks, with which method and path)"
+		case policy != "":
+			why = "the DENY policy " + policy + " matches it"
+		}
+		return fmt.Sprintf("The sidecar knows where %s %s goes, but its RBAC filter runs first: %s, so Envoy answers 403 "+
+			"\"%s\" itself and the request never reaches the route.", c.RequestMethod(), c.Host(), why, outcome.RBACDeniedBody)
 	case outcome.ReasonPassthrough:
 		return "The host is unknown, but the mesh allows any: PassthroughCluster sends the call on to its original destination."
 	case outcome.ReasonDynamicDNS:

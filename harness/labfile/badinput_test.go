@@ -31,6 +31,9 @@ func TestBadInputIsRefusedWithWhatIsWrongAndTheFix(t *testing.T) {
 		not      []string
 		problems int // how many the file has, when it matters
 	}{
+		{name: "a method in lower case", lab: strings.Replace(good, "  - delete: entry.yaml\n", "  - call: http://api.example.org/v2\n    method: post\n"+
+			"    expect: {verdict: ALLOWED}\n  - delete: entry.yaml\n", 1),
+			want: []string{`labs/mylab/lab.yaml:20: step 2 ("The entry"): method "post" is not an HTTP method`, "fix: give the HTTP method"}},
 		{name: "a second YAML document", lab: good + "---\ntitle: Another lab\nsteps: []\n",
 			want: []string{"labs/mylab/lab.yaml:20: a second YAML document begins here", "a lab file is one YAML document",
 				"fix: remove the `---` line and everything after it"}},

@@ -403,7 +403,7 @@ func actionNames() []string {
 
 func actionList() string { return strings.Join(actionNames(), ", ") }
 
-var callFields = []string{"from", "address", "proxy", "expect", "config", "propagation", "id"}
+var callFields = []string{"from", "address", "proxy", "method", "expect", "config", "propagation", "id"}
 
 func (p *parser) action(n *yaml.Node) (Action, bool) {
 	if n.Kind != yaml.MappingNode {
@@ -797,6 +797,13 @@ func (p *parser) call(f field, mods []field) *Call {
 			if c.URL, err = c.URL.Through(p.text(m)); err != nil {
 				p.fail(m.line, err.Error(), "give the proxy an https:// call goes through as http://HOST:PORT, e.g. `proxy: http://proxy.corp.example:3128`")
 			}
+		case "method":
+			if c.URL.URL == nil {
+				continue // the URL is refused already
+			}
+			if c.URL, err = c.URL.Using(p.text(m)); err != nil {
+				p.fail(m.line, err.Error(), "give the HTTP method of an http:// or https:// call in upper case, e.g. `method: POST`")
+			}
 		case "expect":
 			expect = &m
 			c.Expect = p.expect(m.val)
@@ -834,10 +841,10 @@ func (p *parser) call(f field, mods []field) *Call {
 
 // Kinds, reasons and evidence fields an expectation may name.
 var (
-	verdicts = []outcome.Kind{outcome.Allowed, outcome.Blocked, outcome.Unreachable, outcome.InMesh}
+	verdicts = []outcome.Kind{outcome.Allowed, outcome.Blocked, outcome.Unreachable, outcome.InMesh, outcome.Denied}
 	reasons  = []string{outcome.ReasonBlockAll, outcome.ReasonBlackHole, outcome.ReasonNoRoute,
 		outcome.ReasonRegistered, outcome.ReasonPassthrough, outcome.ReasonDynamicDNS, outcome.ReasonInMesh,
-		outcome.ReasonNoCluster}
+		outcome.ReasonNoCluster, outcome.ReasonRBAC}
 )
 
 func (p *parser) expect(n *yaml.Node) outcome.Expect {

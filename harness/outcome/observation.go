@@ -75,6 +75,10 @@ func Classify(o Observation) Verdict {
 		return Verdict{Kind: Allowed, Reason: ReasonUpstream, Evidence: ev}
 	case IsTCP(o.URL):
 		return Verdict{Kind: Unreachable, Reason: "no response", Evidence: ev}
+	case o.Status == 403 && strings.HasPrefix(o.BodyPrefix, RBACDeniedBody):
+		// Envoy's own 403 for an RBAC denial, from the sidecar (no upstream time) or from
+		// a proxy it reached (an egress gateway, whose log then says which: AtGateway).
+		return Verdict{Kind: Denied, Reason: ReasonRBAC, Evidence: ev}
 	case answeredByEnvoy && o.Status == 502:
 		return Verdict{Kind: Blocked, Reason: ReasonBlockAll, Evidence: ev}
 	case answeredByEnvoy && o.Status == 404:
@@ -103,9 +107,18 @@ type Logged struct {
 // further on its way: the sidecar reached an upstream (x-envoy-upstream-service-time)
 // that answered 5xx. When that upstream is an egress gateway, the 503 may be the
 // gateway's own (no cluster for the host there), which only its log tells.
+//
+// A denial that came back from an upstream is read there too: the 403 is Envoy's, but
+// only the gateway's log says that its RBAC filter gave it, and which policy.
 func NextHopDecides(v Verdict) bool {
-	return v.Kind == Allowed && v.Evidence.FromCall && v.Evidence.Status >= 500 && v.Evidence.UpstreamServiceTime != ""
+	upstream := v.Evidence.FromCall && v.Evidence.UpstreamServiceTime != ""
+	return upstream && (v.Kind == Allowed && v.Evidence.Status >= 500 || v.Kind == Denied)
 }
+
+// RBACDetailsPrefix begins Envoy's %RESPONSE_CODE_DETAILS% for a request its RBAC filter
+// denied: rbac_access_denied_matched_policy[POLICY], POLICY the DENY policy that
+// matched or none (Envoy's docs, config/http/http_filters/rbac_filter).
+const RBACDetailsPrefix = "rbac_access_denied_matched_policy["
 
 // AtGateway judges a call the client's sidecar sent to an egress gateway by what the
 // gateway logged, as sim judges it by what the gateway's config matched: the gateway's
@@ -117,7 +130,7 @@ func NextHopDecides(v Verdict) bool {
 func AtGateway(v Verdict, sidecar Logged, gateway string, h Logged) Verdict {
 	ev := v.Evidence
 	ev.Cluster, ev.GatewayName = sidecar.Cluster, gateway
-	ev.Gateway = &Evidence{FromCall: true, Cluster: h.Cluster, Status: h.Status}
+	ev.Gateway = &Evidence{FromCall: true, Cluster: h.Cluster, Status: h.Status, Details: h.Details}
 	flags := strings.Split(h.Flags, ",")
 	has := func(f string) bool {
 		for _, x := range flags {
@@ -128,6 +141,12 @@ func AtGateway(v Verdict, sidecar Logged, gateway string, h Logged) Verdict {
 		return false
 	}
 	switch {
+	case h.Status == 403 && strings.HasPrefix(h.Details, RBACDetailsPrefix):
+		return Verdict{Kind: Denied, Reason: ReasonRBAC, Evidence: ev}
+	case v.Kind == Denied:
+		// A 403 with RBAC's body that the gateway's log does not call its own: the
+		// upstream's answer, whatever its body says.
+		return Verdict{Kind: Allowed, Reason: ReasonUpstream, Evidence: ev}
 	case has("NC"):
 		return Verdict{Kind: Blocked, Reason: ReasonNoCluster, Evidence: ev}
 	case has("NR"):

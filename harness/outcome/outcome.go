@@ -34,6 +34,11 @@ const (
 	// gateway), not out of it. Whether it leaves is decided by that workload's proxy;
 	// calling it allowed would be a guess.
 	InMesh Kind = "IN_MESH"
+	// Denied: a proxy on the call's way knew where to send it and refused it all the
+	// same, by an AuthorizationPolicy: Envoy's RBAC filter answered 403 "RBAC: access
+	// denied". Not Blocked: the registry let the host out, the policy refused who asked
+	// or how, and the fix is the policy, not a ServiceEntry.
+	Denied Kind = "DENIED"
 )
 
 // Reasons a call is blocked or unreachable, and the routes by which it is allowed.
@@ -62,7 +67,16 @@ const (
 	// ReasonInMesh: routed to the outbound cluster of a workload in the mesh (the
 	// evidence's cluster names it).
 	ReasonInMesh = "routed to in-mesh service"
+	// ReasonRBAC: an RBAC HTTP filter (an AuthorizationPolicy) denied the request, and
+	// Envoy answered 403 itself; its access log says rbac_access_denied_matched_policy[…]
+	// with the DENY policy that matched, or none when no ALLOW policy did.
+	ReasonRBAC = "rbac_access_denied"
 )
+
+// RBACDeniedBody is the body of Envoy's 403 for a request its RBAC filter denied
+// (source/extensions/filters/http/rbac/rbac_filter.cc, decodeHeaders: sendLocalReply
+// with Http::Code::Forbidden and "RBAC: access denied").
+const RBACDeniedBody = "RBAC: access denied"
 
 // Envoy's own cluster names for the two catch-alls.
 const (
@@ -104,6 +118,10 @@ type Evidence struct {
 	// what that gateway's proxy matched: the call's second hop, which decided it.
 	GatewayName string    `json:"gatewayName,omitempty"`
 	Gateway     *Evidence `json:"gateway,omitempty"`
+	// Details is why the proxy answered a request itself, as its access log's
+	// %RESPONSE_CODE_DETAILS% says it: rbac_access_denied_matched_policy[none] when an
+	// RBAC filter denied it (computed from the filter's config, or read from the log).
+	Details string `json:"details,omitempty"`
 
 	Status int `json:"status,omitempty"`
 	// Server is the response's `server` header: "envoy" when the sidecar answered itself.
@@ -145,6 +163,7 @@ func (e Evidence) Fields() [][2]string {
 	add("route", e.Route)
 	add("cluster", e.Cluster)
 	add("originates TLS, SNI", e.UpstreamSNI)
+	add("response code details", e.Details)
 	if g := e.Gateway; g != nil {
 		add("then the egress gateway", e.GatewayName)
 		for _, f := range g.Fields() {

@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/egresslab/egresslab/harness/outcome"
 )
@@ -46,6 +47,12 @@ func TestClassifyRealObservations(t *testing.T) {
 			outcome.Blocked, outcome.ReasonBlackHole},
 		{"TCP: refused is unreachable",
 			outcome.Observation{URL: "tcp://db.postgres.example:5432", ErrorClass: outcome.ErrRefused}, outcome.Unreachable, "refused"},
+		{"the sidecar's own RBAC 403",
+			outcome.Observation{Status: 403, Server: "envoy", BodyPrefix: "RBAC: access denied"}, outcome.Denied, outcome.ReasonRBAC},
+		{"an RBAC 403 relayed from a proxy on the way (the gateway's log says whose)",
+			outcome.Observation{Status: 403, Server: "envoy", UpstreamServiceTime: "3", BodyPrefix: "RBAC: access denied"}, outcome.Denied, outcome.ReasonRBAC},
+		{"an upstream's own 403 is its answer",
+			outcome.Observation{Status: 403, Server: "envoy", UpstreamServiceTime: "40", BodyPrefix: "Forbidden"}, outcome.Allowed, outcome.ReasonUpstream},
 		{"HTTP: bytes without a status are still no response",
 			outcome.Observation{URL: "http://db.postgres.example:5432/", BodyPrefix: "R"}, outcome.Unreachable, "no response"},
 		{"HTTP: a URL that only mentions tcp:// is HTTP",
@@ -108,4 +115,27 @@ func TestConfigReasonsAreCheckedAgainstConfigOnly(t *testing.T) {
 	if m := blocked.Check(outcome.Verdict{Kind: outcome.Blocked, Reason: outcome.ReasonBlackHole, Evidence: outcome.Evidence{FromCall: true}}); len(m) != 1 {
 		t.Errorf("a block reason is checked on a real call too, got %v", m)
 	}
+}
+
+// A 403 the client saw through its sidecar is the gateway's RBAC denial only when the
+// gateway's line says so (403 rbac_access_denied_matched_policy[…]); otherwise it is the
+// upstream's answer, whatever its body.
+func TestAtGatewayTellsItsRBACDenialFromAnUpstreams403(t *testing.T) {
+	seen := outcome.Classify(outcome.Observation{Status: 403, Server: "envoy", UpstreamServiceTime: "3", BodyPrefix: outcome.RBACDeniedBody})
+	require.True(t, outcome.NextHopDecides(seen), "a relayed denial is read at the next hop")
+	sidecar := outcome.Logged{Status: 403, Flags: "-", Details: "via_upstream", Cluster: "outbound|80|jsonplaceholder|istio-egressgateway.istio-system.svc.cluster.local"}
+
+	denied := outcome.AtGateway(seen, sidecar, "istio-system/istio-egressgateway",
+		outcome.Logged{Status: 403, Flags: "-", Details: "rbac_access_denied_matched_policy[none]", Cluster: "outbound|443||jsonplaceholder.typicode.com"})
+	assert.Equal(t, outcome.Denied, denied.Kind)
+	assert.Equal(t, outcome.ReasonRBAC, denied.Reason)
+	assert.Equal(t, "rbac_access_denied_matched_policy[none]", denied.Evidence.Gateway.Details)
+
+	relayed := outcome.AtGateway(seen, sidecar, "istio-system/istio-egressgateway",
+		outcome.Logged{Status: 403, Flags: "-", Details: "via_upstream", Cluster: "outbound|443||jsonplaceholder.typicode.com"})
+	assert.Equal(t, outcome.Allowed, relayed.Kind, "the host's own 403, relayed by the gateway")
+	assert.Equal(t, outcome.ReasonUpstream, relayed.Reason)
+
+	own := outcome.Classify(outcome.Observation{Status: 403, Server: "envoy", BodyPrefix: outcome.RBACDeniedBody})
+	assert.False(t, outcome.NextHopDecides(own), "the sidecar's own denial has no next hop")
 }

@@ -34,9 +34,10 @@ const BodyPrefixBytes = 200
 type Option func(*options)
 
 type options struct {
-	dial  func(ctx context.Context, network, addr string) (net.Conn, error)
-	tls   *tls.Config
-	proxy *url.URL
+	dial   func(ctx context.Context, network, addr string) (net.Conn, error)
+	tls    *tls.Config
+	proxy  *url.URL
+	method string
 }
 
 // WithDial connects every call through dial, as iptables sends every connection of a
@@ -100,12 +101,27 @@ func ProxyURL(rawProxy, callURL string) (*url.URL, error) {
 	return &url.URL{Scheme: u.Scheme, Host: u.Host}, nil
 }
 
+// WithMethod makes the HTTP call with method m (see CheckMethod) instead of GET, with
+// no body, as curl -X does.
+func WithMethod(m string) Option {
+	return func(o *options) { o.method = m }
+}
+
+// CheckMethod says whether m is an HTTP method as a request line carries it and an
+// AuthorizationPolicy names it: an upper-case token, e.g. GET or POST.
+func CheckMethod(m string) error {
+	if m == "" || strings.IndexFunc(m, func(r rune) bool { return r < 'A' || r > 'Z' }) >= 0 {
+		return fmt.Errorf("method %q is not an HTTP method: give one in upper case, e.g. GET or POST", m)
+	}
+	return nil
+}
+
 // WithRootCAs trusts these roots instead of the system's.
 func WithRootCAs(pool *x509.CertPool) Option {
 	return func(o *options) { o.tls = &tls.Config{RootCAs: pool} }
 }
 
-// Call makes one GET to url, or for a tcp:// URL one TCP exchange (see exchange), and
+// Call makes one GET (or WithMethod's request) to url, or for a tcp:// URL one TCP exchange (see exchange), and
 // reports what it saw. It never follows redirects and uses no proxy but the one
 // ViaProxy names (none from the environment): the point is what the sidecar does with
 // exactly this call.
@@ -144,7 +160,11 @@ func Call(ctx context.Context, url string, timeout time.Duration, opts ...Option
 // get makes the HTTP call: one GET, its status, the headers that say who answered and
 // the body's first bytes.
 func get(ctx context.Context, obs *outcome.Observation, o options) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, obs.URL, nil)
+	method := o.method
+	if method == "" {
+		method = http.MethodGet
+	}
+	req, err := http.NewRequestWithContext(ctx, method, obs.URL, nil)
 	if err != nil {
 		obs.ErrorClass, obs.Error = outcome.ErrOther, err.Error()
 		return

@@ -260,11 +260,11 @@ func (b *Backend) Sidecar(ctx context.Context, w backend.Workload) (backend.Side
 }
 
 func (b *Backend) Call(ctx context.Context, w backend.Workload, c backend.Call) (outcome.Verdict, error) {
-	s, r, err := b.simulate(ctx, w, c)
+	s, r, pod, err := b.simulate(ctx, w, c)
 	if err != nil {
 		return outcome.Verdict{}, err
 	}
-	return dataplane.FollowToGateway(dataplane.JudgeIn(s, r, c.Host()), s, c,
+	return dataplane.FollowToGateway(dataplane.JudgeIn(s, r, c.Host()), s, dataplane.Principal(pod), c,
 		func(host string, port int) (dataplane.Gateway, bool, error) {
 			return b.env.gatewayBehind(ctx, host, port)
 		},
@@ -305,7 +305,7 @@ func (e *env) gatewayBehind(ctx context.Context, host string, port int) (datapla
 }
 
 func (b *Backend) SidecarConfig(ctx context.Context, w backend.Workload, c backend.Call) (string, error) {
-	s, r, err := b.simulate(ctx, w, c)
+	s, r, _, err := b.simulate(ctx, w, c)
 	if err != nil {
 		return "", err
 	}
@@ -313,18 +313,18 @@ func (b *Backend) SidecarConfig(ctx context.Context, w backend.Workload, c backe
 }
 
 // simulate matches the call against the configuration the workload's stand-in
-// sidecar holds right now: the latest istiod pushed.
-func (b *Backend) simulate(ctx context.Context, w backend.Workload, c backend.Call) (*simulation.Simulation, simulation.Result, error) {
-	sc, _, err := b.env.sidecar(ctx, w)
+// sidecar holds right now (the latest istiod pushed), and the workload's pod.
+func (b *Backend) simulate(ctx context.Context, w backend.Workload, c backend.Call) (*simulation.Simulation, simulation.Result, *corev1.Pod, error) {
+	sc, pod, err := b.env.sidecar(ctx, w)
 	if err != nil {
-		return nil, simulation.Result{}, err
+		return nil, simulation.Result{}, nil, err
 	}
 	s, _, err := sc.Simulation()
 	if err != nil {
-		return nil, simulation.Result{}, err
+		return nil, simulation.Result{}, nil, err
 	}
 	r, err := dataplane.Simulate(s, c)
-	return s, r, err
+	return s, r, pod, err
 }
 
 // injection reads the workload's Deployment and namespace from the API server and says

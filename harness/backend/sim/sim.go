@@ -231,7 +231,23 @@ func (b *Backend) Call(_ context.Context, w backend.Workload, c backend.Call) (o
 	if err != nil {
 		return outcome.Verdict{}, err
 	}
-	return dataplane.FollowToGateway(dataplane.JudgeIn(sim, r, c.Host()), sim, c, b.GatewayBehind, b.Simulation)
+	caller, err := b.Principal(w)
+	if err != nil {
+		return outcome.Verdict{}, err
+	}
+	return dataplane.FollowToGateway(dataplane.JudgeIn(sim, r, c.Host()), sim, caller, c, b.GatewayBehind, b.Simulation)
+}
+
+// Principal is the identity the workload's sidecar proves with its certificate
+// (dataplane.Principal of the pod its Deployment runs).
+func (b *Backend) Principal(w backend.Workload) (string, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	pod, _, err := b.workloadPod(w)
+	if err != nil {
+		return "", err
+	}
+	return dataplane.Principal(pod), nil
 }
 
 // GatewayBehind finds the egress gateway pod behind an in-mesh Service, among what is

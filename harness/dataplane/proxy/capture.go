@@ -31,6 +31,7 @@ import (
 	"istio.io/istio/pkg/wellknown"
 
 	"github.com/egresslab/egresslab/harness/dataplane"
+	"github.com/egresslab/egresslab/harness/outcome"
 )
 
 // bufSize holds a whole TLS record (a ClientHello) or an HTTP request head, so both
@@ -121,7 +122,7 @@ func (p *Process) serve(c net.Conn, dst netip.AddrPort, gateway bool) {
 		// the field is "-" (virtualOutbound, the catch-all, has none).
 		e.sni = conn.SNI
 	}
-	if dt := downstreamTLS(sim, r); dt != nil {
+	if dt := dataplane.DownstreamTLS(sim, r); dt != nil {
 		p.terminateTLS(c, br, conn, dt, e)
 		return
 	}
@@ -154,40 +155,6 @@ func (p *Process) act(c net.Conn, br *bufio.Reader, conn dataplane.Connection, s
 	}
 }
 
-// downstreamTLS is the TLS the matched filter chain terminates (its transport socket:
-// a Gateway server with tls, ISTIO_MUTUAL or SIMPLE), nil for none.
-func downstreamTLS(sim *simulation.Simulation, r simulation.Result) *tlsv3.DownstreamTlsContext {
-	for _, fc := range matchedChains(sim, r) {
-		if fc.GetTransportSocket().GetName() != wellknown.TransportSocketTLS {
-			continue
-		}
-		d := &tlsv3.DownstreamTlsContext{}
-		if fc.GetTransportSocket().GetTypedConfig().UnmarshalTo(d) == nil {
-			return d
-		}
-	}
-	return nil
-}
-
-// matchedChains are the filter chains of the listener the simulator matched that bear
-// the matched chain's name. The simulator names the chain, not its place, and Istio
-// leaves some chains unnamed (a gateway's), so there may be several: the caller picks
-// by what else the result says.
-func matchedChains(sim *simulation.Simulation, r simulation.Result) []*listener.FilterChain {
-	var out []*listener.FilterChain
-	for _, l := range sim.Listeners {
-		if l.GetName() != r.ListenerMatched {
-			continue
-		}
-		for _, fc := range dataplane.FilterChains(l) {
-			if fc.GetName() == r.FilterChainMatched {
-				out = append(out, fc)
-			}
-		}
-	}
-	return out
-}
-
 // terminateTLS ends the TLS of a connection whose filter chain has a TLS transport
 // socket, then matches and serves what is inside as that chain's filters would: the
 // match again, now with the request (and whether the client presented a certificate).
@@ -209,7 +176,12 @@ func (p *Process) terminateTLS(c net.Conn, br *bufio.Reader, conn dataplane.Conn
 	}
 	inner := bufio.NewReaderSize(tc, bufSize)
 	in := conn
-	in.MTLS = len(tc.ConnectionState().PeerCertificates) > 0
+	if peer := tc.ConnectionState().PeerCertificates; len(peer) > 0 {
+		in.MTLS = true
+		if len(peer[0].URIs) > 0 {
+			in.Principal = peer[0].URIs[0].String()
+		}
+	}
 	sniff(tc, inner, &in)
 	sim, err := p.config()
 	if err != nil {
@@ -292,15 +264,13 @@ func evaluate(p *listener.ListenerFilterChainMatchPredicate, port int) (value, k
 // in that chain, if any (Istio's TLS chain of a DYNAMIC_DNS wildcard entry:
 // networkfilter.go, buildCompleteNetworkFilters).
 func filtersOf(sim *simulation.Simulation, r simulation.Result) (*hcm.HttpConnectionManager, *tcpproxy.TcpProxy, *snidfp.FilterConfig) {
-	for _, fc := range matchedChains(sim, r) {
+	if h := dataplane.HTTPConnectionManager(sim, r); h != nil {
+		return h, nil, nil
+	}
+	for _, fc := range dataplane.MatchedChains(sim, r) {
 		var sniDFP *snidfp.FilterConfig
 		for _, f := range fc.GetFilters() {
 			switch f.GetName() {
-			case wellknown.HTTPConnectionManager:
-				h := &hcm.HttpConnectionManager{}
-				if f.GetTypedConfig().UnmarshalTo(h) == nil && h.GetRds().GetRouteConfigName() == r.RouteConfigMatched {
-					return h, nil, nil
-				}
 			case wellknown.TCPProxy:
 				t := &tcpproxy.TcpProxy{}
 				if f.GetTypedConfig().UnmarshalTo(t) == nil && t.GetCluster() == r.ClusterMatched {
@@ -363,7 +333,7 @@ func (p *Process) serveHTTP(c net.Conn, br *bufio.Reader, conn dataplane.Connect
 			sim, r, resp = p.decideRequest(req, conn, h, e)
 		}
 		if resp == nil {
-			resp = p.respond(req, dst, h, sim, r, e)
+			resp = p.respond(req, dst, conn.Principal, h, sim, r, e)
 		}
 		resp.Close = resp.Close || req.Close
 		cw := &countingWriter{w: c}
@@ -399,10 +369,15 @@ func (p *Process) decideRequest(req *http.Request, conn dataplane.Connection, h 
 	return sim, d.Result, nil
 }
 
-// respond returns the response Envoy would send for a request matched as r.
-func (p *Process) respond(req *http.Request, dst netip.AddrPort, h *hcm.HttpConnectionManager, sim *simulation.Simulation, r simulation.Result, e *logEntry) *http.Response {
+// respond returns the response Envoy would send for a request matched as r, from a
+// client with that principal ("" unless it presented a certificate): first what the
+// connection manager's RBAC filters decide, then what the router does.
+func (p *Process) respond(req *http.Request, dst netip.AddrPort, principal string, h *hcm.HttpConnectionManager, sim *simulation.Simulation, r simulation.Result, e *logEntry) *http.Response {
 	server := serverName(h)
 	e.route, e.cluster = r.RouteMatched, r.ClusterMatched
+	if resp := p.authorize(req, dst, principal, h, sim, r, e); resp != nil {
+		return resp
+	}
 	if errors.Is(r.Error, simulation.ErrNoVirtualHost) || errors.Is(r.Error, simulation.ErrNoRoute) {
 		e.flags, e.details = "NR", "route_not_found"
 		return localReply(http.StatusNotFound, "", server, h)
@@ -520,6 +495,41 @@ func localReply(status int, body, server string, h *hcm.HttpConnectionManager) *
 	setServer(hd, server, h)
 	return &http.Response{StatusCode: status, ProtoMajor: 1, ProtoMinor: 1, Header: hd,
 		ContentLength: int64(len(body)), Body: io.NopCloser(strings.NewReader(body))}
+}
+
+// authorize runs the connection manager's RBAC filters on the request (an
+// AuthorizationPolicy on a gateway), as Envoy runs them before the router, and returns
+// Envoy's 403 for a denied request, nil for one they let through. The line logs the
+// route's cluster when the proxy has it, as Envoy's does (the connection manager looks
+// the route and its cluster up before any filter runs; only the router would connect),
+// and no upstream host. A filter the evaluator does not model answers 500 and says so:
+// the stand-in never lets through what Envoy might deny.
+func (p *Process) authorize(req *http.Request, dst netip.AddrPort, principal string, h *hcm.HttpConnectionManager,
+	sim *simulation.Simulation, r simulation.Result, e *logEntry) *http.Response {
+	d, err := dataplane.Authorize(h, dataplane.AuthzRequest{Method: req.Method, Authority: req.Host, Path: req.URL.RequestURI(),
+		Headers: req.Header, Principal: principal, DestinationPort: int(dst.Port()), DestinationIP: dst.Addr().String(),
+		RemoteIP: remoteIP(e.downstreamRemote)})
+	if err != nil {
+		p.logf("warning", "%s %s: the RBAC filter: %v: 500", req.Method, req.Host, err)
+		e.flags, e.details = "-", "standin_cannot_authorize"
+		return localReply(http.StatusInternalServerError, "the stand-in for Envoy cannot do this: "+err.Error(), serverName(h), h)
+	}
+	if !d.Denied {
+		return nil
+	}
+	if clusterOf(sim, r.ClusterMatched) == nil {
+		e.cluster = "-"
+	}
+	e.flags, e.details = "-", d.Details()
+	return localReply(http.StatusForbidden, outcome.RBACDeniedBody, serverName(h), h)
+}
+
+// remoteIP is the address of an "IP:port", "" when it is none.
+func remoteIP(addrPort string) string {
+	if ap, err := netip.ParseAddrPort(addrPort); err == nil {
+		return ap.Addr().Unmap().String()
+	}
+	return ""
 }
 
 // routeOf is the route the simulator matched.

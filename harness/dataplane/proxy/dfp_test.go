@@ -22,7 +22,7 @@ import (
 func TestTheSNIDynamicForwardProxyConnectsToTheServerName(t *testing.T) {
 	held := simConfig(t, manifest.RegistryOnly, "resolution/wildcard-dynamic-dns.yaml")
 	in := newInternet(t)
-	tp := standInDialedAt(t, held, in, netip.MustParseAddr("203.0.113.9"))
+	tp := standInDialedAt(t, held, in, netip.MustParseAddr("203.0.113.9"), clientIdentity)
 	obs := tp.call(t, todoHTTPS, in.roots)
 	assert.Equal(t, 200, obs.Status, "%+v", obs)
 	assert.Equal(t, []string{"https jsonplaceholder.typicode.com /todos/1"}, in.requests())

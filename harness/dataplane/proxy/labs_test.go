@@ -52,7 +52,11 @@ func (b *standInBackend) Call(ctx context.Context, w backend.Workload, c backend
 	if c.Address != "" {
 		dialed = netip.MustParseAddr(c.Address) // the address the app was told to connect to
 	}
-	tp := standInDialedAt(b.t, held, b.in, dialed)
+	identity, err := b.Principal(w)
+	if err != nil {
+		return outcome.Verdict{}, err
+	}
+	tp := standInDialedAt(b.t, held, b.in, dialed, identity)
 	if err := b.gatewaysFor(tp); err != nil {
 		return outcome.Verdict{}, err
 	}

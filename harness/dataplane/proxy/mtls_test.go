@@ -19,31 +19,44 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// meshSecrets stands in for pilot-agent's SDS with istiod's CA: "ROOTCA" is a test
-// mesh CA, "default" a workload certificate it signs, for client and server use, naming
-// each SPIFFE identity given (the client's and the egress gateway's).
-func meshSecrets(t *testing.T, identities ...string) func(context.Context, string) (*tlsv3.Secret, error) {
+// meshCA stands in for istiod's CA, and secrets for pilot-agent's SDS with it: "ROOTCA"
+// is the CA, "default" a workload certificate it signs for one SPIFFE identity, for
+// client and server use, as istiod issues each workload its own.
+type meshCA struct {
+	t     *testing.T
+	key   *ecdsa.PrivateKey
+	ca    *x509.Certificate
+	caDER []byte
+}
+
+func newMeshCA(t *testing.T) *meshCA {
 	t.Helper()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	now := time.Now()
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{Organization: []string{"cluster.local"}},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageCertSign}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	require.NoError(t, err)
-	ca, err := x509.ParseCertificate(caDER)
-	require.NoError(t, err)
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	require.NoError(t, err)
-	leaf := &x509.Certificate{SerialNumber: big.NewInt(2), NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}
-	for _, id := range identities {
-		u, err := url.Parse(id)
-		require.NoError(t, err)
-		leaf.URIs = append(leaf.URIs, u)
-	}
-	leafDER, err := x509.CreateCertificate(rand.Reader, leaf, ca, &key.PublicKey, caKey)
+	now := time.Now()
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{Organization: []string{"cluster.local"}},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	require.NoError(t, err)
+	ca, err := x509.ParseCertificate(der)
+	require.NoError(t, err)
+	return &meshCA{t: t, key: key, ca: ca, caDER: der}
+}
+
+// secrets is the SDS of a workload whose certificate names identity (its URI SAN).
+func (m *meshCA) secrets(identity string) func(context.Context, string) (*tlsv3.Secret, error) {
+	t := m.t
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	now := time.Now()
+	u, err := url.Parse(identity)
+	require.NoError(t, err)
+	leaf := &x509.Certificate{SerialNumber: big.NewInt(now.UnixNano()), NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		URIs: []*url.URL{u}}
+	leafDER, err := x509.CreateCertificate(rand.Reader, leaf, m.ca, &key.PublicKey, m.key)
 	require.NoError(t, err)
 	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
 	require.NoError(t, err)
@@ -57,11 +70,14 @@ func meshSecrets(t *testing.T, identities ...string) func(context.Context, strin
 				CertificateChain: inline("CERTIFICATE", leafDER), PrivateKey: inline("PRIVATE KEY", keyDER)}}}, nil
 		case "ROOTCA":
 			return &tlsv3.Secret{Name: name, Type: &tlsv3.Secret_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
-				TrustedCa: inline("CERTIFICATE", caDER)}}}, nil
+				TrustedCa: inline("CERTIFICATE", m.caDER)}}}, nil
 		}
 		return nil, fmt.Errorf("the test's SDS has no secret %q", name)
 	}
 }
 
 // The identities of the lab's client and egress gateway, as istiod's CA names them.
-var labIdentities = []string{"spiffe://cluster.local/ns/egresslab/sa/client", "spiffe://cluster.local/ns/istio-system/sa/istio-egressgateway"}
+const (
+	clientIdentity  = "spiffe://cluster.local/ns/egresslab/sa/client"
+	gatewayIdentity = "spiffe://cluster.local/ns/istio-system/sa/istio-egressgateway"
+)

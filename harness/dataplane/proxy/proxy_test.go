@@ -26,7 +26,6 @@ import (
 	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpoint "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
-	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 
 	"istio.io/istio/pilot/pkg/simulation"
 
@@ -75,13 +74,13 @@ type internet struct {
 	database    net.Listener // the labs' own hosts' database port (site.LabHosts, site.DatabasePort)
 	proxy       net.Listener // the company proxy (site.ProxyHost, site.ProxyPort)
 	roots       *x509.CertPool
-	mesh        func(context.Context, string) (*tlsv3.Secret, error) // the mesh CA's SDS, shared by the test's proxies
+	mesh        *meshCA // the mesh's CA, which issues each of the test's proxies its certificate
 	mu          sync.Mutex
 	seen        []string // "scheme host path" of each request that reached it
 }
 
 func newInternet(t *testing.T) *internet {
-	in := &internet{mesh: meshSecrets(t, labIdentities...)}
+	in := &internet{mesh: newMeshCA(t)}
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		scheme := "http"
 		if r.TLS != nil {
@@ -146,14 +145,15 @@ type testProxy struct {
 
 func standIn(t *testing.T, held *simulation.Simulation, in *internet) *testProxy {
 	t.Helper()
-	return standInDialedAt(t, held, in, netip.MustParseAddr(dataplane.ExternalAddress))
+	return standInDialedAt(t, held, in, netip.MustParseAddr(dataplane.ExternalAddress), clientIdentity)
 }
 
 // standInDialedAt is standIn with every connection's original destination at dialed:
-// where the app sent it, whatever DNS says of the host.
-func standInDialedAt(t *testing.T, held *simulation.Simulation, in *internet, dialed netip.Addr) *testProxy {
+// where the app sent it, whatever DNS says of the host; identity is the calling
+// workload's, which its certificate names.
+func standInDialedAt(t *testing.T, held *simulation.Simulation, in *internet, dialed netip.Addr, identity string) *testProxy {
 	t.Helper()
-	tp, p := newTestProcess(t, held, in)
+	tp, p := newTestProcess(t, held, in, identity)
 	p.OriginalDst = func(net.Conn) (netip.AddrPort, error) {
 		return netip.AddrPortFrom(dialed, uint16(tp.port.Load())), nil
 	}
@@ -166,7 +166,7 @@ func standInDialedAt(t *testing.T, held *simulation.Simulation, in *internet, di
 // connection to the gateway pod's port would be.
 func gatewayStandIn(t *testing.T, held *simulation.Simulation, in *internet, at netip.AddrPort) *testProxy {
 	t.Helper()
-	tp, p := newTestProcess(t, held, in)
+	tp, p := newTestProcess(t, held, in, gatewayIdentity)
 	tp.listen(t, func(c net.Conn) {
 		defer c.Close()
 		p.serve(c, at, true)
@@ -177,7 +177,7 @@ func gatewayStandIn(t *testing.T, held *simulation.Simulation, in *internet, at 
 // newTestProcess is a stand-in with config held fixed, resolving jsonplaceholder to the
 // external address and reaching only the test's internet (and, through tp.upstreams,
 // other test proxies).
-func newTestProcess(t *testing.T, held *simulation.Simulation, in *internet) (*testProxy, *Process) {
+func newTestProcess(t *testing.T, held *simulation.Simulation, in *internet, identity string) (*testProxy, *Process) {
 	tp := &testProxy{accessLog: &bytes.Buffer{}, held: held, upstreams: map[string]string{}}
 	p := New(&Bootstrap{}, lockedWriter{&tp.mu, tp.accessLog}, io.Discard)
 	p.held = func() (*simulation.Simulation, error) { return held, nil }
@@ -187,7 +187,7 @@ func newTestProcess(t *testing.T, held *simulation.Simulation, in *internet) (*t
 		return tp.endpoints[c.GetName()]
 	}
 	p.Roots = in.roots // the proxy trusts the test internet's CA, as a real one trusts public roots
-	p.Secret = in.mesh // pilot-agent's SDS, with the test's mesh CA
+	p.Secret = in.mesh.secrets(identity) // pilot-agent's SDS, with the test's mesh CA
 	p.decided = func(d Decision) {
 		tp.mu.Lock()
 		defer tp.mu.Unlock()
@@ -292,6 +292,9 @@ func (tp *testProxy) make(c backend.Call, roots *x509.CertPool) outcome.Observat
 	opts := []observe.Option{observe.WithDial(dial), observe.WithRootCAs(roots)}
 	if c.Proxy != nil {
 		opts = append(opts, observe.ViaProxy(c.Proxy))
+	}
+	if c.Method != "" {
+		opts = append(opts, observe.WithMethod(c.Method))
 	}
 	return observe.Call(context.Background(), c.URL.String(), 5*time.Second, opts...)
 }
@@ -428,7 +431,7 @@ func TestTheDynamicForwardProxyResolvesTheHostNotTheDialedAddress(t *testing.T) 
 	} {
 		t.Run(tc.mode, func(t *testing.T) {
 			in := newInternet(t)
-			tp := standInDialedAt(t, simConfig(t, tc.mode), in, dialed)
+			tp := standInDialedAt(t, simConfig(t, tc.mode), in, dialed, clientIdentity)
 			obs := tp.call(t, todoHTTP, in.roots)
 			assert.Equal(t, tc.status, obs.Status, "%+v", obs)
 			assert.Equal(t, tc.reaches, in.requests())
