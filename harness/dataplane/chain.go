@@ -3,6 +3,7 @@ package dataplane
 import (
 	listener "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	hcm "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	netrbac "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/rbac/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 
 	"istio.io/istio/pilot/pkg/simulation"
@@ -59,4 +60,20 @@ func HTTPConnectionManager(sim *simulation.Simulation, r simulation.Result) *hcm
 		}
 	}
 	return nil
+}
+
+// NetworkRBAC says whether the matched filter chain enforces a network RBAC filter
+// (envoy.filters.network.rbac with rules: Istio's form of an AuthorizationPolicy on a
+// TCP chain), which no evaluator here models: who judges the chain must refuse to
+// judge it rather than let through what Envoy might close.
+func NetworkRBAC(sim *simulation.Simulation, r simulation.Result) bool {
+	for _, fc := range MatchedChains(sim, r) {
+		for _, f := range fc.GetFilters() {
+			n := &netrbac.RBAC{}
+			if f.GetTypedConfig().MessageIs(n) && f.GetTypedConfig().UnmarshalTo(n) == nil && (n.GetRules() != nil || n.GetMatcher() != nil) {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -95,6 +95,9 @@ func FollowToGateway(v outcome.Verdict, from *simulation.Simulation, caller stri
 		return v, err
 	}
 	at := JudgeIn(s, r, c.Host())
+	if NetworkRBAC(s, r) {
+		return v, fmt.Errorf("%s: listener %s enforces a network RBAC filter (an AuthorizationPolicy on a TCP chain), which egresslab does not model", what, r.ListenerMatched)
+	}
 	if h := HTTPConnectionManager(s, r); h != nil && !c.TCP() {
 		req := AuthzRequest{Method: c.RequestMethod(), Authority: call.HostHeader, Path: c.Path(),
 			Headers: http.Header{}, DestinationPort: gw.Port, DestinationIP: gw.Address}

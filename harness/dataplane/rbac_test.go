@@ -21,12 +21,6 @@ import (
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
-	appsv1 "k8s.io/api/apps/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-
-	pilotmodel "istio.io/istio/pilot/pkg/model"
-	"istio.io/istio/pilot/test/xds"
-	"istio.io/istio/pkg/config"
 
 	"github.com/egresslab/egresslab/harness/manifest"
 )
@@ -61,35 +55,15 @@ spec:
 // egress-gateway lab's Gateway (labs/egress-gateway/mutual-tls.yaml) terminates the
 // client sidecar's Istio mutual TLS, with policies (YAML) applied.
 func egressGatewayHCM(t *testing.T, policies string) *hcm.HttpConnectionManager {
-	mesh, err := manifest.LoadMeshValues()
-	require.NoError(t, err)
-	gateway, err := manifest.LoadFile("../../labs/apps/egress-gateway.yaml", "istio-system")
-	require.NoError(t, err)
 	lab, err := manifest.LoadFile("../../labs/egress-gateway/mutual-tls.yaml", "egresslab")
 	require.NoError(t, err)
-	sets := []*manifest.Set{gateway, lab}
+	sets := []*manifest.Set{lab}
 	if policies != "" {
 		set, err := manifest.Parse("policies", []byte(policies), "istio-system")
 		require.NoError(t, err)
 		sets = append(sets, set)
 	}
-	var configs []config.Config
-	var kube []runtime.Object
-	var deploy *appsv1.Deployment
-	for _, set := range sets {
-		configs = append(configs, set.IstioConfigs()...)
-		for _, o := range set.KubeObjects() {
-			kube = append(kube, o)
-			if d, ok := o.(*appsv1.Deployment); ok {
-				deploy = d
-			}
-		}
-	}
-	require.NotNil(t, deploy)
-	pod := PodFor(deploy, "istio-egressgateway-sim", FirstPodIP)
-	s := xds.NewFakeDiscoveryServer(t, xds.FakeOptions{Configs: configs, KubernetesObjects: append(kube, pod), MeshConfig: mesh.Mesh})
-	proxy := s.SetupProxy(ProxyFor(pod))
-	require.Equal(t, pilotmodel.Router, proxy.Type)
+	s, proxy := egressGateway(t, sets...)
 	for _, l := range s.Listeners(proxy) {
 		if l.GetName() != "0.0.0.0_80" {
 			continue

@@ -147,6 +147,11 @@ func (p *Process) act(c net.Conn, br *bufio.Reader, conn dataplane.Connection, s
 		_ = resp.Write(c)
 		p.logf("debug", "%s: not HTTP, into the HTTP listener %s: 400", describe(conn), r.ListenerMatched)
 		p.writeAccessLogs(h.GetAccessLog(), e)
+	case tcp != nil && r.Error == nil && dataplane.NetworkRBAC(sim, r):
+		// Envoy would check the connection against the policy; the stand-in cannot, so
+		// it lets nothing through that Envoy might close.
+		p.logf("warning", "%s: the filter chain enforces a network RBAC filter, which the stand-in does not model: reset", describe(conn))
+		reset(c)
 	case tcp != nil && r.Error == nil:
 		p.serveTCP(c, br, dst, sniForwardedTo(sniDFP, e.sni), sim, tcp, e)
 	default:

@@ -186,7 +186,7 @@ func newTestProcess(t *testing.T, held *simulation.Simulation, in *internet, ide
 		defer tp.mu.Unlock()
 		return tp.endpoints[c.GetName()]
 	}
-	p.Roots = in.roots // the proxy trusts the test internet's CA, as a real one trusts public roots
+	p.Roots = in.roots                   // the proxy trusts the test internet's CA, as a real one trusts public roots
 	p.Secret = in.mesh.secrets(identity) // pilot-agent's SDS, with the test's mesh CA
 	p.decided = func(d Decision) {
 		tp.mu.Lock()
