@@ -71,6 +71,8 @@ Usage:
   egresslab lab -f FILE [flags]        your own lab file (docs/lab-format.md)
   egresslab check [flags] URL          would a call to URL from the client be allowed? (flags: -h)
   egresslab check [flags] -calls FILE  the same for every call of FILE, as a table (docs/check.md)
+  egresslab suggest -f LOG [-o OUT]    the ServiceEntries that keep a log's ALLOW_ANY calls working under REGISTRY_ONLY,
+                                       proved on the simulator first (docs/suggest.md; flags: -h)
   egresslab clean                      delete what runs kept: the kind cluster the labs reuse, if there is one
   egresslab version                    this binary's version, the Istio library it links, what each backend runs
   egresslab bundle FILE                save Istio's charts and images in FILE for kind runs without the internet
@@ -84,6 +86,8 @@ func Run(ctx context.Context, args []string, s Streams) int {
 		return runLab(ctx, args[1:], s)
 	case len(args) >= 1 && args[0] == "check":
 		return runCheck(ctx, args[1:], s)
+	case len(args) >= 1 && args[0] == "suggest":
+		return runSuggest(ctx, args[1:], s)
 	case len(args) == 1 && args[0] == "clean":
 		return runClean(ctx, s)
 	case len(args) == 1 && args[0] == "version":
@@ -115,6 +119,23 @@ func whatIsWrong(args []string) string {
 
 // runVersion prints the binary's version, the Istio library it judges calls with, and
 // the software each backend runs.
+// ask opens the backend called name for the question's calls and asks internal/check
+// on it (`check`, and `suggest`'s replay): the answers and the backend's name, or "" and
+// the exit code when the backend could not be opened (open said why).
+func ask(ctx context.Context, name string, s Streams, k backend.Keep, q check.Question) ([]check.Answer, string, int, error) {
+	var callsTo []string
+	for _, c := range q.Calls {
+		callsTo = append(callsTo, c.Call.HostPort())
+	}
+	b, release, _, code := open(ctx, name, s, k, callsTo...)
+	if b == nil {
+		return nil, "", code, nil
+	}
+	defer release()
+	answers, err := check.Check(ctx, b, q, backend.DefaultTimeouts().Propagation)
+	return answers, b.Name(), code, err
+}
+
 func runVersion(s Streams) int {
 	info, ok := debug.ReadBuildInfo()
 	if !ok {
@@ -400,16 +421,10 @@ func runCheck(ctx context.Context, args []string, s Streams) int {
 		q.Objects = append(q.Objects, set)
 	}
 
-	var callsTo []string
-	for _, c := range q.Calls {
-		callsTo = append(callsTo, c.Call.HostPort())
-	}
-	b, release, _, code := open(ctx, *backendName, s, keep(), callsTo...)
-	if b == nil {
+	answers, name, code, err := ask(ctx, *backendName, s, keep(), q)
+	if name == "" {
 		return code
 	}
-	defer release()
-	answers, err := check.Check(ctx, b, q, backend.DefaultTimeouts().Propagation)
 	var refused manifest.Errors
 	switch {
 	case ctx.Err() != nil:
@@ -424,11 +439,11 @@ func runCheck(ctx context.Context, args []string, s Streams) int {
 	files := append(slices.Clone(paths), entryFiles...)
 	switch {
 	case *output == "json":
-		err = writeCheckJSON(s.Out, q, files, b.Name(), answers, *calls != "")
+		err = writeCheckJSON(s.Out, q, files, name, answers, *calls != "")
 	case *calls != "":
-		err = writeCheckTable(s.Out, q, b.Name(), answers)
+		err = writeCheckTable(s.Out, q, name, answers)
 	default:
-		writeCheckText(s.Out, q, b.Name(), answers[0])
+		writeCheckText(s.Out, q, name, answers[0])
 	}
 	if err != nil {
 		fmt.Fprintf(s.Err, "egresslab check: %v\n", err)

@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
+	"github.com/egresslab/egresslab/harness/accesslog"
 	"github.com/egresslab/egresslab/harness/backend"
 	"github.com/egresslab/egresslab/harness/dataplane"
 )
@@ -113,22 +114,6 @@ func (b *Backend) gatewayPods(ctx context.Context, cluster string) ([]*corev1.Po
 	return out, namespace + "/" + name, nil
 }
 
-// The fields of Istio's default access-log format (model.EnvoyTextLogFormat), counting
-// a quoted string as one field.
-const (
-	fieldRequest    = 1  // "METHOD PATH PROTOCOL"
-	fieldCode       = 2  // %RESPONSE_CODE%
-	fieldFlags      = 3  // %RESPONSE_FLAGS%
-	fieldDetails    = 4  // %RESPONSE_CODE_DETAILS%
-	fieldRequestID  = 13 // "%REQ(X-REQUEST-ID)%"
-	fieldAuthority  = 14 // "%REQ(:AUTHORITY)%"
-	fieldCluster    = 16 // %UPSTREAM_CLUSTER_RAW%
-	fieldDownstream = 18 // %DOWNSTREAM_LOCAL_ADDRESS%: where the call was going
-	fieldRemote     = 19 // %DOWNSTREAM_REMOTE_ADDRESS%: the app's own address and port
-	fieldSNI        = 20 // %REQUESTED_SERVER_NAME%
-	accessLogFields = 22
-)
-
 // LastAccessLogEntry is the last line of log that records c, a connection to its port
 // from client (the app's address and port of the call's connection). Envoy logs that
 // address on every line, %DOWNSTREAM_REMOTE_ADDRESS%, whatever listener took the
@@ -145,23 +130,23 @@ func LastAccessLogEntry(log string, c backend.Call, client string) (backend.Acce
 	_, dialed := c.Dialed() // the proxy's port, for a call through one
 	port := ":" + strconv.Itoa(dialed)
 	for i := len(lines) - 1; i >= 0; i-- {
-		f := logFields(lines[i])
-		if len(f) < accessLogFields || !strings.HasPrefix(f[0], "[") || !strings.HasSuffix(f[fieldDownstream], port) {
+		f := accesslog.Fields(lines[i])
+		if len(f) < accesslog.NumFields || !strings.HasPrefix(f[0], "[") || !strings.HasSuffix(f[accesslog.DownstreamLocal], port) {
 			continue
 		}
 		var match bool
-		switch tcp := f[fieldRequest] == "- - -"; {
+		switch tcp := f[accesslog.Request] == "- - -"; {
 		case client != "":
-			match = f[fieldRemote] == client
+			match = f[accesslog.DownstreamRemote] == client
 		case c.Proxy != nil:
-			match = tcp && f[fieldSNI] == "-" // a tunnel's CONNECT, read by no listener that logs it
+			match = tcp && f[accesslog.SNI] == "-" // a tunnel's CONNECT, read by no listener that logs it
 		case c.HTTPS():
-			match = tcp && (f[fieldSNI] == c.Host() || f[fieldSNI] == "-")
+			match = tcp && (f[accesslog.SNI] == c.Host() || f[accesslog.SNI] == "-")
 		case tcp:
-			match = f[fieldSNI] == "-"
+			match = f[accesslog.SNI] == "-"
 		default:
-			authority := strings.TrimSuffix(f[fieldAuthority], port)
-			match = authority == c.Host() && strings.Contains(f[fieldRequest], " "+c.Path()+" ")
+			authority := strings.TrimSuffix(f[accesslog.Authority], port)
+			match = authority == c.Host() && strings.Contains(f[accesslog.Request], " "+c.Path()+" ")
 		}
 		if match {
 			return entryOf(lines[i], f), true
@@ -176,7 +161,7 @@ func LastAccessLogEntry(log string, c backend.Call, client string) (backend.Acce
 func AccessLogEntryByRequestID(log, id string) (backend.AccessLogEntry, bool) {
 	lines := strings.Split(strings.TrimSpace(log), "\n")
 	for i := len(lines) - 1; i >= 0; i-- {
-		if f := logFields(lines[i]); len(f) >= accessLogFields && strings.HasPrefix(f[0], "[") && f[fieldRequestID] == id {
+		if f := accesslog.Fields(lines[i]); len(f) >= accesslog.NumFields && strings.HasPrefix(f[0], "[") && f[accesslog.RequestID] == id {
 			return entryOf(lines[i], f), true
 		}
 	}
@@ -185,17 +170,17 @@ func AccessLogEntryByRequestID(log, id string) (backend.AccessLogEntry, bool) {
 
 // entryOf is a line of Istio's default format, split into f, as an entry.
 func entryOf(line string, f []string) backend.AccessLogEntry {
-	code, _ := strconv.Atoi(f[fieldCode])
-	return backend.AccessLogEntry{Line: line, Status: code, Flags: f[fieldFlags], Details: f[fieldDetails], Cluster: f[fieldCluster]}
+	code, _ := strconv.Atoi(f[accesslog.Code])
+	return backend.AccessLogEntry{Line: line, Status: code, Flags: f[accesslog.Flags], Details: f[accesslog.Details], Cluster: f[accesslog.Cluster]}
 }
 
 // RequestIDOf is the x-request-id a line of Istio's default format logs, "" for none.
 func RequestIDOf(line string) string {
-	f := logFields(line)
-	if len(f) < accessLogFields || f[fieldRequestID] == "-" {
+	f := accesslog.Fields(line)
+	if len(f) < accesslog.NumFields || f[accesslog.RequestID] == "-" {
 		return ""
 	}
-	return f[fieldRequestID]
+	return f[accesslog.RequestID]
 }
 
 func orUnknown(client string) string {
@@ -203,29 +188,6 @@ func orUnknown(client string) string {
 		return "an unknown client address"
 	}
 	return client
-}
-
-// logFields splits a line on spaces, keeping each quoted string as one field, unquoted.
-func logFields(line string) []string {
-	var out []string
-	for line = strings.TrimSpace(line); line != ""; line = strings.TrimLeft(line, " ") {
-		if line[0] == '"' {
-			end := strings.IndexByte(line[1:], '"')
-			if end < 0 {
-				return append(out, line[1:])
-			}
-			out = append(out, line[1:end+1])
-			line = line[end+2:]
-			continue
-		}
-		end := strings.IndexByte(line, ' ')
-		if end < 0 {
-			return append(out, line)
-		}
-		out = append(out, line[:end])
-		line = line[end:]
-	}
-	return out
 }
 
 var _ backend.AccessLogger = (*Backend)(nil)

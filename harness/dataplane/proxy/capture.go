@@ -341,12 +341,17 @@ func (p *Process) serveHTTP(c net.Conn, br *bufio.Reader, conn dataplane.Connect
 			resp = p.respond(req, dst, conn.Principal, h, sim, r, e)
 		}
 		resp.Close = resp.Close || req.Close
-		cw := &countingWriter{w: c}
-		_ = resp.Write(cw)
+		// %BYTES_SENT% of an HTTP request is the response body's bytes, not its headers'
+		// (Envoy counts the body the codec sends: "RBAC: access denied" is 19).
+		body := &countingReader{r: resp.Body}
+		if resp.Body != nil {
+			resp.Body = body
+		}
+		_ = resp.Write(c)
 		if resp.Body != nil {
 			_ = resp.Body.Close()
 		}
-		e.code, e.bytesOut = resp.StatusCode, cw.n
+		e.code, e.bytesOut = resp.StatusCode, body.n
 		e.upstreamTime = resp.Header.Get("X-Envoy-Upstream-Service-Time")
 		p.writeAccessLogs(h.GetAccessLog(), e)
 		if resp.Close {
@@ -756,16 +761,19 @@ func (p *Process) inbound(c net.Conn) {
 	relay(c, c, up)
 }
 
-type countingWriter struct {
-	w io.Writer
+// countingReader counts the bytes read through it: a response body as it is sent.
+type countingReader struct {
+	r io.ReadCloser
 	n int64
 }
 
-func (c *countingWriter) Write(b []byte) (int, error) {
-	n, err := c.w.Write(b)
+func (c *countingReader) Read(b []byte) (int, error) {
+	n, err := c.r.Read(b)
 	c.n += int64(n)
 	return n, err
 }
+
+func (c *countingReader) Close() error { return c.r.Close() }
 
 func requestID() string {
 	b := make([]byte, 16)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/egresslab/egresslab/harness/accesslog"
 	"github.com/egresslab/egresslab/harness/backend"
 	"github.com/egresslab/egresslab/harness/backend/kind"
 	"github.com/egresslab/egresslab/harness/backend/sim"
@@ -243,6 +245,15 @@ func TestEveryCallOfEveryLabThroughTheStandIn(t *testing.T) {
 					// listener inspects TLS (a Gateway server with tls), else "-".
 					g := b.gatewayThatLogged(e.Gateway.Line)
 					require.NotNil(t, g, "step %d: the gateway stand-in that wrote %s", c.Step, e.Gateway.Line)
+					if c.Verdict.Reason == outcome.ReasonRBAC {
+						// Envoy's denial: the body only is %BYTES_SENT%, no upstream host,
+						// and the route's cluster, which the connection manager looked up.
+						lf := accesslog.Fields(e.Gateway.Line)
+						assert.Equal(t, []string{"403", "-", "rbac_access_denied_matched_policy[none]", "0", strconv.Itoa(len(outcome.RBACDeniedBody)), "-"},
+							[]string{lf[accesslog.Code], lf[accesslog.Flags], lf[accesslog.Details], lf[accesslog.BytesReceived], lf[accesslog.BytesSent], lf[accesslog.UpstreamHost]},
+							"step %d: the gateway's denial: %s", c.Step, e.Gateway.Line)
+						assert.NotEqual(t, "-", lf[accesslog.Cluster], "step %d: %s", c.Step, e.Gateway.Line)
+					}
 					gf := strings.Fields(e.Gateway.Line)
 					if matchesSNI(g, g.decided()[0].Result.ListenerMatched) {
 						assert.Equal(t, call.Host(), gf[len(gf)-2], "step %d: the gateway inspects TLS: %s", c.Step, e.Gateway.Line)
