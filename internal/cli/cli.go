@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -364,10 +365,12 @@ func runCheck(ctx context.Context, args []string, s Streams) int {
 		"lab's client app deployed as that workload")
 	address := fs.String("address", "", "the IP address the call connects to instead of the one DNS gives the URL's host\n"+
 		"(as curl --resolve; the Host and SNI stay the URL's)")
+	method := fs.String("method", "GET", "the HTTP method of the call, with no body (as curl -X), e.g. POST: an AuthorizationPolicy\n"+
+		"may let one method out and not another")
 	calls := fs.String("calls", "", "a file of calls to check in one run, each `- call: URL` with from, address and expect\n"+
 		"as in a lab file (docs/check.md); printed as a table")
 	showConfig := fs.Bool("show-config", false, "also print the sidecar's config that decided the call")
-	expect := fs.String("expect", "", "exit 1 unless the call gets this: a verdict (allowed, blocked, unreachable, in_mesh), or an\n"+
+	expect := fs.String("expect", "", "exit 1 unless the call gets this: a verdict (allowed, blocked, unreachable, in_mesh, denied), or an\n"+
 		"expectation as a lab writes it, e.g. '{verdict: ALLOWED, cluster: \"outbound|443||api.example.com\"}'")
 	output := fs.String("o", "text", "the answer's form: text, or json (the verdict, its evidence, the simulator's verdict)")
 	keep := keepFlag(fs)
@@ -388,7 +391,7 @@ func runCheck(ctx context.Context, args []string, s Streams) int {
 		}
 		set := map[string]bool{}
 		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-		for _, name := range []string{"from", "address", "expect"} {
+		for _, name := range []string{"from", "address", "method", "expect"} {
 			if set[name] {
 				return badInput(s, fmt.Errorf("-%s is for a URL's call; with -calls, write `%s:` on each call of %s", name, name, *calls))
 			}
@@ -400,7 +403,7 @@ func runCheck(ctx context.Context, args []string, s Streams) int {
 		if len(positional) != 1 {
 			return badInput(s, fmt.Errorf("give one URL to call (got %d: %q), or -calls FILE; egresslab check -h says more", len(positional), positional))
 		}
-		c, err := urlCall(positional[0], *from, *address, *expect)
+		c, err := urlCall(positional[0], *from, *address, *method, *expect)
 		if err != nil {
 			return badInput(s, err)
 		}
@@ -467,11 +470,16 @@ func runCheck(ctx context.Context, args []string, s Streams) int {
 }
 
 // urlCall is the call check's URL and flags ask about.
-func urlCall(url, from, address, expect string) (check.Call, error) {
+func urlCall(url, from, address, method, expect string) (check.Call, error) {
 	var c check.Call
 	var err error
 	if c.Call, err = backend.ParseCall(url); err != nil {
 		return c, err
+	}
+	if method != http.MethodGet {
+		if c.Call, err = c.Call.Using(method); err != nil {
+			return c, fmt.Errorf("-method: %w", err)
+		}
 	}
 	if address != "" {
 		if c.Call, err = c.Call.At(address); err != nil {
@@ -527,7 +535,7 @@ func writeCheckText(w io.Writer, q check.Question, backendName string, a check.A
 	if p := a.Call.Call.Proxy; p != nil {
 		at = " through the proxy " + p.Host
 	}
-	what := "GET"
+	what := a.Call.Call.RequestMethod()
 	if a.Call.Call.TCP() {
 		what = "TCP connection to" // no request: the client's bytes and the far end's reply
 	}
@@ -581,6 +589,7 @@ func orDash(s string) string {
 type checkCall struct {
 	URL     string `json:"url"`
 	Address string `json:"address,omitempty"`
+	Method  string `json:"method,omitempty"` // "" for GET
 	From    string `json:"from"`
 	outcome.Verdict
 	// Simulated is what Istio's simulator computes for the same objects; Unsettled,
@@ -610,7 +619,7 @@ func writeCheckJSON(w io.Writer, q check.Question, files []string, backendName s
 	}
 	reports := make([]checkCall, len(answers))
 	for i, a := range answers {
-		r := checkCall{URL: a.Call.Call.String(), Address: a.Call.Call.Address, From: a.From.String(), Verdict: a.Verdict,
+		r := checkCall{URL: a.Call.Call.String(), Address: a.Call.Call.Address, Method: a.Call.Call.Method, From: a.From.String(), Verdict: a.Verdict,
 			Passed: a.Passed(), Mismatches: a.Mismatches, SidecarConfig: a.SidecarConfig}
 		if a.Simulated.Kind != "" {
 			r.Simulated = &a.Simulated

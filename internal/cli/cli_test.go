@@ -93,6 +93,23 @@ func TestCheckSaysATCPCallIsAConnection(t *testing.T) {
 	assert.Contains(t, out, "outbound|5432||billing.db.example")
 }
 
+// -method asks about a request with that method: through the egress-authz lab's gateway
+// and policy, the client's GET goes out and its POST gets the gateway's RBAC denial.
+func TestCheckAsksWithTheMethodGiven(t *testing.T) {
+	args := []string{"check", "-f", "../../labs/apps/egress-gateway.yaml", "-f", "../../labs/egress-gateway/mutual-tls.yaml",
+		"-f", "../../labs/egress-authz/get-only-for-client.yaml"}
+	code, out, errs := run(t, "", append(args, "-expect", "allowed", "http://jsonplaceholder.typicode.com/todos/1")...)
+	assert.Equal(t, cli.ExitOK, code, errs)
+	assert.Contains(t, out, "GET http://jsonplaceholder.typicode.com/todos/1")
+	code, out, errs = run(t, "", append(args, "-method", "POST", "-expect", "denied", "http://jsonplaceholder.typicode.com/todos/1")...)
+	assert.Equal(t, cli.ExitOK, code, errs)
+	assert.Contains(t, out, "POST http://jsonplaceholder.typicode.com/todos/1")
+	assert.Contains(t, out, "rbac_access_denied_matched_policy[none]")
+	code, _, errs = run(t, "", append(args, "-method", "post", "http://jsonplaceholder.typicode.com/todos/1")...)
+	assert.Equal(t, cli.ExitBadInput, code)
+	assert.Contains(t, errs, "-method")
+}
+
 func TestCheckRefusesBadArguments(t *testing.T) {
 	for name, args := range map[string][]string{
 		"no url":        {"check"},
