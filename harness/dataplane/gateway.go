@@ -101,7 +101,7 @@ func FollowToGateway(v outcome.Verdict, from *simulation.Simulation, caller stri
 	if h := HTTPConnectionManager(s, r); h != nil && !c.TCP() {
 		req := AuthzRequest{Method: c.RequestMethod(), Authority: call.HostHeader, Path: c.Path(),
 			Headers: http.Header{}, DestinationPort: gw.Port, DestinationIP: gw.Address}
-		if call.TLS == simulation.MTLS && requiresClientCertificate(DownstreamTLS(s, r)) {
+		if call.TLS == simulation.MTLS && asksForClientCertificate(DownstreamTLS(s, r)) {
 			req.Principal = caller
 		}
 		d, err := Authorize(h, req)
@@ -118,11 +118,14 @@ func FollowToGateway(v outcome.Verdict, from *simulation.Simulation, caller stri
 	return outcome.Verdict{Kind: at.Kind, Reason: at.Reason, Evidence: ev}, nil
 }
 
-// requiresClientCertificate says whether a filter chain's TLS asks the client for a
-// certificate and checks it (a Gateway server's ISTIO_MUTUAL or MUTUAL): only then
-// does the proxy know who called, and an RBAC principal can match.
-func requiresClientCertificate(d *tlsv3.DownstreamTlsContext) bool {
-	return d != nil && d.GetRequireClientCertificate().GetValue()
+// asksForClientCertificate says whether a filter chain's TLS asks the client for a
+// certificate: it has a validation context to check one against (a Gateway server's
+// ISTIO_MUTUAL or MUTUAL; require_client_certificate only makes it compulsory). Only
+// then does the proxy know who called, and an RBAC principal can match. The stand-in
+// terminates TLS by the same rule (proxy.serverTLS).
+func asksForClientCertificate(d *tlsv3.DownstreamTlsContext) bool {
+	c := d.GetCommonTlsContext()
+	return c.GetValidationContext() != nil || c.GetValidationContextSdsSecretConfig() != nil || c.GetCombinedValidationContext() != nil
 }
 
 // sentBy is the call as the sidecar's cluster sends it on: the app's HTTP inside the
