@@ -98,3 +98,16 @@ func egressGateway(t *testing.T, sets ...*manifest.Set) (*xds.FakeDiscoveryServe
 	require.Equal(t, pilotmodel.Router, proxy.Type)
 	return s, proxy
 }
+
+// The trust domain a principal names is the mesh config's (manifests/, the one source
+// of the mesh config): istiod's CA issues certificates in it, and an AuthorizationPolicy
+// matches them.
+func TestThePrincipalsTrustDomainIsTheMeshConfigs(t *testing.T) {
+	mesh, err := manifest.LoadMeshValues()
+	require.NoError(t, err)
+	want := mesh.Mesh.GetTrustDomain()
+	if want == "" {
+		want = "cluster.local" // Istio's default, which the values leave
+	}
+	assert.Equal(t, want, TrustDomain)
+}

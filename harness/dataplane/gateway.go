@@ -2,7 +2,6 @@ package dataplane
 
 import (
 	"fmt"
-	"net/http"
 	"strconv"
 	"strings"
 
@@ -99,8 +98,11 @@ func FollowToGateway(v outcome.Verdict, from *simulation.Simulation, caller stri
 		return v, fmt.Errorf("%s: listener %s enforces a network RBAC filter (an AuthorizationPolicy on a TCP chain), which egresslab does not model", what, r.ListenerMatched)
 	}
 	if h := HTTPConnectionManager(s, r); h != nil && !c.TCP() {
-		req := AuthzRequest{Method: c.RequestMethod(), Authority: call.HostHeader, Path: c.Path(),
-			Headers: http.Header{}, DestinationPort: gw.Port, DestinationIP: gw.Address}
+		// The Host the client sends: the URL's host and port as written (curl and Go's
+		// client write a port that is not the scheme's default). Its other headers are not
+		// part of a call: a rule on one is refused (nil Headers).
+		req := AuthzRequest{Method: c.RequestMethod(), Authority: c.URL.Host, Path: c.Path(),
+			DestinationPort: gw.Port, DestinationIP: gw.Address}
 		if call.TLS == simulation.MTLS && asksForClientCertificate(DownstreamTLS(s, r)) {
 			req.Principal = caller
 		}

@@ -52,10 +52,12 @@ import (
 
 // AuthzRequest is what Envoy's RBAC filter reads of one HTTP request and its connection.
 type AuthzRequest struct {
-	Method    string      // ":method", e.g. GET
-	Authority string      // ":authority" (Host)
-	Path      string      // ":path", with query
-	Headers   http.Header // other request headers
+	Method    string // ":method", e.g. GET
+	Authority string // ":authority" (Host)
+	Path      string // ":path", with query
+	// Headers are the other request headers; nil when they are not known (sim: the app's
+	// own headers are not part of a call), and then a rule that reads one is an error.
+	Headers http.Header
 	// Principal is the URI SAN of the peer's certificate (spiffe://TRUST_DOMAIN/ns/NS/sa/SA) when the
 	// connection is mutual TLS that the listener terminated; "" otherwise (plain text, or TLS without a client certificate).
 	// The certificate is taken to be one Istio's CA issues: that URI SAN, no DNS SAN and an
@@ -102,10 +104,11 @@ var (
 //
 // An ext_authz filter (an AuthorizationPolicy with action CUSTOM) reached before any
 // denial is an error: the external service decides, and that is not modelled. Other
-// filters (jwt_authn, wasm, lua, ...) are not run: what they do is the caller's to judge.
-// Per-route overrides (RBACPerRoute)
-// are an error when h's inline route_config has one; routes h gets over RDS are the
-// caller's to check (Istio generates no RBACPerRoute).
+// filters (jwt_authn, wasm, lua, ...) are not run, and neither caller (sim's
+// FollowToGateway, the stand-in) runs them: the labs' gateways have none but Istio's
+// metadata exchange. Per-route overrides (RBACPerRoute) are an error when h's inline
+// route_config has one; routes h gets over RDS are not looked at (Istio generates no
+// RBACPerRoute).
 func Authorize(h *hcm.HttpConnectionManager, r AuthzRequest) (AuthzDecision, error) {
 	in := &authzInput{AuthzRequest: r, hcm: h}
 	for i, f := range h.GetHttpFilters() {
@@ -675,6 +678,9 @@ func (in *authzInput) header(name string) (string, bool, error) {
 		return in.authority()
 	case ":path":
 		return in.path()
+	}
+	if in.Headers == nil {
+		return "", false, fmt.Errorf("the header %q: the request's headers other than :method, :authority and :path are not known here", name)
 	}
 	var keys []string
 	for k, vs := range in.Headers {

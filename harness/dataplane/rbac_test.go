@@ -338,6 +338,8 @@ func TestAuthorizeRefusesWhatItDoesNotModel(t *testing.T) {
 		{"remote_ip after X-Forwarded-For", deny(policy(anyPerm, &rbacpb.Principal{Identifier: &rbacpb.Principal_RemoteIp{RemoteIp: cidr("10.0.0.0", 8)}})),
 			nil, AuthzRequest{RemoteIP: "10.0.0.1", Headers: http.Header{"X-Forwarded-For": {"1.2.3.4"}}}, "X-Forwarded-For is not modelled"},
 		{"a header Envoy sets", deny(policy(headerPerm(header("x-forwarded-client-cert", present(true))), anyID)), nil, authzRequest, "set or rewritten by Envoy's connection manager"},
+		{"a header of a request whose headers are not known (sim)", deny(policy(headerPerm(header("user-agent", present(true))), anyID)), nil,
+			AuthzRequest{Method: "GET", Authority: "api.example.com", Path: "/"}, `the header "user-agent"`},
 		{":scheme", deny(policy(headerPerm(header(":scheme", str(exact("https")))), anyID)), nil, authzRequest, "pseudo-header :scheme is not part of AuthzRequest"},
 		{"any TLS peer, unknown whether TLS", deny(policy(anyPerm, authenticated(nil))), nil, AuthzRequest{}, "does not say whether the connection was TLS"},
 		{"ignore_case with safe_regex", deny(policy(pathPerm(&matcherpb.StringMatcher{MatchPattern: &matcherpb.StringMatcher_SafeRegex{SafeRegex: &matcherpb.RegexMatcher{Regex: "/.*"}}, IgnoreCase: true}), anyID)),

@@ -88,7 +88,7 @@ func Explain(v outcome.Verdict, c backend.Call) string {
 			why = "the DENY policy " + policy + " matches it"
 		}
 		return fmt.Sprintf("The sidecar knows where %s %s goes, but its RBAC filter runs first: %s, so Envoy answers 403 "+
-			"\"%s\" itself and the request never reaches the route.", c.RequestMethod(), c.Host(), why, outcome.RBACDeniedBody)
+			"\"%s\" itself: the route's cluster is never reached.", c.RequestMethod(), c.Host(), why, outcome.RBACDeniedBody)
 	case outcome.ReasonPassthrough:
 		return "The host is unknown, but the mesh allows any: PassthroughCluster sends the call on to its original destination."
 	case outcome.ReasonDynamicDNS:

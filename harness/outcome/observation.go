@@ -75,9 +75,10 @@ func Classify(o Observation) Verdict {
 		return Verdict{Kind: Allowed, Reason: ReasonUpstream, Evidence: ev}
 	case IsTCP(o.URL):
 		return Verdict{Kind: Unreachable, Reason: "no response", Evidence: ev}
-	case o.Status == 403 && strings.HasPrefix(o.BodyPrefix, RBACDeniedBody):
-		// Envoy's own 403 for an RBAC denial, from the sidecar (no upstream time) or from
-		// a proxy it reached (an egress gateway, whose log then says which: AtGateway).
+	case answeredByEnvoy && o.Status == 403 && strings.HasPrefix(o.BodyPrefix, RBACDeniedBody):
+		// Envoy's own 403 for an RBAC denial. One that came back from an upstream (an
+		// egress gateway, or any server at all) is that upstream's answer until the
+		// gateway's access log says its RBAC filter gave it (AtGateway).
 		return Verdict{Kind: Denied, Reason: ReasonRBAC, Evidence: ev}
 	case answeredByEnvoy && o.Status == 502:
 		return Verdict{Kind: Blocked, Reason: ReasonBlockAll, Evidence: ev}
@@ -108,11 +109,10 @@ type Logged struct {
 // that answered 5xx. When that upstream is an egress gateway, the 503 may be the
 // gateway's own (no cluster for the host there), which only its log tells.
 //
-// A denial that came back from an upstream is read there too: the 403 is Envoy's, but
-// only the gateway's log says that its RBAC filter gave it, and which policy.
+// So is any 4xx: a 403 may be the gateway's RBAC denial, which only the gateway's log
+// tells from an upstream's 403 (and says which policy).
 func NextHopDecides(v Verdict) bool {
-	upstream := v.Evidence.FromCall && v.Evidence.UpstreamServiceTime != ""
-	return upstream && (v.Kind == Allowed && v.Evidence.Status >= 500 || v.Kind == Denied)
+	return v.Kind == Allowed && v.Evidence.FromCall && v.Evidence.Status >= 400 && v.Evidence.UpstreamServiceTime != ""
 }
 
 // RBACDetailsPrefix begins Envoy's %RESPONSE_CODE_DETAILS% for a request its RBAC filter
@@ -143,10 +143,6 @@ func AtGateway(v Verdict, sidecar Logged, gateway string, h Logged) Verdict {
 	switch {
 	case h.Status == 403 && strings.HasPrefix(h.Details, RBACDetailsPrefix):
 		return Verdict{Kind: Denied, Reason: ReasonRBAC, Evidence: ev}
-	case v.Kind == Denied:
-		// A 403 with RBAC's body that the gateway's log does not call its own: the
-		// upstream's answer, whatever its body says.
-		return Verdict{Kind: Allowed, Reason: ReasonUpstream, Evidence: ev}
 	case has("NC"):
 		return Verdict{Kind: Blocked, Reason: ReasonNoCluster, Evidence: ev}
 	case has("NR"):

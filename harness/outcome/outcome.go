@@ -1,7 +1,8 @@
 // Package outcome is the verdict model every backend shares: a call from the client
-// was Allowed out of the mesh, Blocked by it (and why), or Unreachable (the mesh let it
-// out but DNS, the network or the upstream failed). A verdict always carries the
-// evidence it was reached from.
+// was Allowed out of the mesh, Blocked by it (and why), Unreachable (the mesh let it
+// out but DNS, the network or the upstream failed), InMesh (sent to another workload
+// of the mesh, whose proxy decides), or Denied (an AuthorizationPolicy refused it). A
+// verdict always carries the evidence it was reached from.
 //
 // Who owns which part of a verdict:
 //   - harness/dataplane reaches it from config, on the backends that run no Envoy

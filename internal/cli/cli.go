@@ -118,8 +118,6 @@ func whatIsWrong(args []string) string {
 	return fmt.Sprintf("unknown command %q", args[0])
 }
 
-// runVersion prints the binary's version, the Istio library it judges calls with, and
-// the software each backend runs.
 // ask opens the backend called name for the question's calls and asks internal/check
 // on it (`check`, and `suggest`'s replay): the answers and the backend's name, or "" and
 // the exit code when the backend could not be opened (open said why).
@@ -137,6 +135,8 @@ func ask(ctx context.Context, name string, s Streams, k backend.Keep, q check.Qu
 	return answers, b.Name(), code, err
 }
 
+// runVersion prints the binary's version, the Istio library it judges calls with, and
+// the software each backend runs.
 func runVersion(s Streams) int {
 	info, ok := debug.ReadBuildInfo()
 	if !ok {

@@ -95,7 +95,10 @@ func runSuggest(ctx context.Context, args []string, s Streams) int {
 		return ExitOK
 	}
 	if err := suggest.WriteFile(*out, sg.YAML); err != nil {
-		return suggestBadInput(s, err)
+		// The input was good; the file could not be written (a full disk, a folder
+		// without write access): nothing is half-written, and it is not the input's fault.
+		fmt.Fprintf(s.Err, "egresslab suggest: %v\nNothing was written.\n", err)
+		return ExitInfrastructure
 	}
 	fmt.Fprintf(s.Out, "egresslab suggest: wrote %d %s to %s\n", len(sg.Entries), plural("ServiceEntry", len(sg.Entries)), *out)
 	return ExitOK

@@ -18,7 +18,7 @@ import (
 // writes nothing. (The entries suggest writes always pass it; this is the proof that
 // passing means something.)
 func TestAReplayedCallThatIsNotAllowedFailsTheSuggestion(t *testing.T) {
-	const log = `[2026-11-25T09:43:16.273Z] "GET /todos/1 HTTP/1.1" 200 - via_upstream - "-" 0 359 9 2 "-" "egresslab-client" "18a47684" "jsonplaceholder.typicode.com" "104.21.48.1:80" PassthroughCluster 10.244.0.8:57672 104.21.48.1:80 10.244.0.8:57658 - allow_any
+	const log = `[2026-11-25T09:43:16.273Z] "GET /todos/1 HTTP/1.1" 200 - via_upstream - "-" 0 359 9 2 "-" "egresslab-client" "18a47684" "jsonplaceholder.typicode.com" "203.0.113.61:80" PassthroughCluster 10.244.0.8:57672 203.0.113.61:80 10.244.0.8:57658 - allow_any
 [2026-11-29T10:07:00.000Z] "- - -" 0 - - - "-" 96 220 4100 - "-" "-" "-" "-" "203.0.113.10:5432" PassthroughCluster 10.244.0.8:44000 203.0.113.10:5432 10.244.0.8:43998 - -
 `
 	obs := suggest.NewObservations()

@@ -22,8 +22,8 @@ import (
 // HTTP out through allow_any, TLS by SNI, a database by address, HTTPS on the
 // catch-all (no SNI), and a call to a registered service.
 const allowAnyLog = `2026-11-25T09:43:15.173450Z	info	Envoy proxy is ready
-[2026-11-25T09:43:16.273Z] "GET /todos/1 HTTP/1.1" 200 - via_upstream - "-" 0 359 9 2 "-" "egresslab-client" "18a47684-6b1d-56ab-9e7d-774e4f05551c" "jsonplaceholder.typicode.com" "104.21.48.1:80" PassthroughCluster 10.244.0.8:57672 104.21.48.1:80 10.244.0.8:57658 - allow_any
-[2026-11-29T10:00:03.000Z] "- - -" 0 - - - "-" 517 4012 35 - "-" "-" "-" "-" "172.67.1.1:443" PassthroughCluster 10.244.0.8:41020 172.67.1.1:443 10.244.0.8:41012 api.github.com -
+[2026-11-25T09:43:16.273Z] "GET /todos/1 HTTP/1.1" 200 - via_upstream - "-" 0 359 9 2 "-" "egresslab-client" "18a47684-6b1d-56ab-9e7d-774e4f05551c" "jsonplaceholder.typicode.com" "203.0.113.61:80" PassthroughCluster 10.244.0.8:57672 203.0.113.61:80 10.244.0.8:57658 - allow_any
+[2026-11-29T10:00:03.000Z] "- - -" 0 - - - "-" 517 4012 35 - "-" "-" "-" "-" "203.0.113.62:443" PassthroughCluster 10.244.0.8:41020 203.0.113.62:443 10.244.0.8:41012 api.github.com -
 [2026-11-29T10:07:00.000Z] "- - -" 0 - - - "-" 96 220 4100 - "-" "-" "-" "-" "203.0.113.10:5432" PassthroughCluster 10.244.0.8:44000 203.0.113.10:5432 10.244.0.8:43998 - -
 [2026-11-29T10:00:02.000Z] "- - -" 0 - - - "-" 517 4012 35 - "-" "-" "-" "-" "10.244.0.4:443" PassthroughCluster 10.244.0.8:41010 10.244.0.4:443 10.244.0.8:41002 - -
 [2026-11-25T09:43:16.273Z] "GET /todos/1 HTTP/1.1" 200 - via_upstream - "-" 0 359 9 2 "-" "egresslab-client" "18a47684-6b1d-56ab-9e7d-774e4f05551d" "httpbin.org" "10.244.0.4:80" outbound|80||httpbin.org 10.244.0.8:57672 10.244.0.4:80 10.244.0.8:57658 - default
@@ -39,8 +39,8 @@ func TestSuggestWritesEntriesThatTheReplayAllows(t *testing.T) {
 	// Each call replayed under REGISTRY_ONLY, from the workload that made it.
 	for _, want := range []string{
 		"3 calls under REGISTRY_ONLY with 3 ServiceEntries (sim backend):",
-		"http://jsonplaceholder.typicode.com:80/ @104.21.48.1  team-a/api  ALLOWED  registered service  outbound|80||jsonplaceholder.typicode.com",
-		"https://api.github.com:443/ @172.67.1.1",
+		"http://jsonplaceholder.typicode.com:80/ @203.0.113.61  team-a/api  ALLOWED  registered service  outbound|80||jsonplaceholder.typicode.com",
+		"https://api.github.com:443/ @203.0.113.62",
 		"tcp://203.0.113.10:5432",
 		"Not replayed: 10.244.0.4:443 (1 call): no entry covers it",
 		"NOT COVERED: 1 destination will be blocked under REGISTRY_ONLY",
@@ -180,4 +180,15 @@ func TestSuggestReadsAPipeAndCtrlCStopsOneNobodyWrites(t *testing.T) {
 			_ = w.Close()
 		}
 	})
+}
+
+// An -o that cannot be written once everything was read and proved (a folder no file
+// can be made in, even by root: /proc) is not the input's fault: exit 3, nothing
+// written, and the reason.
+func TestSuggestThatCannotWriteItsFileSaysSo(t *testing.T) {
+	log := writeFile(t, "istio-proxy.log", allowAnyLog)
+	code, stdout, errs := run(t, "", "suggest", "-verify=false", "-f", log, "-o", "/proc/egresslab-entries.yaml")
+	assert.Equal(t, cli.ExitInfrastructure, code, errs)
+	assert.Empty(t, stdout)
+	assert.Contains(t, errs, "Nothing was written.")
 }

@@ -143,12 +143,12 @@ func TestWhatNoEntryCanCoverIsListedWithTheReason(t *testing.T) {
 	// two hosts, on raw TCP. A host seen as both HTTP and TLS on one port. A Host that
 	// is no DNS name.
 	shared := []string{
-		strings.NewReplacer(`"jsonplaceholder.typicode.com:80"`, `"a.example.com"`, "104.21.48.1", "198.51.100.7").Replace(textHTTPPassthrough),
-		strings.NewReplacer(`"jsonplaceholder.typicode.com:80"`, `"b.example.com"`, "104.21.48.1", "198.51.100.7").Replace(textHTTPPassthrough),
+		strings.NewReplacer(`"jsonplaceholder.typicode.com:80"`, `"a.example.com"`, "203.0.113.61", "198.51.100.7").Replace(textHTTPPassthrough),
+		strings.NewReplacer(`"jsonplaceholder.typicode.com:80"`, `"b.example.com"`, "203.0.113.61", "198.51.100.7").Replace(textHTTPPassthrough),
 		strings.ReplaceAll(textTCPAddress, "203.0.113.10", "198.51.100.7"),
 	}
-	both := strings.NewReplacer("api.github.com", "mixed.example.com", "172.67.1.1:443", "198.51.100.8:8443").Replace(textTLSBySNI)
-	plain := strings.NewReplacer(`"jsonplaceholder.typicode.com:80"`, `"mixed.example.com"`, "104.21.48.1:80", "198.51.100.8:8443").Replace(textHTTPPassthrough)
+	both := strings.NewReplacer("api.github.com", "mixed.example.com", "203.0.113.62:443", "198.51.100.8:8443").Replace(textTLSBySNI)
+	plain := strings.NewReplacer(`"jsonplaceholder.typicode.com:80"`, `"mixed.example.com"`, "203.0.113.61:80", "198.51.100.8:8443").Replace(textHTTPPassthrough)
 	bad := strings.Replace(textHTTPPassthrough, `"jsonplaceholder.typicode.com:80"`, `"under_score.example.com"`, 1)
 	s := build(t, source("a.log", nil, append(shared, textCatchAll, both, plain, bad)...))
 
@@ -191,8 +191,8 @@ func TestTheReplayMakesEachCallAsTheAppDid(t *testing.T) {
 		got = append(got, c.From.String()+" "+c.Call.String()+" @"+c.Call.Address)
 	}
 	assert.Equal(t, []string{
-		"team-a/api https://api.github.com:443/ @172.67.1.1",
-		"team-a/api http://jsonplaceholder.typicode.com:80/ @104.21.48.1",
+		"team-a/api https://api.github.com:443/ @203.0.113.62",
+		"team-a/api http://jsonplaceholder.typicode.com:80/ @203.0.113.61",
 		"egresslab/client tcp://203.0.113.10:5432 @",
 		"team-a/api tcp://203.0.113.10:5432 @",
 	}, got)

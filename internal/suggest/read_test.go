@@ -19,12 +19,12 @@ import (
 // it (a value it lacks is null, a number a number).
 const (
 	// ALLOW_ANY, HTTP on a port with an HTTP listener: virtual host allow_any.
-	textHTTPPassthrough = `[2026-11-25T09:43:16.273Z] "GET /todos/1 HTTP/1.1" 200 - via_upstream - "-" 0 359 9 2 "-" "egresslab-client" "18a47684-6b1d-56ab-9e7d-774e4f05551c" "jsonplaceholder.typicode.com:80" "104.21.48.1:80" PassthroughCluster 10.244.0.8:57672 104.21.48.1:80 10.244.0.8:57658 - allow_any`
+	textHTTPPassthrough = `[2026-11-25T09:43:16.273Z] "GET /todos/1 HTTP/1.1" 200 - via_upstream - "-" 0 359 9 2 "-" "egresslab-client" "18a47684-6b1d-56ab-9e7d-774e4f05551c" "jsonplaceholder.typicode.com:80" "203.0.113.61:80" PassthroughCluster 10.244.0.8:57672 203.0.113.61:80 10.244.0.8:57658 - allow_any`
 	// ALLOW_ANY, HTTPS to a port no listener has: the catch-all, no TLS inspector, no SNI.
 	textCatchAll = `[2026-11-29T10:00:02.000Z] "- - -" 0 - - - "-" 517 4012 35 - "-" "-" "-" "-" "10.244.0.4:443" PassthroughCluster 10.244.0.8:41010 10.244.0.4:443 10.244.0.8:41002 - -`
 	// ALLOW_ANY, HTTPS on 443 where a TLS entry gives the port a listener with a TLS
 	// inspector: the unknown SNI takes the listener's PassthroughFilterChain.
-	textTLSBySNI   = `[2026-11-29T10:00:03.000Z] "- - -" 0 - - - "-" 517 4012 35 - "-" "-" "-" "-" "172.67.1.1:443" PassthroughCluster 10.244.0.8:41020 172.67.1.1:443 10.244.0.8:41012 api.github.com -`
+	textTLSBySNI   = `[2026-11-29T10:00:03.000Z] "- - -" 0 - - - "-" 517 4012 35 - "-" "-" "-" "-" "203.0.113.62:443" PassthroughCluster 10.244.0.8:41020 203.0.113.62:443 10.244.0.8:41012 api.github.com -`
 	textRegistered = `[2026-11-25T09:43:16.273Z] "GET /todos/1 HTTP/1.1" 200 - via_upstream - "-" 0 359 9 2 "-" "egresslab-client" "18a47684-6b1d-56ab-9e7d-774e4f05551c" "jsonplaceholder.typicode.com" "10.244.0.4:80" outbound|80||jsonplaceholder.typicode.com 10.244.0.8:57672 10.244.0.4:80 10.244.0.8:57658 - default`
 	textBlockAll   = `[2026-11-25T09:43:16.027Z] "GET /todos/1 HTTP/1.1" 502 - direct_response - "-" 0 118 2 - "-" "egresslab-client" "465a4e2e-d7c0-79ac-333c-7ca621a690bc" "jsonplaceholder.typicode.com" "-" - - 10.244.0.4:80 10.244.0.8:57642 - block_all`
 	textBlackHole  = `[2026-11-25T09:43:16.905Z] "- - -" 0 UH - - "-" 0 0 0 - "-" "-" "-" "-" "-" BlackHoleCluster - 10.244.0.4:443 10.244.0.8:35336 jsonplaceholder.typicode.com -`
@@ -39,10 +39,10 @@ const (
 	textHTTP2      = `[2026-11-29T10:08:00.000Z] "POST /pkg.Svc/Call HTTP/2" 200 - via_upstream - "-" 12 30 4 3 "-" "grpc-go/1.70.0" "22222222-0000-4000-8000-000000000000" "grpc.example.com:8080" "198.51.100.5:8080" PassthroughCluster 10.244.0.8:45000 198.51.100.5:8080 10.244.0.8:44990 - allow_any`
 	textHTTPToIP   = `[2026-11-29T10:09:00.000Z] "GET /latest/meta-data HTTP/1.1" 200 - via_upstream - "-" 0 20 1 1 "-" "aws-sdk" "33333333-0000-4000-8000-000000000000" "169.254.169.254" "169.254.169.254:80" PassthroughCluster 10.244.0.8:46000 169.254.169.254:80 10.244.0.8:45990 - allow_any`
 
-	jsonHTTPPassthrough = `{"authority":"jsonplaceholder.typicode.com","bytes_received":0,"bytes_sent":359,"connection_termination_details":null,"downstream_local_address":"104.21.48.1:80","downstream_remote_address":"10.244.0.8:57658","duration":9,"method":"GET","path":"/todos/1","protocol":"HTTP/1.1","request_id":"18a47684-6b1d-56ab-9e7d-774e4f05551c","requested_server_name":null,"response_code":200,"response_code_details":"via_upstream","response_flags":"-","route_name":"allow_any","start_time":"2026-11-25T09:43:16.273Z","upstream_cluster":"PassthroughCluster","upstream_host":"104.21.48.1:80","upstream_local_address":"10.244.0.8:57672","upstream_service_time":"2","upstream_transport_failure_reason":null,"user_agent":"egresslab-client","x_forwarded_for":null}`
+	jsonHTTPPassthrough = `{"authority":"jsonplaceholder.typicode.com","bytes_received":0,"bytes_sent":359,"connection_termination_details":null,"downstream_local_address":"203.0.113.61:80","downstream_remote_address":"10.244.0.8:57658","duration":9,"method":"GET","path":"/todos/1","protocol":"HTTP/1.1","request_id":"18a47684-6b1d-56ab-9e7d-774e4f05551c","requested_server_name":null,"response_code":200,"response_code_details":"via_upstream","response_flags":"-","route_name":"allow_any","start_time":"2026-11-25T09:43:16.273Z","upstream_cluster":"PassthroughCluster","upstream_host":"203.0.113.61:80","upstream_local_address":"10.244.0.8:57672","upstream_service_time":"2","upstream_transport_failure_reason":null,"user_agent":"egresslab-client","x_forwarded_for":null}`
 	jsonCatchAll        = `{"authority":null,"bytes_received":517,"bytes_sent":4012,"connection_termination_details":null,"downstream_local_address":"10.244.0.4:443","downstream_remote_address":"10.244.0.8:41002","duration":35,"method":null,"path":null,"protocol":null,"request_id":null,"requested_server_name":null,"response_code":0,"response_code_details":null,"response_flags":"-","route_name":null,"start_time":"2026-11-29T10:00:02.000Z","upstream_cluster":"PassthroughCluster","upstream_host":"10.244.0.4:443","upstream_local_address":"10.244.0.8:41010","upstream_service_time":null,"upstream_transport_failure_reason":null,"user_agent":null,"x_forwarded_for":null}`
 	// The stand-in for Envoy writes every value as a string, "-" for none.
-	jsonStandInTLS = `{"authority":"-","downstream_local_address":"172.67.1.1:443","downstream_remote_address":"10.244.0.8:41012","method":"-","protocol":"-","requested_server_name":"api.github.com","response_code":"0","route_name":"-","start_time":"2026-11-29T10:00:03.000Z","upstream_cluster":"PassthroughCluster","upstream_host":"172.67.1.1:443","upstream_local_address":"10.244.0.8:41020"}`
+	jsonStandInTLS = `{"authority":"-","downstream_local_address":"203.0.113.62:443","downstream_remote_address":"10.244.0.8:41012","method":"-","protocol":"-","requested_server_name":"api.github.com","response_code":"0","route_name":"-","start_time":"2026-11-29T10:00:03.000Z","upstream_cluster":"PassthroughCluster","upstream_host":"203.0.113.62:443","upstream_local_address":"10.244.0.8:41020"}`
 	jsonRegistered = `{"authority":"jsonplaceholder.typicode.com","downstream_local_address":"10.244.0.4:80","downstream_remote_address":"10.244.0.8:57658","method":"GET","protocol":"HTTP/1.1","requested_server_name":null,"response_code":200,"route_name":"default","start_time":"2026-11-25T09:43:16.273Z","upstream_cluster":"outbound|80||jsonplaceholder.typicode.com","upstream_local_address":"10.244.0.8:57672"}`
 
 	agentLine     = "2026-11-25T09:43:15.173450Z\tinfo\tEnvoy proxy is ready"
@@ -58,25 +58,25 @@ func TestALineIsReadInEitherOfIstiosFormats(t *testing.T) {
 	}{
 		{"TEXT, HTTP through allow_any", textHTTPPassthrough, accessLog, record{method: "GET", protocol: "HTTP/1.1",
 			authority: "jsonplaceholder.typicode.com:80", cluster: "PassthroughCluster", upstreamLocal: "10.244.0.8:57672",
-			downstreamLocal: "104.21.48.1:80", route: "allow_any"}},
+			downstreamLocal: "203.0.113.61:80", route: "allow_any"}},
 		{"TEXT, TCP on the catch-all: no SNI", textCatchAll, accessLog, record{cluster: "PassthroughCluster",
 			upstreamLocal: "10.244.0.8:41010", downstreamLocal: "10.244.0.4:443"}},
 		{"TEXT, TLS by SNI", textTLSBySNI, accessLog, record{cluster: "PassthroughCluster", upstreamLocal: "10.244.0.8:41020",
-			downstreamLocal: "172.67.1.1:443", sni: "api.github.com"}},
+			downstreamLocal: "203.0.113.62:443", sni: "api.github.com"}},
 		{"TEXT, HTTP/2", textHTTP2, accessLog, record{method: "POST", protocol: "HTTP/2", authority: "grpc.example.com:8080",
 			cluster: "PassthroughCluster", upstreamLocal: "10.244.0.8:45000", downstreamLocal: "198.51.100.5:8080", route: "allow_any"}},
 		{"TEXT, block_all has no cluster", textBlockAll, accessLog, record{method: "GET", protocol: "HTTP/1.1",
 			authority: "jsonplaceholder.typicode.com", downstreamLocal: "10.244.0.4:80", route: "block_all"}},
 		{"JSON as Envoy writes it, HTTP", jsonHTTPPassthrough, accessLog, record{json: true, method: "GET", protocol: "HTTP/1.1",
 			authority: "jsonplaceholder.typicode.com", cluster: "PassthroughCluster", upstreamLocal: "10.244.0.8:57672",
-			downstreamLocal: "104.21.48.1:80", route: "allow_any"}},
+			downstreamLocal: "203.0.113.61:80", route: "allow_any"}},
 		{"JSON as Envoy writes it, TCP: nulls", jsonCatchAll, accessLog, record{json: true, cluster: "PassthroughCluster",
 			upstreamLocal: "10.244.0.8:41010", downstreamLocal: "10.244.0.4:443"}},
 		{"JSON as the stand-in writes it: dashes", jsonStandInTLS, accessLog, record{json: true, cluster: "PassthroughCluster",
-			upstreamLocal: "10.244.0.8:41020", downstreamLocal: "172.67.1.1:443", sni: "api.github.com"}},
+			upstreamLocal: "10.244.0.8:41020", downstreamLocal: "203.0.113.62:443", sni: "api.github.com"}},
 		{"JSON with an escape in a value", strings.Replace(jsonHTTPPassthrough, `"allow_any"`, `"allow\u005fany"`, 1), accessLog,
 			record{json: true, method: "GET", protocol: "HTTP/1.1", authority: "jsonplaceholder.typicode.com", cluster: "PassthroughCluster",
-				upstreamLocal: "10.244.0.8:57672", downstreamLocal: "104.21.48.1:80", route: "allow_any"}},
+				upstreamLocal: "10.244.0.8:57672", downstreamLocal: "203.0.113.61:80", route: "allow_any"}},
 		{"pilot-agent's line", agentLine, notLog, record{}},
 		{"pilot-agent's line in JSON (--log_as_json)", agentJSONLine, notLog, record{}},
 		{"brackets that are no start time", "[warning] something", notLog, record{}},
