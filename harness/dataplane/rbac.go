@@ -48,6 +48,8 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/egresslab/egresslab/harness/outcome"
 )
 
 // AuthzRequest is what Envoy's RBAC filter reads of one HTTP request and its connection.
@@ -78,14 +80,15 @@ type AuthzDecision struct {
 	Policy string
 }
 
-// Details is Envoy's response code details for a denial: "rbac_access_denied_matched_policy[" + Policy + "]"; "" when allowed.
+// Details is Envoy's response code details for a denial, outcome.RBACDetailsPrefix +
+// Policy + "]" (the form the kind backend reads in a gateway's log); "" when allowed.
 // As Envoy's responseDetail (filters/common/rbac/utility.cc) does, each whitespace
 // character of the policy ID becomes '_', to keep access log fields apart.
 func (d AuthzDecision) Details() string {
 	if !d.Denied {
 		return ""
 	}
-	return "rbac_access_denied_matched_policy[" + strings.Map(func(r rune) rune {
+	return outcome.RBACDetailsPrefix + strings.Map(func(r rune) rune {
 		if strings.ContainsRune(" \t\n\v\f\r", r) {
 			return '_'
 		}
