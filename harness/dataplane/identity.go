@@ -54,6 +54,7 @@ func ProxyFor(pod *corev1.Pod) *pilotmodel.Proxy {
 			Labels:         pod.Labels,
 			ServiceAccount: serviceAccount(pod),
 			ClusterID:      ClusterID,
+			DNSCapture:     model.StringBool(CapturesDNS(pod)),
 		},
 	}
 }
@@ -74,6 +75,7 @@ func NodeFor(pod *corev1.Pod) *core.Node {
 		ServiceAccount:   serviceAccount(pod),
 		ClusterID:        ClusterID,
 		MeshID:           "cluster.local",
+		DNSCapture:       model.StringBool(CapturesDNS(pod)),
 	}
 	return &core.Node{
 		Id:       fmt.Sprintf("%s~%s~%s.%s~%s.svc.cluster.local", proxyType(pod), pod.Status.PodIP, pod.Name, pod.Namespace, pod.Namespace),

@@ -22,6 +22,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"istio.io/istio/pilot/pkg/simulation"
+	dnsProto "istio.io/istio/pkg/dns/proto"
 	"istio.io/istio/pkg/model"
 	"istio.io/istio/pkg/wellknown"
 )
@@ -35,6 +36,9 @@ const (
 	clusterType  = model.ClusterType
 	routeType    = model.RouteType
 	endpointType = model.EndpointType
+	// nameTableType is NDS: the DNS name table, which istio-agent asks for only when it
+	// captures DNS (pkg/istio-agent/xds_proxy.go), to answer the app's queries itself.
+	nameTableType = model.NameTableType
 )
 
 // IstioProxyVersion is the Istio version the stand-in sidecar claims, as an
@@ -58,15 +62,28 @@ type Sidecar struct {
 	wantRDS   []string // the route names last asked for
 	endpoints map[string]*endpoint.ClusterLoadAssignment
 	wantEDS   []string // the EDS service names last asked for
+	names     *Names   // the DNS name table, for a sidecar that captures DNS
 	received  map[string]int
 	updated   time.Time // when the last response arrived
 	changed   chan struct{}
 	err       error // why the stream ended
 }
 
-// Connect opens the ADS stream to istiod at addr and asks for clusters and listeners;
-// routes are asked for as listeners name them.
+// Connect opens the ADS stream to istiod at addr and asks for clusters and listeners,
+// as Envoy does; routes are asked for as listeners name them. The stand-in for Envoy's
+// process connects this way (istio-agent, real there, asks for the name table itself).
 func Connect(addr string, node *core.Node) (*Sidecar, error) {
+	return connect(addr, node, false)
+}
+
+// ConnectAgent is Connect for a stand-in of the whole istio-proxy container, Envoy and
+// istio-agent (the local backend): when the node captures DNS it also asks for the
+// name table, as the agent does (Names).
+func ConnectAgent(addr string, node *core.Node) (*Sidecar, error) {
+	return connect(addr, node, capturesDNS(node))
+}
+
+func connect(addr string, node *core.Node, names bool) (*Sidecar, error) {
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))
 	if err != nil {
@@ -93,8 +110,28 @@ func Connect(addr string, node *core.Node) (*Sidecar, error) {
 		s.Close()
 		return nil, fmt.Errorf("stand-in sidecar: send LDS request: %w", err)
 	}
+	if names {
+		if err := stream.Send(&discovery.DiscoveryRequest{TypeUrl: nameTableType}); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("stand-in sidecar: send NDS request: %w", err)
+		}
+	}
 	go s.receive(stream)
 	return s, nil
+}
+
+// capturesDNS reports whether the node's metadata says its agent captures DNS
+// (DNS_CAPTURE, as NodeFor sets it from the pod).
+func capturesDNS(node *core.Node) bool {
+	return node.GetMetadata().GetFields()["DNS_CAPTURE"].GetStringValue() == "true"
+}
+
+// Names is the DNS name table istiod last sent, nil when the sidecar does not capture
+// DNS: how its app's names resolve.
+func (s *Sidecar) Names() *Names {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.names
 }
 
 // Ended reports whether the stream from istiod has ended.
@@ -156,6 +193,10 @@ func (s *Sidecar) receive(stream discovery.AggregatedDiscoveryService_StreamAggr
 				s.endpoints[la.GetClusterName()] = la
 			}
 			ack.ResourceNames = s.wantEDS
+		case nameTableType:
+			if tables := decodeAll[dnsProto.NameTable](resp.Resources); len(tables) > 0 {
+				s.names = NewNames(tables[0])
+			}
 		}
 		s.received[resp.TypeUrl]++
 		s.updated = time.Now()

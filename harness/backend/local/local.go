@@ -323,7 +323,8 @@ func (b *Backend) simulate(ctx context.Context, w backend.Workload, c backend.Ca
 	if err != nil {
 		return nil, simulation.Result{}, nil, err
 	}
-	r, err := dataplane.Simulate(s, c)
+	// The app dials through its sidecar's DNS proxy, when it captures DNS.
+	r, err := dataplane.Simulate(s, sc.Names().Dial(c))
 	return s, r, pod, err
 }
 
@@ -375,7 +376,7 @@ func (e *env) sidecar(ctx context.Context, w backend.Workload) (*dataplane.Sidec
 	if s := e.sidecars[w]; s != nil {
 		return s, pod, nil
 	}
-	s, err = dataplane.Connect(e.cp.XDSAddress, dataplane.NodeFor(pod))
+	s, err = dataplane.ConnectAgent(e.cp.XDSAddress, dataplane.NodeFor(pod))
 	if err != nil {
 		return nil, nil, err
 	}

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -22,9 +23,11 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 
 	meshconfig "istio.io/api/mesh/v1alpha1"
+	apiv1 "istio.io/api/networking/v1"
 	"istio.io/istio/pilot/pkg/simulation"
 	"istio.io/istio/pilot/test/xds"
 	"istio.io/istio/pkg/config"
+	"istio.io/istio/pkg/config/schema/gvk"
 	"istio.io/istio/pkg/kube/krt"
 	istiolog "istio.io/istio/pkg/log"
 
@@ -43,6 +46,8 @@ type Backend struct {
 	world   *world            // built from objects; nil when objects changed since
 	// lastCreated is the creation time given to the object applied last.
 	lastCreated time.Time
+	// addresses are the ones istiod's IP auto-allocation gives the ServiceEntries.
+	addresses addressBook
 }
 
 // Option configures a Backend.
@@ -68,6 +73,7 @@ func (b *Backend) Close() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.dropWorld()
+	b.addresses.close()
 }
 
 // dropWorld stops the control plane built for the previous state; the next call builds
@@ -188,6 +194,9 @@ func (b *Backend) change(set *manifest.Set, apply bool) {
 			}
 			b.objects = append(b.objects, o)
 		}
+		if o.Istio != nil {
+			b.addresses.record(*o.Istio, !apply)
+		}
 	}
 	b.dropWorld()
 }
@@ -227,6 +236,7 @@ func (b *Backend) Call(_ context.Context, w backend.Workload, c backend.Call) (o
 	if err != nil {
 		return outcome.Verdict{}, err
 	}
+	c = b.dialled(w, c)
 	r, err := dataplane.Simulate(sim, c)
 	if err != nil {
 		return outcome.Verdict{}, err
@@ -271,11 +281,22 @@ func (b *Backend) SidecarConfig(_ context.Context, w backend.Workload, c backend
 	if err != nil {
 		return "", err
 	}
-	r, err := dataplane.Simulate(sim, c)
+	r, err := dataplane.Simulate(sim, b.dialled(w, c))
 	if err != nil {
 		return "", err
 	}
 	return dataplane.Dump(sim, r)
+}
+
+// dialled is the call as w's app makes it: through its sidecar's DNS proxy, when it
+// captures DNS (dataplane.Names.Dial). Simulation(w) has built the world.
+func (b *Backend) dialled(w backend.Workload, c backend.Call) backend.Call {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.world == nil {
+		return c
+	}
+	return b.world.names[w].Dial(c)
 }
 
 // world is one state of the cluster: an Istio control plane built from the applied
@@ -284,6 +305,8 @@ type world struct {
 	failer  *failer // stops this world's control plane when closed
 	server  *xds.FakeDiscoveryServer
 	proxies map[backend.Workload]*simulation.Simulation
+	// names is the DNS name table of each of those sidecars that captures DNS.
+	names map[backend.Workload]*dataplane.Names
 }
 
 // Simulation is the config istiod would push to the workload's sidecar, for Istio's simulator.
@@ -316,6 +339,10 @@ func (b *Backend) Simulation(w backend.Workload) (_ *simulation.Simulation, err 
 		Routes:    b.world.server.RoutesFromListeners(proxy, listeners),
 	}
 	b.world.proxies[w] = s
+	if proxy.Metadata.DNSCapture {
+		// What istiod's NDS would send this sidecar's agent (pilot/pkg/xds/nds.go).
+		b.world.names[w] = dataplane.NewNames(b.world.server.ConfigGen.BuildNameTable(proxy, b.world.server.PushContext()))
+	}
 	return s, nil
 }
 
@@ -330,12 +357,24 @@ func (b *Backend) build() (_ *world, err error) {
 		}
 	}()
 	defer recoverFailure("start Istio's control plane", &err)
+	// A ServiceEntry's status holds the addresses istiod allocated for it, which only a
+	// sidecar that captures DNS uses.
+	var statuses map[string]*apiv1.ServiceEntryStatus
+	if slices.ContainsFunc(slices.Collect(maps.Values(b.pods())), dataplane.CapturesDNS) {
+		if statuses, err = b.addresses.statuses(); err != nil {
+			return nil, err
+		}
+	}
 	var configs []config.Config
 	var kube []runtime.Object
 	for _, o := range b.objects {
 		switch {
 		case o.Istio != nil:
-			configs = append(configs, *o.Istio)
+			c := *o.Istio
+			if st, ok := statuses[c.Namespace+"/"+c.Name]; ok && c.GroupVersionKind == gvk.ServiceEntry {
+				c.Status = st
+			}
+			configs = append(configs, c)
 		case o.Kube != nil:
 			kube = append(kube, o.Kube.DeepCopyObject())
 		}
@@ -348,7 +387,8 @@ func (b *Backend) build() (_ *world, err error) {
 		KubernetesObjects: kube,
 		MeshConfig:        b.mesh,
 	})
-	return &world{failer: f, server: s, proxies: map[backend.Workload]*simulation.Simulation{}}, nil
+	return &world{failer: f, server: s, proxies: map[backend.Workload]*simulation.Simulation{},
+		names: map[backend.Workload]*dataplane.Names{}}, nil
 }
 
 // workloadPod finds the Deployment w and its namespace, and returns the pod it would run.

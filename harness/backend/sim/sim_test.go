@@ -291,3 +291,47 @@ func TestTheOlderOfTwoTCPEntriesOnOnePortWinsAndKeepsItsAgeWhenApplied(t *testin
 	require.NoError(t, b.Apply(ctx, again))
 	assert.Equal(t, "outbound|5432||orders.db.example", cluster(), "billing deleted and created again is the newer")
 }
+
+// A sidecar that captures DNS gets a listener on the address istiod's IP auto-allocation
+// gave each TCP entry without addresses, and its app dials the address its agent
+// answers with: orders' connection reaches orders' cluster. A sidecar that does not
+// capture DNS still has one listener for the whole port, billing's. istiod frees no
+// address: an entry deleted and applied again gets the next one (ipallocate.go).
+func TestDNSProxyingGivesEachTCPEntryWithoutAddressesItsOwnListener(t *testing.T) {
+	ctx := context.Background()
+	b := world(t, manifest.RegistryOnly, true, "tcp-egress/billing.yaml", "tcp-egress/orders.yaml", "tcp-egress/dns-proxying-client.yaml")
+	dbClient := backend.Workload{Namespace: apps.Client.Namespace, Name: "db-client"}
+	call := func(w backend.Workload, raw string) outcome.Evidence {
+		v, err := b.Call(ctx, w, backend.MustCall(raw))
+		require.NoError(t, err)
+		return v.Evidence
+	}
+	for host, want := range map[string]outcome.Evidence{
+		"billing": {Listener: "240.240.0.1_5432", Cluster: "outbound|5432||billing.db.example"},
+		"orders":  {Listener: "240.240.0.2_5432", Cluster: "outbound|5432||orders.db.example"},
+	} {
+		got := call(dbClient, "tcp://"+host+".db.example:5432")
+		assert.Equal(t, [2]string{want.Listener, want.Cluster}, [2]string{got.Listener, got.Cluster}, "db-client to %s", host)
+	}
+	got := call(apps.Client, "tcp://orders.db.example:5432")
+	assert.Equal(t, [2]string{"0.0.0.0_5432", "outbound|5432||billing.db.example"}, [2]string{got.Listener, got.Cluster},
+		"a client without DNS capture shares the port's listener")
+
+	orders, err := labs.Manifest("tcp-egress/orders.yaml", apps.Client.Namespace)
+	require.NoError(t, err)
+	require.NoError(t, b.Delete(ctx, orders))
+	require.NoError(t, b.Apply(ctx, orders))
+	assert.Equal(t, "240.240.0.3_5432", call(dbClient, "tcp://orders.db.example:5432").Listener, "orders created again gets a new address")
+	assert.Equal(t, "240.240.0.1_5432", call(dbClient, "tcp://billing.db.example:5432").Listener, "billing keeps its address")
+}
+
+// An entry with addresses of its own gets none allocated: its listener is on its address,
+// whether or not the sidecar captures DNS, and the agent answers with that address.
+func TestAnEntryWithAddressesGetsNoAllocatedOne(t *testing.T) {
+	b := world(t, manifest.RegistryOnly, true, "tcp-egress/billing-address.yaml", "tcp-egress/dns-proxying-client.yaml")
+	v, err := b.Call(context.Background(), backend.Workload{Namespace: apps.Client.Namespace, Name: "db-client"},
+		backend.MustCall("tcp://billing.db.example:5432"))
+	require.NoError(t, err)
+	assert.Equal(t, "203.0.113.10_5432", v.Evidence.Listener)
+	assert.Equal(t, "outbound|5432||billing.db.example", v.Evidence.Cluster)
+}
