@@ -2,7 +2,11 @@ package lab
 
 import (
 	"fmt"
+	"net/netip"
+	"strconv"
 	"strings"
+
+	"istio.io/istio/pilot/pkg/features"
 
 	"github.com/egresslab/egresslab/harness/backend"
 	"github.com/egresslab/egresslab/harness/outcome"
@@ -57,12 +61,7 @@ func Explain(v outcome.Verdict, c backend.Call) string {
 				"the tunnel leads to is the proxy's decision.", host, port, c.Host(), v.Evidence.Listener, v.Evidence.Cluster, c.HostPort())
 		}
 		if c.TCP() {
-			takes := fmt.Sprintf("every connection to port %d", c.Port())
-			if l := v.Evidence.Listener; l != "" && !strings.HasPrefix(l, "0.0.0.0_") {
-				takes = "every connection to " + strings.Replace(l, "_", ":", 1)
-			}
-			return fmt.Sprintf("The sidecar's TCP listener %s takes %s, whatever host the app meant (a TCP proxy reads "+
-				"no name), and sends it to the cluster %s, which leads out of the mesh.", v.Evidence.Listener, takes, v.Evidence.Cluster)
+			return explainTCP(c, v.Evidence)
 		}
 		if v.Evidence.VirtualHost == "" {
 			return fmt.Sprintf("The sidecar's listener for port %d matches %s (for HTTPS, by the TLS SNI, without decrypting) and "+
@@ -109,3 +108,30 @@ func Explain(v outcome.Verdict, c backend.Call) string {
 	}
 	return v.String()
 }
+
+// explainTCP says how a sidecar's TCP listener sent a plain TCP connection out: by its
+// address and port only. A listener on an address istiod allocated (the ServiceEntry
+// had none) is one the app reached because the sidecar's DNS proxy answered its query
+// with that address. A listener the lab does not name (its address is not known in
+// advance) is described without one.
+func explainTCP(c backend.Call, ev outcome.Evidence) string {
+	l := ev.Listener
+	if l == "" {
+		return fmt.Sprintf("A TCP listener of the sidecar takes the connection by its address and port (a TCP proxy reads "+
+			"no name) and sends it to the cluster %s, which leads out of the mesh.", ev.Cluster)
+	}
+	takes := fmt.Sprintf("every connection to port %d", c.Port())
+	if !strings.HasPrefix(l, "0.0.0.0_") {
+		addr, _, _ := strings.Cut(l, "_")
+		takes = "every connection to " + addr + ":" + strconv.Itoa(c.Port())
+		if ip, err := netip.ParseAddr(addr); err == nil && autoAllocated.Contains(ip) {
+			takes += fmt.Sprintf(", the address istiod allocated for %s, which the sidecar's DNS proxy gave the app", c.Host())
+		}
+	}
+	return fmt.Sprintf("The sidecar's TCP listener %s takes %s, whatever host the app meant (a TCP proxy reads "+
+		"no name), and sends it to the cluster %s, which leads out of the mesh.", l, takes, ev.Cluster)
+}
+
+// autoAllocated is the range istiod allocates ServiceEntry addresses from
+// (PILOT_IP_AUTOALLOCATE_IPV4_PREFIX, pilot/pkg/features/pilot.go).
+var autoAllocated = netip.MustParsePrefix(features.IPAutoallocateIPv4Prefix)

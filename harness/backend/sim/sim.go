@@ -236,7 +236,7 @@ func (b *Backend) Call(_ context.Context, w backend.Workload, c backend.Call) (o
 	if err != nil {
 		return outcome.Verdict{}, err
 	}
-	c = b.dialled(w, c)
+	c = b.Dialled(w, c)
 	r, err := dataplane.Simulate(sim, c)
 	if err != nil {
 		return outcome.Verdict{}, err
@@ -281,16 +281,16 @@ func (b *Backend) SidecarConfig(_ context.Context, w backend.Workload, c backend
 	if err != nil {
 		return "", err
 	}
-	r, err := dataplane.Simulate(sim, b.dialled(w, c))
+	r, err := dataplane.Simulate(sim, b.Dialled(w, c))
 	if err != nil {
 		return "", err
 	}
 	return dataplane.Dump(sim, r)
 }
 
-// dialled is the call as w's app makes it: through its sidecar's DNS proxy, when it
+// Dialled is the call as w's app makes it: through its sidecar's DNS proxy, when it
 // captures DNS (dataplane.Names.Dial). Simulation(w) has built the world.
-func (b *Backend) dialled(w backend.Workload, c backend.Call) backend.Call {
+func (b *Backend) Dialled(w backend.Workload, c backend.Call) backend.Call {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.world == nil {
