@@ -50,7 +50,7 @@ func (b *standInBackend) Call(ctx context.Context, w backend.Workload, c backend
 	if err != nil {
 		return outcome.Verdict{}, err
 	}
-	c = b.Dialled(w, c) // the agent's DNS proxy, real on kind, answers from sim's name table
+	c = b.Dialled(w, c)                                      // the agent's DNS proxy, real on kind, answers from sim's name table
 	dialed := netip.MustParseAddr(dataplane.ExternalAddress) // what DNS gives every host in sim's world
 	if c.Address != "" {
 		dialed = netip.MustParseAddr(c.Address) // the address the app was told to connect to
