@@ -2,7 +2,10 @@
 // (model.EnvoyTextLogFormat in istio.io/istio/pilot/pkg/model/telemetry_logging.go),
 // into its fields, and names the fields by their place. The kind backend reads a call's
 // line with it and `egresslab suggest` reads whole logs: one splitter and one table of
-// places, so that both read the format the same way.
+// places, so that both read the format the same way. Entry is the other direction: what
+// one line says, rendered in an access log's format by Envoy's command operators, for
+// the stand-in for Envoy's process and for the lines sim and local say a sidecar would
+// write.
 package accesslog
 
 import "strings"

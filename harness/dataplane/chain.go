@@ -4,6 +4,7 @@ import (
 	listener "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	hcm "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	netrbac "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/rbac/v3"
+	tcpproxy "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 
 	"istio.io/istio/pilot/pkg/simulation"
@@ -76,4 +77,75 @@ func NetworkRBAC(sim *simulation.Simulation, r simulation.Result) bool {
 		}
 	}
 	return false
+}
+// InspectsTLS says whether the listener named ran Envoy's TLS inspector on a connection
+// to port: it lists it among its listener filters, not disabled for that port. Istio
+// adds it to an outbound port's listener whose filter chains match on TLS
+// (listener.go), never to virtualOutbound (buildVirtualOutboundListener).
+func InspectsTLS(sim *simulation.Simulation, listenerName string, port int) bool {
+	for _, l := range sim.Listeners {
+		if l.GetName() != listenerName {
+			continue
+		}
+		for _, f := range l.GetListenerFilters() {
+			if f.GetName() == wellknown.TLSInspector && !disabledFor(f.GetFilterDisabled(), port) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// disabledFor evaluates a listener filter's filter_disabled predicate for a destination
+// port, in the forms Istio writes (a port range, any of several, not); a predicate with
+// any other form in it is taken as disabled, so that no stand-in claims to know
+// more than Envoy.
+func disabledFor(p *listener.ListenerFilterChainMatchPredicate, port int) bool {
+	if p == nil {
+		return false
+	}
+	disabled, known := evaluate(p, port)
+	return disabled || !known
+}
+
+// evaluate is the predicate's value for port, and whether every part of it was one this
+// package reads.
+func evaluate(p *listener.ListenerFilterChainMatchPredicate, port int) (value, known bool) {
+	switch r := p.GetRule().(type) {
+	case *listener.ListenerFilterChainMatchPredicate_DestinationPortRange:
+		return int32(port) >= r.DestinationPortRange.GetStart() && int32(port) < r.DestinationPortRange.GetEnd(), true
+	case *listener.ListenerFilterChainMatchPredicate_OrMatch:
+		for _, q := range r.OrMatch.GetRules() {
+			v, ok := evaluate(q, port)
+			if !ok {
+				return false, false
+			}
+			if v {
+				return true, true
+			}
+		}
+		return false, true
+	case *listener.ListenerFilterChainMatchPredicate_NotMatch:
+		v, ok := evaluate(r.NotMatch, port)
+		return !v, ok
+	}
+	return false, false
+}
+
+// TCPProxy is the TCP proxy of the filter chain the simulator matched (the one that
+// sends to the matched cluster) and the network filters before it in that chain; nil
+// when the chain has none (an HTTP chain).
+func TCPProxy(sim *simulation.Simulation, r simulation.Result) (*tcpproxy.TcpProxy, []*listener.Filter) {
+	for _, fc := range MatchedChains(sim, r) {
+		for i, f := range fc.GetFilters() {
+			if f.GetName() != wellknown.TCPProxy {
+				continue
+			}
+			t := &tcpproxy.TcpProxy{}
+			if f.GetTypedConfig().UnmarshalTo(t) == nil && t.GetCluster() == r.ClusterMatched {
+				return t, fc.GetFilters()[:i]
+			}
+		}
+	}
+	return nil, nil
 }

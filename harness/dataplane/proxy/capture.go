@@ -20,7 +20,6 @@ import (
 	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpoint "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
-	listener "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcm "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	snidfp "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/sni_dynamic_forward_proxy/v3"
@@ -28,7 +27,6 @@ import (
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 
 	"istio.io/istio/pilot/pkg/simulation"
-	"istio.io/istio/pkg/wellknown"
 
 	"github.com/egresslab/egresslab/harness/dataplane"
 	"github.com/egresslab/egresslab/harness/outcome"
@@ -99,7 +97,7 @@ func (p *Process) atGateway(c net.Conn) {
 // serve decides a connection to dst on the config held and acts on the decision, as
 // the listener that matched it would: outbound (a sidecar's capture) or at a gateway.
 func (p *Process) serve(c net.Conn, dst netip.AddrPort, gateway bool) {
-	e := &logEntry{start: time.Now(), downstreamRemote: c.RemoteAddr().String(), downstreamLocal: dst.String()}
+	e := &logEntry{Start: time.Now(), DownstreamRemote: c.RemoteAddr().String(), DownstreamLocal: dst.String()}
 	br := bufio.NewReaderSize(c, bufSize)
 	conn := dataplane.Connection{Address: dst.Addr().String(), Port: int(dst.Port()), Gateway: gateway}
 	sniff(c, br, &conn)
@@ -116,11 +114,11 @@ func (p *Process) serve(c net.Conn, dst netip.AddrPort, gateway bool) {
 		return
 	}
 	r := d.Result
-	if inspectsTLS(sim, r.ListenerMatched, conn.Port) {
+	if dataplane.InspectsTLS(sim, r.ListenerMatched, conn.Port) {
 		// Envoy knows the SNI only where a TLS inspector read the ClientHello: the
 		// listener that took the connection has one (0.0.0.0_443 with a TLS entry), or
 		// the field is "-" (virtualOutbound, the catch-all, has none).
-		e.sni = conn.SNI
+		e.SNI = conn.SNI
 	}
 	if dt := dataplane.DownstreamTLS(sim, r); dt != nil {
 		p.terminateTLS(c, br, conn, dt, e)
@@ -141,7 +139,7 @@ func (p *Process) act(c net.Conn, br *bufio.Reader, conn dataplane.Connection, s
 	case h != nil:
 		// TLS or raw TCP bytes into an HTTP connection manager: Envoy's HTTP/1 codec fails
 		// on them and answers 400 before closing.
-		e.code, e.details, e.cluster = http.StatusBadRequest, "http1.codec_error", "-"
+		e.Code, e.Details, e.Cluster = http.StatusBadRequest, "http1.codec_error", "-"
 		resp := localReply(http.StatusBadRequest, "Bad Request", serverName(h), h)
 		resp.Close = true
 		_ = resp.Write(c)
@@ -153,7 +151,7 @@ func (p *Process) act(c net.Conn, br *bufio.Reader, conn dataplane.Connection, s
 		p.logf("warning", "%s: the filter chain enforces a network RBAC filter, which the stand-in does not model: reset", describe(conn))
 		reset(c)
 	case tcp != nil && r.Error == nil:
-		p.serveTCP(c, br, dst, sniForwardedTo(sniDFP, e.sni), sim, tcp, e)
+		p.serveTCP(c, br, dst, sniForwardedTo(sniDFP, e.SNI), sim, tcp, e)
 	default:
 		p.logf("debug", "%s: %v (listener %q): reset", describe(conn), r.Error, r.ListenerMatched)
 		reset(c)
@@ -210,60 +208,6 @@ type bufferedConn struct {
 
 func (b bufferedConn) Read(p []byte) (int, error) { return b.r.Read(p) }
 
-// inspectsTLS says whether the listener named ran Envoy's TLS inspector on a connection
-// to port: it lists it among its listener filters, not disabled for that port. Istio
-// adds it to an outbound port's listener whose filter chains match on TLS
-// (listener.go), never to virtualOutbound (buildVirtualOutboundListener).
-func inspectsTLS(sim *simulation.Simulation, listenerName string, port int) bool {
-	for _, l := range sim.Listeners {
-		if l.GetName() != listenerName {
-			continue
-		}
-		for _, f := range l.GetListenerFilters() {
-			if f.GetName() == wellknown.TLSInspector && !disabledFor(f.GetFilterDisabled(), port) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// disabledFor evaluates a listener filter's filter_disabled predicate for a destination
-// port, in the forms Istio writes (a port range, any of several, not); a predicate with
-// any other form in it is taken as disabled, so that the stand-in never claims to know
-// more than Envoy.
-func disabledFor(p *listener.ListenerFilterChainMatchPredicate, port int) bool {
-	if p == nil {
-		return false
-	}
-	disabled, known := evaluate(p, port)
-	return disabled || !known
-}
-
-// evaluate is the predicate's value for port, and whether every part of it was one the
-// stand-in reads.
-func evaluate(p *listener.ListenerFilterChainMatchPredicate, port int) (value, known bool) {
-	switch r := p.GetRule().(type) {
-	case *listener.ListenerFilterChainMatchPredicate_DestinationPortRange:
-		return int32(port) >= r.DestinationPortRange.GetStart() && int32(port) < r.DestinationPortRange.GetEnd(), true
-	case *listener.ListenerFilterChainMatchPredicate_OrMatch:
-		for _, q := range r.OrMatch.GetRules() {
-			v, ok := evaluate(q, port)
-			if !ok {
-				return false, false
-			}
-			if v {
-				return true, true
-			}
-		}
-		return false, true
-	case *listener.ListenerFilterChainMatchPredicate_NotMatch:
-		v, ok := evaluate(r.NotMatch, port)
-		return !v, ok
-	}
-	return false, false
-}
-
 // filtersOf finds the HTTP connection manager or TCP proxy of the filter chain the
 // simulator matched, and for a TCP proxy the SNI dynamic forward proxy filter before it
 // in that chain, if any (Istio's TLS chain of a DYNAMIC_DNS wildcard entry:
@@ -272,27 +216,21 @@ func filtersOf(sim *simulation.Simulation, r simulation.Result) (*hcm.HttpConnec
 	if h := dataplane.HTTPConnectionManager(sim, r); h != nil {
 		return h, nil, nil
 	}
-	for _, fc := range dataplane.MatchedChains(sim, r) {
-		var sniDFP *snidfp.FilterConfig
-		for _, f := range fc.GetFilters() {
-			switch f.GetName() {
-			case wellknown.TCPProxy:
-				t := &tcpproxy.TcpProxy{}
-				if f.GetTypedConfig().UnmarshalTo(t) == nil && t.GetCluster() == r.ClusterMatched {
-					return nil, t, sniDFP
-				}
-			default:
-				// Envoy picks a filter by its config's type, whatever its name (Istio
-				// names this one envoy.extensions.filters.network.sni_dynamic_forward_proxy,
-				// Envoy's docs envoy.filters.network.sni_dynamic_forward_proxy).
-				d := &snidfp.FilterConfig{}
-				if f.GetTypedConfig().MessageIs(d) && f.GetTypedConfig().UnmarshalTo(d) == nil {
-					sniDFP = d
-				}
-			}
+	t, before := dataplane.TCPProxy(sim, r)
+	if t == nil {
+		return nil, nil, nil
+	}
+	var sniDFP *snidfp.FilterConfig
+	for _, f := range before {
+		// Envoy picks a filter by its config's type, whatever its name (Istio names
+		// this one envoy.extensions.filters.network.sni_dynamic_forward_proxy, Envoy's
+		// docs envoy.filters.network.sni_dynamic_forward_proxy).
+		d := &snidfp.FilterConfig{}
+		if f.GetTypedConfig().MessageIs(d) && f.GetTypedConfig().UnmarshalTo(d) == nil {
+			sniDFP = d
 		}
 	}
-	return nil, nil, nil
+	return nil, t, sniDFP
 }
 
 // sniForwardedTo is the host and port a TCP proxy's dynamic forward proxy cluster
@@ -324,10 +262,10 @@ func (p *Process) serveHTTP(c net.Conn, br *bufio.Reader, conn dataplane.Connect
 		if err != nil {
 			return
 		}
-		e := &logEntry{start: time.Now(), downstreamRemote: firstEntry.downstreamRemote, downstreamLocal: firstEntry.downstreamLocal,
-			sni: firstEntry.sni, req: req} // the connection's SNI, on each of its requests' lines
+		e := &logEntry{Start: time.Now(), DownstreamRemote: firstEntry.DownstreamRemote, DownstreamLocal: firstEntry.DownstreamLocal,
+			SNI: firstEntry.SNI, Req: req} // the connection's SNI, on each of its requests' lines
 		if i == 0 {
-			e.start = firstEntry.start
+			e.Start = firstEntry.Start
 		}
 		if req.Header.Get("X-Request-Id") == "" {
 			req.Header.Set("X-Request-Id", requestID())
@@ -351,8 +289,8 @@ func (p *Process) serveHTTP(c net.Conn, br *bufio.Reader, conn dataplane.Connect
 		if resp.Body != nil {
 			_ = resp.Body.Close()
 		}
-		e.code, e.bytesOut = resp.StatusCode, body.n
-		e.upstreamTime = resp.Header.Get("X-Envoy-Upstream-Service-Time")
+		e.Code, e.BytesOut = resp.StatusCode, body.n
+		e.UpstreamTime = resp.Header.Get("X-Envoy-Upstream-Service-Time")
 		p.writeAccessLogs(h.GetAccessLog(), e)
 		if resp.Close {
 			return
@@ -365,7 +303,7 @@ func (p *Process) serveHTTP(c net.Conn, br *bufio.Reader, conn dataplane.Connect
 func (p *Process) decideRequest(req *http.Request, conn dataplane.Connection, h *hcm.HttpConnectionManager, e *logEntry) (*simulation.Simulation, simulation.Result, *http.Response) {
 	sim, err := p.config()
 	if err != nil {
-		e.flags, e.details = "NC", "no_config"
+		e.Flags, e.Details = "NC", "no_config"
 		return nil, simulation.Result{}, localReply(http.StatusServiceUnavailable, "no config from istiod yet", serverName(h), h)
 	}
 	next := conn // the same connection (its TLS, if terminated), another request
@@ -373,7 +311,7 @@ func (p *Process) decideRequest(req *http.Request, conn dataplane.Connection, h 
 	d, err := p.decide(sim, next)
 	if err != nil {
 		p.logf("error", "%v", err)
-		e.flags, e.details = "-", "standin_cannot_simulate"
+		e.Flags, e.Details = "-", "standin_cannot_simulate"
 		return nil, simulation.Result{}, localReply(http.StatusInternalServerError, err.Error(), serverName(h), h)
 	}
 	return sim, d.Result, nil
@@ -384,21 +322,21 @@ func (p *Process) decideRequest(req *http.Request, conn dataplane.Connection, h 
 // connection manager's RBAC filters decide, then what the router does.
 func (p *Process) respond(req *http.Request, dst netip.AddrPort, principal string, h *hcm.HttpConnectionManager, sim *simulation.Simulation, r simulation.Result, e *logEntry) *http.Response {
 	server := serverName(h)
-	e.route, e.cluster = r.RouteMatched, r.ClusterMatched
+	e.Route, e.Cluster = r.RouteMatched, r.ClusterMatched
 	if resp := p.authorize(req, dst, principal, h, sim, r, e); resp != nil {
 		return resp
 	}
 	if errors.Is(r.Error, simulation.ErrNoVirtualHost) || errors.Is(r.Error, simulation.ErrNoRoute) {
-		e.flags, e.details = "NR", "route_not_found"
+		e.Flags, e.Details = "NR", "route_not_found"
 		return localReply(http.StatusNotFound, "", server, h)
 	}
 	if r.Error != nil {
-		e.flags, e.details = "-", "standin_"+strings.ReplaceAll(r.Error.Error(), " ", "_")
+		e.Flags, e.Details = "-", "standin_"+strings.ReplaceAll(r.Error.Error(), " ", "_")
 		return localReply(http.StatusNotFound, "", server, h)
 	}
 	if rt := routeOf(sim, r); rt.GetDirectResponse() != nil {
 		dr := rt.GetDirectResponse()
-		e.details = "direct_response"
+		e.Details = "direct_response"
 		return localReply(int(dr.GetStatus()), dr.GetBody().GetInlineString(), server, h)
 	}
 	cl := clusterOf(sim, r.ClusterMatched)
@@ -406,8 +344,8 @@ func (p *Process) respond(req *http.Request, dst netip.AddrPort, principal strin
 		// Envoy's router records the upstream cluster only once it has found it
 		// (source/common/router/router.cc, decodeHeaders: setUpstreamClusterInfo after
 		// getThreadLocalCluster), so an NC line's %UPSTREAM_CLUSTER_RAW% is "-".
-		e.cluster = "-"
-		e.flags, e.details = "NC", "cluster_not_found"
+		e.Cluster = "-"
+		e.Flags, e.Details = "NC", "cluster_not_found"
 		return localReply(http.StatusServiceUnavailable, "", server, h)
 	}
 	ctx, cancel := context.WithTimeout(req.Context(), connectTimeout(cl))
@@ -415,28 +353,28 @@ func (p *Process) respond(req *http.Request, dst netip.AddrPort, principal strin
 	to, err := p.endpoint(ctx, cl, dst, req.Host)
 	if err != nil {
 		p.logf("debug", "cluster %s: %v", cl.GetName(), err)
-		e.flags, e.details = "UH", "no_healthy_upstream"
+		e.Flags, e.Details = "UH", "no_healthy_upstream"
 		return localReply(http.StatusServiceUnavailable, "no healthy upstream", server, h)
 	}
-	e.upstreamHost = to.addr
+	e.UpstreamHost = to.addr
 	tc, err := dataplane.UpstreamTLS(cl, to.metadata)
 	if err != nil {
 		p.logf("warning", "cluster %s: %v: 503", cl.GetName(), err)
-		e.flags, e.details = "UF", "standin_cannot_originate{"+strings.ReplaceAll(err.Error(), " ", "_")+"}"
+		e.Flags, e.Details = "UF", "standin_cannot_originate{"+strings.ReplaceAll(err.Error(), " ", "_")+"}"
 		return localReply(http.StatusServiceUnavailable, "the stand-in for Envoy cannot do this: "+err.Error(), server, h)
 	}
 	up, err := p.Dial(ctx, "tcp", to.addr)
 	if err != nil {
-		e.flags, e.details = "UF", "upstream_reset_before_response_started{remote_connection_failure}"
+		e.Flags, e.Details = "UF", "upstream_reset_before_response_started{remote_connection_failure}"
 		return localReply(http.StatusServiceUnavailable, "upstream connect error or disconnect/reset before headers. "+
 			"reset reason: remote connection failure, transport failure reason: "+err.Error(), server, h)
 	}
-	e.upstreamLocal = up.LocalAddr().String()
+	e.UpstreamLocal = up.LocalAddr().String()
 	if tc != nil {
 		tlsUp, err := p.originateTLS(ctx, up, cl, tc, req.Host)
 		if err != nil {
 			_ = up.Close()
-			e.flags, e.details = "UF", "upstream_reset_before_response_started{remote_connection_failure,TLS_error}"
+			e.Flags, e.Details = "UF", "upstream_reset_before_response_started{remote_connection_failure,TLS_error}"
 			return localReply(http.StatusServiceUnavailable, "upstream connect error or disconnect/reset before headers. "+
 				"reset reason: remote connection failure, transport failure reason: TLS_error: "+err.Error(), server, h)
 		}
@@ -451,14 +389,14 @@ func (p *Process) respond(req *http.Request, dst netip.AddrPort, principal strin
 	}
 	if err != nil {
 		_ = up.Close()
-		e.flags, e.details = "UC", "upstream_reset_before_response_started{connection_termination}"
+		e.Flags, e.Details = "UC", "upstream_reset_before_response_started{connection_termination}"
 		return localReply(http.StatusServiceUnavailable, "upstream connect error or disconnect/reset before headers. "+
 			"reset reason: connection termination", server, h)
 	}
 	resp.Body = closeBoth{resp.Body, up}
 	resp.Header.Set("X-Envoy-Upstream-Service-Time", strconv.FormatInt(time.Since(sent).Milliseconds(), 10))
 	setServer(resp.Header, server, h)
-	e.details = "via_upstream"
+	e.Details = "via_upstream"
 	return resp
 }
 
@@ -518,19 +456,19 @@ func (p *Process) authorize(req *http.Request, dst netip.AddrPort, principal str
 	sim *simulation.Simulation, r simulation.Result, e *logEntry) *http.Response {
 	d, err := dataplane.Authorize(h, dataplane.AuthzRequest{Method: req.Method, Authority: req.Host, Path: req.URL.RequestURI(),
 		Headers: req.Header, Principal: principal, DestinationPort: int(dst.Port()), DestinationIP: dst.Addr().String(),
-		RemoteIP: remoteIP(e.downstreamRemote)})
+		RemoteIP: remoteIP(e.DownstreamRemote)})
 	if err != nil {
 		p.logf("warning", "%s %s: the RBAC filter: %v: 500", req.Method, req.Host, err)
-		e.flags, e.details = "-", "standin_cannot_authorize"
+		e.Flags, e.Details = "-", "standin_cannot_authorize"
 		return localReply(http.StatusInternalServerError, "the stand-in for Envoy cannot do this: "+err.Error(), serverName(h), h)
 	}
 	if !d.Denied {
 		return nil
 	}
 	if clusterOf(sim, r.ClusterMatched) == nil {
-		e.cluster = "-"
+		e.Cluster = "-"
 	}
-	e.flags, e.details = "-", d.Details()
+	e.Flags, e.Details = "-", d.Details()
 	return localReply(http.StatusForbidden, outcome.RBACDeniedBody, serverName(h), h)
 }
 
@@ -673,11 +611,11 @@ func (p *Process) loadAssignment(c *cluster.Cluster) *endpoint.ClusterLoadAssign
 // connection is reset: Envoy closes it with the client's first bytes still unread,
 // which makes the kernel send a reset.
 func (p *Process) serveTCP(c net.Conn, br *bufio.Reader, dst netip.AddrPort, authority string, sim *simulation.Simulation, t *tcpproxy.TcpProxy, e *logEntry) {
-	e.cluster = t.GetCluster()
+	e.Cluster = t.GetCluster()
 	defer p.writeAccessLogs(t.GetAccessLog(), e)
 	cl := clusterOf(sim, t.GetCluster())
 	if cl == nil {
-		e.flags = "NC"
+		e.Flags = "NC"
 		reset(c)
 		return
 	}
@@ -685,30 +623,30 @@ func (p *Process) serveTCP(c net.Conn, br *bufio.Reader, dst netip.AddrPort, aut
 	to, err := p.endpoint(ctx, cl, dst, authority)
 	if err != nil {
 		cancel()
-		e.flags = "UH"
+		e.Flags = "UH"
 		reset(c)
 		return
 	}
-	e.upstreamHost = to.addr
+	e.UpstreamHost = to.addr
 	if tc, err := dataplane.UpstreamTLS(cl, to.metadata); tc != nil || err != nil {
 		// A TCP proxy to a cluster that originates TLS (TLS origination for TCP, or
 		// Istio mutual TLS to another proxy): not in these labs, and not done.
 		cancel()
 		p.logf("warning", "cluster %s: the stand-in originates TLS only for HTTP (%v): reset", cl.GetName(), err)
-		e.flags = "UF"
+		e.Flags = "UF"
 		reset(c)
 		return
 	}
 	up, err := p.Dial(ctx, "tcp", to.addr)
 	cancel()
 	if err != nil {
-		e.flags = "UF"
+		e.Flags = "UF"
 		reset(c)
 		return
 	}
 	defer up.Close()
-	e.upstreamLocal = up.LocalAddr().String()
-	e.bytesIn, e.bytesOut = relay(c, br, up)
+	e.UpstreamLocal = up.LocalAddr().String()
+	e.BytesIn, e.BytesOut = relay(c, br, up)
 }
 
 // relay copies both ways until both sides are done, passing half-closes on.

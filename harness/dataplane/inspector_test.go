@@ -1,4 +1,4 @@
-package proxy
+package dataplane
 
 import (
 	"testing"
@@ -8,8 +8,8 @@ import (
 	"github.com/stretchr/testify/assert"
 )
 
-// A filter_disabled predicate the stand-in cannot evaluate counts as disabled wherever
-// it stands, under a not_match too: the stand-in never claims a TLS inspector Envoy may
+// A filter_disabled predicate this package cannot evaluate counts as disabled wherever
+// it stands, under a not_match too: no stand-in claims a TLS inspector Envoy may
 // not have run.
 func TestAPredicateTheStandInCannotReadDisablesTheFilter(t *testing.T) {
 	ports := func(start, end int32) *listener.ListenerFilterChainMatchPredicate {
