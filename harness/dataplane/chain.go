@@ -78,6 +78,7 @@ func NetworkRBAC(sim *simulation.Simulation, r simulation.Result) bool {
 	}
 	return false
 }
+
 // InspectsTLS says whether the listener named ran Envoy's TLS inspector on a connection
 // to port: it lists it among its listener filters, not disabled for that port. Istio
 // adds it to an outbound port's listener whose filter chains match on TLS
