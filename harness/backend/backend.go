@@ -78,6 +78,17 @@ type AccessLogger interface {
 	AccessLogEntry(ctx context.Context, w Workload, c Call, client string, since time.Time) (AccessLogEntry, error)
 }
 
+// SidecarLog is a backend that can say what a workload's sidecar has written to its
+// access log: kind reads the istio-proxy container's log; sim and local, where no proxy
+// runs, keep the lines the sidecar would have written for each call made so far, as far
+// as its config decides them (dataplane.AccessLogLines). `egresslab suggest` reads them,
+// in the migrate lab.
+type SidecarLog interface {
+	// SidecarAccessLog is what w's sidecar wrote to its access log at or after since:
+	// the lines of the calls made since then (and, on kind, the proxy's other output).
+	SidecarAccessLog(ctx context.Context, w Workload, since time.Time) (string, error)
+}
+
 // Limited is a backend whose data plane cannot do all that Envoy does: a call whose
 // verdict depends on what it cannot do is skipped there, with the reason, rather than
 // judged on behaviour that is not Envoy's.

@@ -44,6 +44,12 @@ const ExternalAddress = "203.0.113.80"
 // ExternalAddress; an IP address is its own, and so is the call's Address when it
 // names one.
 func SimCall(c backend.Call) simulation.Call {
+	return ConnectionFor(c).SimCall()
+}
+
+// ConnectionFor is the connection the app opens for the call, as its sidecar receives
+// it (SimCall).
+func ConnectionFor(c backend.Call) Connection {
 	host, port := c.Dialed()
 	conn := Connection{Address: ExternalAddress, Port: port, Host: c.Host(), Path: c.Path(), HTTP: true}
 	if ip, err := netip.ParseAddr(host); err == nil {
@@ -69,7 +75,7 @@ func SimCall(c backend.Call) simulation.Call {
 		// An HTTP/1.1 client in TLS: what the simulator calls an HTTP call over TLS.
 		conn.HTTP, conn.TLS, conn.SNI, conn.ALPN = false, true, c.Host(), []string{"http/1.1"}
 	}
-	return conn.SimCall()
+	return conn
 }
 
 // Connection is an outbound connection as a sidecar's listeners see it: where it was

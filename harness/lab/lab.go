@@ -138,6 +138,8 @@ type Runner struct {
 	configBefore  string
 	changedBefore []string // kinds applied or deleted since the config marked before
 	cleaned       bool
+	// began is when the run started: a suggest action reads the access log from then.
+	began time.Time
 }
 
 // Start checks the options against the lab and prepares a run; nothing is applied.
@@ -149,7 +151,7 @@ func Start(b backend.Backend, l *labfile.Lab, n *narrate.Narrator, opts Options)
 	if opts.Propagation == 0 {
 		opts.Propagation = backend.DefaultTimeouts().Propagation
 	}
-	r := &Runner{b: b, lab: l, n: n, opts: opts, derived: derived}
+	r := &Runner{b: b, lab: l, n: n, opts: opts, derived: derived, began: time.Now()}
 	if derived {
 		r.ref = sim.New()
 	}
@@ -208,6 +210,8 @@ func (r *Runner) act(ctx context.Context, step int, a labfile.Action) error {
 		return r.delete(ctx, r.setOf(a))
 	case labfile.MakeCall:
 		return r.call(ctx, step, a.Call)
+	case labfile.Suggest:
+		return r.suggestEntries(ctx, a.From)
 	case labfile.Refuse:
 		r.n.Block(path.Join(r.lab.Dir, a.File), a.Text)
 		r.n.Command(a.Command)

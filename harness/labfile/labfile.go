@@ -61,6 +61,8 @@ type Action struct {
 	// Refusal is what Istio's validation says of a Refuse action's file, Text that file
 	// as written, and Command the kubectl command a learner would try it with.
 	Refusal, Text, Command string
+	// From is the workload whose sidecar's access log a Suggest action reads.
+	From backend.Workload
 	// Rejection is Istio's validation message alone, as istiod's webhook words it after
 	// "denied the request: configuration is invalid: " ("" when the file is refused for
 	// another reason).
@@ -86,10 +88,14 @@ const (
 	// Refuse shows a manifest Istio's validation refuses, and its message; nothing is
 	// applied. A lab whose refused file Istio accepts is itself refused.
 	Refuse ActionKind = "refuse"
+	// Suggest reads a workload's sidecar's access log (the calls it made since the lab
+	// began), runs `egresslab suggest` on it, and applies the ServiceEntries it writes:
+	// the migration from ALLOW_ANY (the migrate lab).
+	Suggest ActionKind = "suggest"
 )
 
 // Actions lists the action keys, in the order the docs give them.
-var Actions = []ActionKind{Mesh, Deploy, Apply, Delete, MakeCall, Refuse}
+var Actions = []ActionKind{Mesh, Deploy, Apply, Delete, MakeCall, Refuse, Suggest}
 
 // Call is a call a step makes, and what it expects.
 type Call struct {

@@ -495,6 +495,17 @@ func (p *parser) action(n *yaml.Node) (Action, bool) {
 	case MakeCall:
 		p.needMesh(f)
 		a.Call = p.call(f, mods)
+	case Suggest:
+		p.needMesh(f)
+		w, ok := p.workload(f)
+		if !ok {
+			return a, false
+		}
+		a.From = w
+		if !slices.Contains(p.deployed, w) && len(p.unread) == 0 {
+			p.fail(f.line, fmt.Sprintf("suggest reads the access log of %s, which no earlier step deploys", w),
+				"deploy it first, and make calls from it for the log to show")
+		}
 	case Refuse:
 		a.File = value
 		shown, data, ok := p.read(f, false)
@@ -515,6 +526,16 @@ func (p *parser) action(n *yaml.Node) (Action, bool) {
 		}
 	}
 	return a, true
+}
+
+// workload reads a NAMESPACE/DEPLOYMENT value.
+func (p *parser) workload(f field) (backend.Workload, bool) {
+	ns, name, ok := strings.Cut(p.text(f), "/")
+	if !ok || ns == "" || name == "" {
+		p.fail(f.line, fmt.Sprintf("%s %q: name the workload as NAMESPACE/DEPLOYMENT", f.key, f.val.Value), "e.g. `"+f.key+": egresslab/client`")
+		return backend.Workload{}, false
+	}
+	return backend.Workload{Namespace: ns, Name: name}, true
 }
 
 func (p *parser) needMesh(f field) {
@@ -777,12 +798,11 @@ func (p *parser) call(f field, mods []field) *Call {
 				p.ids[c.ID] = m.line
 			}
 		case "from":
-			ns, name, ok := strings.Cut(p.text(m), "/")
-			if !ok || ns == "" || name == "" {
-				p.fail(m.line, fmt.Sprintf("from %q: name the workload as NAMESPACE/DEPLOYMENT", m.val.Value), "e.g. `from: egresslab/client`")
+			w, ok := p.workload(m)
+			if !ok {
 				continue
 			}
-			c.From = backend.Workload{Namespace: ns, Name: name}
+			c.From = w
 		case "address":
 			if c.URL.URL == nil {
 				continue // the URL is refused already

@@ -24,6 +24,13 @@ const (
 )
 
 // Resolutions an entry uses.
+// The label every entry carries, so that they can be listed and deleted together:
+// kubectl delete serviceentries -l app.kubernetes.io/managed-by=egresslab-suggest.
+const (
+	ManagedByLabel = "app.kubernetes.io/managed-by"
+	ManagedBy      = "egresslab-suggest"
+)
+
 const (
 	// ResolutionDNS is for an entry by name: the sidecar connects to what DNS gives for
 	// the host, so a Host header or SNI that names the host cannot lead it to another
@@ -378,7 +385,8 @@ func (e Entry) yaml() string {
 	} else {
 		b.WriteString("# No exportTo: a log that called it named no workload (-f NAMESPACE/WORKLOAD=FILE), so every namespace sees it.\n")
 	}
-	fmt.Fprintf(&b, "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata:\n  name: %s\nspec:\n  hosts:\n  - %s\n", e.Name, e.Host)
+	fmt.Fprintf(&b, "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata:\n  name: %s\n  labels:\n    %s: %s\nspec:\n  hosts:\n  - %s\n",
+		e.Name, ManagedByLabel, ManagedBy, e.Host)
 	if e.Address.IsValid() {
 		fmt.Fprintf(&b, "  addresses:\n  - %q\n", e.Address.String())
 	}

@@ -191,3 +191,27 @@ func orUnknown(client string) string {
 }
 
 var _ backend.AccessLogger = (*Backend)(nil)
+
+// SidecarAccessLog is istio-proxy's log of w's pod since a time (whole seconds, as the
+// API has them): its access-log lines, among the agent's and Envoy's own output, which
+// `egresslab suggest` skips. It waits as long as Envoy may take to flush a line.
+func (b *Backend) SidecarAccessLog(ctx context.Context, w backend.Workload, since time.Time) (string, error) {
+	pod, err := b.currentPod(ctx, w)
+	if err != nil {
+		return "", err
+	}
+	select {
+	case <-ctx.Done():
+		return "", ctx.Err()
+	case <-time.After(accessLogWait):
+	}
+	st := metav1.NewTime(since)
+	raw, err := b.kube.CoreV1().Pods(pod.Namespace).GetLogs(pod.Name, &corev1.PodLogOptions{
+		Container: "istio-proxy", SinceTime: &st}).DoRaw(ctx)
+	if err != nil {
+		return "", fmt.Errorf("read istio-proxy's log in pod %s/%s: %w", pod.Namespace, pod.Name, err)
+	}
+	return string(raw), nil
+}
+
+var _ backend.SidecarLog = (*Backend)(nil)

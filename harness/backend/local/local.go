@@ -148,6 +148,8 @@ type env struct {
 	mu       sync.Mutex
 	mesh     manifest.MeshValues
 	sidecars map[backend.Workload]*dataplane.Sidecar
+	// accessLogs are the lines each workload's sidecar would have written so far.
+	accessLogs map[backend.Workload]*dataplane.AccessLog
 }
 
 func start(ctx context.Context, cfg Config, progress io.Writer, stopOnSignal bool) (*env, error) {
@@ -260,10 +262,12 @@ func (b *Backend) Sidecar(ctx context.Context, w backend.Workload) (backend.Side
 }
 
 func (b *Backend) Call(ctx context.Context, w backend.Workload, c backend.Call) (outcome.Verdict, error) {
-	s, r, pod, err := b.simulate(ctx, w, c)
+	s, dialled, r, pod, err := b.simulate(ctx, w, c)
 	if err != nil {
 		return outcome.Verdict{}, err
 	}
+	now := time.Now()
+	b.env.log(w, now, dataplane.AccessLogLines(s, dialled, r, now))
 	return dataplane.FollowToGateway(dataplane.JudgeIn(s, r, c.Host()), s, dataplane.Principal(pod), c,
 		func(host string, port int) (dataplane.Gateway, bool, error) {
 			return b.env.gatewayBehind(ctx, host, port)
@@ -276,6 +280,34 @@ func (b *Backend) Call(ctx context.Context, w backend.Workload, c backend.Call) 
 			s, _, err := sc.Simulation()
 			return s, err
 		})
+}
+
+// log keeps lines w's sidecar would have written.
+func (e *env) log(w backend.Workload, at time.Time, lines []string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.accessLogs == nil {
+		e.accessLogs = map[backend.Workload]*dataplane.AccessLog{}
+	}
+	if e.accessLogs[w] == nil {
+		e.accessLogs[w] = &dataplane.AccessLog{}
+	}
+	e.accessLogs[w].Add(at, lines)
+}
+
+// SidecarAccessLog is what w's sidecar would have written to its access log for the
+// calls made from it so far, on the config istiod pushed it, as far as that config
+// decides each line (dataplane.AccessLogLines): no proxy runs here.
+func (b *Backend) SidecarAccessLog(ctx context.Context, w backend.Workload, since time.Time) (string, error) {
+	if _, _, err := b.env.sidecar(ctx, w); err != nil {
+		return "", err
+	}
+	b.env.mu.Lock()
+	defer b.env.mu.Unlock()
+	if l := b.env.accessLogs[w]; l != nil {
+		return l.Since(since), nil
+	}
+	return "", nil
 }
 
 // gatewayBehind finds the egress gateway pod behind an in-mesh Service, as the API
@@ -305,7 +337,7 @@ func (e *env) gatewayBehind(ctx context.Context, host string, port int) (datapla
 }
 
 func (b *Backend) SidecarConfig(ctx context.Context, w backend.Workload, c backend.Call) (string, error) {
-	s, r, _, err := b.simulate(ctx, w, c)
+	s, _, r, _, err := b.simulate(ctx, w, c)
 	if err != nil {
 		return "", err
 	}
@@ -314,18 +346,19 @@ func (b *Backend) SidecarConfig(ctx context.Context, w backend.Workload, c backe
 
 // simulate matches the call against the configuration the workload's stand-in
 // sidecar holds right now (the latest istiod pushed), and the workload's pod.
-func (b *Backend) simulate(ctx context.Context, w backend.Workload, c backend.Call) (*simulation.Simulation, simulation.Result, *corev1.Pod, error) {
+func (b *Backend) simulate(ctx context.Context, w backend.Workload, c backend.Call) (*simulation.Simulation, backend.Call, simulation.Result, *corev1.Pod, error) {
 	sc, pod, err := b.env.sidecar(ctx, w)
 	if err != nil {
-		return nil, simulation.Result{}, nil, err
+		return nil, c, simulation.Result{}, nil, err
 	}
 	s, _, err := sc.Simulation()
 	if err != nil {
-		return nil, simulation.Result{}, nil, err
+		return nil, c, simulation.Result{}, nil, err
 	}
 	// The app dials through its sidecar's DNS proxy, when it captures DNS.
-	r, err := dataplane.Simulate(s, sc.Names().Dial(c))
-	return s, r, pod, err
+	c = sc.Names().Dial(c)
+	r, err := dataplane.Simulate(s, c)
+	return s, c, r, pod, err
 }
 
 // injection reads the workload's Deployment and namespace from the API server and says

@@ -48,6 +48,8 @@ type Backend struct {
 	lastCreated time.Time
 	// addresses are the ones istiod's IP auto-allocation gives the ServiceEntries.
 	addresses addressBook
+	// accessLogs are the lines each workload's sidecar would have written so far.
+	accessLogs map[backend.Workload]*dataplane.AccessLog
 }
 
 // Option configures a Backend.
@@ -241,11 +243,41 @@ func (b *Backend) Call(_ context.Context, w backend.Workload, c backend.Call) (o
 	if err != nil {
 		return outcome.Verdict{}, err
 	}
+	now := time.Now()
+	b.log(w, now, dataplane.AccessLogLines(sim, c, r, now))
 	caller, err := b.Principal(w)
 	if err != nil {
 		return outcome.Verdict{}, err
 	}
 	return dataplane.FollowToGateway(dataplane.JudgeIn(sim, r, c.Host()), sim, caller, c, b.GatewayBehind, b.Simulation)
+}
+
+// log keeps lines w's sidecar would have written.
+func (b *Backend) log(w backend.Workload, at time.Time, lines []string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.accessLogs == nil {
+		b.accessLogs = map[backend.Workload]*dataplane.AccessLog{}
+	}
+	if b.accessLogs[w] == nil {
+		b.accessLogs[w] = &dataplane.AccessLog{}
+	}
+	b.accessLogs[w].Add(at, lines)
+}
+
+// SidecarAccessLog is what w's sidecar would have written to its access log for the
+// calls made from it so far, as far as its config decides each line
+// (dataplane.AccessLogLines): no proxy runs here.
+func (b *Backend) SidecarAccessLog(_ context.Context, w backend.Workload, since time.Time) (string, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if _, err := b.workload(w); err != nil {
+		return "", err
+	}
+	if l := b.accessLogs[w]; l != nil {
+		return l.Since(since), nil
+	}
+	return "", nil
 }
 
 // Principal is the identity the workload's sidecar proves with its certificate
