@@ -5,7 +5,9 @@
 # helm.sh/helm/v4 at the version of the Helm SDK the main module installs Istio with
 # (tools/helm pins the same). Each is built once into the cache folder (EGRESSLAB_BIN,
 # default .cache/bin) under its version, and a folder of links named kubectl and helm is
-# made for PATH. Prints EGRESSLAB_HANDOUT_TOOLS=<that folder> on stdout.
+# made for PATH, with egresslab itself (the migrate lab's handout runs `egresslab
+# suggest`), built as `make` builds bin/egresslab, so from the Go build cache the lab
+# binary's build fills. Prints EGRESSLAB_HANDOUT_TOOLS=<that folder> on stdout.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -30,5 +32,7 @@ tools=$bin/handout-tools
 mkdir -p "$tools"
 ln -sfn "$bin/kubectl-$kube_version" "$tools/kubectl"
 ln -sfn "$bin/helm-$helm_version" "$tools/helm"
+say "egresslab: building ./cmd/egresslab (seconds when bin/egresslab is built)"
+(cd "$root" && go build -o "$tools/egresslab" ./cmd/egresslab)
 say "kubectl $("$tools/kubectl" version --client -o json | sed -n 's/.*"gitVersion": "\(.*\)".*/\1/p' | head -1), helm $("$tools/helm" version --short) in $tools"
 echo "EGRESSLAB_HANDOUT_TOOLS=$tools"

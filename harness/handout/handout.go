@@ -12,6 +12,7 @@ import (
 	"io"
 	"path"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/egresslab/egresslab/apps/internet/site"
@@ -20,7 +21,9 @@ import (
 	"github.com/egresslab/egresslab/harness/lab"
 	"github.com/egresslab/egresslab/harness/labfile"
 	"github.com/egresslab/egresslab/harness/manifest"
+	"github.com/egresslab/egresslab/harness/narrate"
 	"github.com/egresslab/egresslab/harness/outcome"
+	"github.com/egresslab/egresslab/internal/suggest"
 )
 
 // Write renders l's handout to w.
@@ -76,6 +79,12 @@ type writer struct {
 	// kept as the engine keeps it (harness/lab: Runner.applied): a set a lab applies and
 	// deletes is one *manifest.Set.
 	applied []*manifest.Set
+	// suggested: the page applied the entries egresslab suggest wrote, in these
+	// namespaces.
+	suggested []string
+	// passedThrough counts, by workload, the calls the page expects to go out
+	// through PassthroughCluster: the lines a suggest action's log must hold.
+	passedThrough map[backend.Workload]int
 }
 
 // p writes a paragraph.
@@ -167,6 +176,21 @@ func (h *writer) action(a labfile.Action) error {
 		h.applied = slices.DeleteFunc(h.applied, func(s *manifest.Set) bool { return s == a.Set })
 	case labfile.MakeCall:
 		h.call(a.Call)
+	case labfile.Suggest:
+		h.p("Turn %s's sidecar's access log into ServiceEntries with `egresslab suggest` (`make` builds it into `bin/`: "+
+			"put that folder on your `PATH`), and apply them. suggest writes the entries on its standard output and what it read, "+
+			"and each entry, on its standard error; it writes nothing unless every call it read, replayed with the entries "+
+			"under REGISTRY_ONLY on Istio's simulator, is allowed:", a.From)
+		if n := h.passedThrough[a.From]; n > 0 {
+			// Envoy flushes its access log every second: wait for the last call's line.
+			h.p("First, the log shows the %s through PassthroughCluster (Envoy writes its access log every second):", narrate.Count(n, "call"))
+			h.run(fmt.Sprintf("kubectl -n %s logs deploy/%s -c istio-proxy | grep -c %s", a.From.Namespace, a.From.Name, outcome.PassthroughCluster),
+				strconv.Itoa(n), false)
+		}
+		h.run(lab.SuggestCommand(a.From), "serviceentry.networking.istio.io/", true)
+		if !slices.Contains(h.suggested, a.From.Namespace) {
+			h.suggested = append(h.suggested, a.From.Namespace)
+		}
 	case labfile.Refuse:
 		file := path.Join(h.dir, a.File)
 		h.p("Try to apply `%s`:", file)
@@ -187,11 +211,14 @@ func (h *writer) action(a labfile.Action) error {
 // workshop expects: Istio and the apps stay; what the lab applied goes.
 func (h *writer) cleanUp() {
 	h.p("## Clean up")
-	if len(h.applied) == 0 {
+	if len(h.applied) == 0 && len(h.suggested) == 0 {
 		h.p("This lab leaves nothing behind but Istio and the apps it deployed, which the next lab uses as they are.")
 	} else {
 		h.p("Delete what this lab applied; Istio and the apps stay for the next lab:")
 		var cmds []string
+		for _, ns := range slices.Backward(h.suggested) {
+			cmds = append(cmds, fmt.Sprintf("kubectl delete serviceentries -n %s -l %s=%s", ns, suggest.ManagedByLabel, suggest.ManagedBy))
+		}
 		for _, set := range slices.Backward(h.applied) {
 			cmds = append(cmds, "kubectl delete --ignore-not-found "+set.NamespaceFlag()+"-f "+set.Source)
 		}
@@ -208,6 +235,12 @@ func (h *writer) call(c *labfile.Call) {
 		h.p("Call `%s` with method %s from %s:", c.URL, c.URL.Method, c.From)
 	} else {
 		h.p("Call `%s` from %s:", c.URL, c.From)
+	}
+	if e.Reason == outcome.ReasonPassthrough {
+		if h.passedThrough == nil {
+			h.passedThrough = map[backend.Workload]int{}
+		}
+		h.passedThrough[c.From]++
 	}
 	output, _ := curlPrints(e, c.URL)
 	h.run(curlCommand(c), output, false)

@@ -300,3 +300,19 @@ func SidecarSentence(s backend.SidecarStatus) (string, error) {
 	}
 	return fmt.Sprintf("pod %s runs %s; %s", s.Pod, s.Proxy, s.Rule), nil
 }
+
+// Plural is kind for n of them: "entry", "entries"; "call", "calls".
+func Plural(kind string, n int) string {
+	switch {
+	case n == 1:
+		return kind
+	case strings.HasSuffix(kind, "y") && !strings.HasSuffix(kind, "ey"):
+		return strings.TrimSuffix(kind, "y") + "ies"
+	}
+	return kind + "s"
+}
+
+// Count is n and kind: "1 call", "3 calls", "2 ServiceEntries".
+func Count(n int, kind string) string {
+	return strconv.Itoa(n) + " " + Plural(kind, n)
+}

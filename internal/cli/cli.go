@@ -796,22 +796,12 @@ func applied(sets []*manifest.Set) string {
 	}
 	parts := make([]string, len(kinds))
 	for i, k := range kinds {
-		parts[i] = fmt.Sprintf("%d %s", count[k], plural(k, count[k]))
+		parts[i] = fmt.Sprintf("%d %s", count[k], narrate.Plural(k, count[k]))
 	}
 	if len(parts) == 1 {
 		return parts[0]
 	}
 	return strings.Join(parts[:len(parts)-1], ", ") + " and " + parts[len(parts)-1]
-}
-
-func plural(kind string, n int) string {
-	switch {
-	case n == 1:
-		return kind
-	case strings.HasSuffix(kind, "y"):
-		return strings.TrimSuffix(kind, "y") + "ies"
-	}
-	return kind + "s"
 }
 
 func badInput(s Streams, err error) int {

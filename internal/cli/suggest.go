@@ -12,6 +12,7 @@ import (
 
 	"github.com/egresslab/egresslab/harness/backend"
 	"github.com/egresslab/egresslab/harness/manifest"
+	"github.com/egresslab/egresslab/harness/narrate"
 	"github.com/egresslab/egresslab/internal/suggest"
 )
 
@@ -100,7 +101,7 @@ func runSuggest(ctx context.Context, args []string, s Streams) int {
 		fmt.Fprintf(s.Err, "egresslab suggest: %v\nNothing was written.\n", err)
 		return ExitInfrastructure
 	}
-	fmt.Fprintf(s.Out, "egresslab suggest: wrote %d %s to %s\n", len(sg.Entries), plural("ServiceEntry", len(sg.Entries)), *out)
+	fmt.Fprintf(s.Out, "egresslab suggest: wrote %d %s to %s\n", len(sg.Entries), narrate.Plural("ServiceEntry", len(sg.Entries)), *out)
 	return ExitOK
 }
 

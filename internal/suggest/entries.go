@@ -135,7 +135,7 @@ func Build(o *Observations) (*Suggestion, error) {
 			what := host + ":" + strconv.Itoa(k.port)
 			if d.tls > 0 && d.http+d.http2 > 0 {
 				s.uncover(d, what, fmt.Sprintf("seen on one port both as TLS (by SNI, %s) and as plaintext HTTP (by Host, %s): "+
-					"a port of an entry has one protocol; find which the app speaks there", plural(d.tls, "call"), plural(d.http+d.http2, "call")))
+					"a port of an entry has one protocol; find which the app speaks there", narrate.Count(d.tls, "call"), narrate.Count(d.http+d.http2, "call")))
 				continue
 			}
 			p := Port{Number: k.port, Protocol: TLS, Calls: d.tls, callers: d.callers, addr: d.addr, first: d.first}
@@ -324,16 +324,9 @@ func sawNames(names []string) string {
 func callers(cs []Count) string {
 	parts := make([]string, len(cs))
 	for i, c := range cs {
-		parts[i] = fmt.Sprintf("%s (%s)", c.Who, plural(c.Calls, "call"))
+		parts[i] = fmt.Sprintf("%s (%s)", c.Who, narrate.Count(c.Calls, "call"))
 	}
 	return strings.Join(parts, ", ")
-}
-
-func plural(n int, what string) string {
-	if n == 1 {
-		return "1 " + what
-	}
-	return fmt.Sprintf("%d %ss", n, what)
 }
 
 // portName is a port's name: its protocol and number, e.g. http-80.
@@ -357,7 +350,7 @@ func (e Entry) yaml() string {
 	b.WriteString("---\n")
 	parts := make([]string, len(e.Ports))
 	for i, p := range e.Ports {
-		parts[i] = fmt.Sprintf("port %d %s (%s, %s)", p.Number, p.Protocol, seen(p), plural(p.Calls, "call"))
+		parts[i] = fmt.Sprintf("port %d %s (%s, %s)", p.Number, p.Protocol, seen(p), narrate.Count(p.Calls, "call"))
 	}
 	fmt.Fprintf(&b, "# %s: %s.\n", orAddress(e), strings.Join(parts, "; "))
 	fmt.Fprintf(&b, "# Called by %s; first seen at %s.\n", callers(e.Callers), e.First)
@@ -430,13 +423,13 @@ func (s *Suggestion) header() string {
 		"#\n"+
 		"# %s read: %s through PassthroughCluster, %s to registered services (no entry needed),\n"+
 		"# %s blocked already, %s of other listeners and proxies skipped, %s with no cluster.\n",
-		plural(len(names), "log"), strings.Join(names, ", "),
-		plural(c.Text+c.JSON, "access-log line"), plural(c.Passthrough, "call"), plural(c.Registered, "call"),
-		plural(c.Blocked, "call"), plural(c.Inbound+c.Gateway, "line"), plural(c.Other, "line"))
+		narrate.Count(len(names), "log"), strings.Join(names, ", "),
+		narrate.Count(c.Text+c.JSON, "access-log line"), narrate.Count(c.Passthrough, "call"), narrate.Count(c.Registered, "call"),
+		narrate.Count(c.Blocked, "call"), narrate.Count(c.Inbound+c.Gateway, "line"), narrate.Count(c.Other, "line"))
 	if len(s.Uncovered) > 0 {
 		fmt.Fprintf(&b, "#\n# NOT COVERED: these calls will be blocked under REGISTRY_ONLY; no entry can be written for them from the logs.\n")
 		for _, u := range s.Uncovered {
-			fmt.Fprintf(&b, "# - %s: %s from %s, first at %s.\n", u.What, plural(u.Calls, "call"), callers(u.Callers), u.First)
+			fmt.Fprintf(&b, "# - %s: %s from %s, first at %s.\n", u.What, narrate.Count(u.Calls, "call"), callers(u.Callers), u.First)
 			b.WriteString(narrate.Wrap(u.Reason, 106, "#     ") + "\n")
 		}
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/egresslab/egresslab/harness/backend"
 	"github.com/egresslab/egresslab/harness/manifest"
+	"github.com/egresslab/egresslab/harness/narrate"
 	"github.com/egresslab/egresslab/harness/outcome"
 	"github.com/egresslab/egresslab/internal/check"
 	"github.com/egresslab/egresslab/labs/apps"
@@ -72,7 +73,7 @@ func at(c backend.Call, addr netip.Addr) backend.Call {
 func (s *Suggestion) NotReplayed() []string {
 	out := make([]string, len(s.Uncovered))
 	for i, u := range s.Uncovered {
-		out[i] = fmt.Sprintf("%s (%s): no entry covers it", u.What, plural(u.Calls, "call"))
+		out[i] = fmt.Sprintf("%s (%s): no entry covers it", u.What, narrate.Count(u.Calls, "call"))
 	}
 	return out
 }

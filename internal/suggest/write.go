@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/egresslab/egresslab/harness/narrate"
 )
 
 // WriteFile writes data to path whole or not at all: into a new file beside it, renamed
@@ -61,20 +63,20 @@ func CheckOutput(path string) error {
 // lines skipped (with the first few), the entries, and every call no entry covers.
 func (s *Suggestion) Report(w io.Writer) {
 	c := s.Counts
-	fmt.Fprintf(w, "Read %s, %s: %s (%d TEXT, %d JSON).\n", plural(len(s.Sources), "log"), plural(c.Lines, "line"),
-		plural(c.Text+c.JSON, "access-log line"), c.Text, c.JSON)
-	fmt.Fprintf(w, "  %s through PassthroughCluster: these need entries\n", plural(c.Passthrough, "call"))
-	fmt.Fprintf(w, "  %s to registered services (outbound|PORT||HOST): no entry needed\n", plural(c.Registered, "call"))
-	fmt.Fprintf(w, "  %s blocked already (BlackHoleCluster, block_all)\n", plural(c.Blocked, "call"))
-	fmt.Fprintf(w, "  %s with no cluster (Envoy answered itself: NR, NC, …) or another of Envoy's own\n", plural(c.Other, "line"))
-	fmt.Fprintf(w, "  %s not a sidecar's outbound call (%d inbound, %d of a gateway): skipped\n", plural(c.Inbound+c.Gateway, "line"), c.Inbound, c.Gateway)
-	fmt.Fprintf(w, "  %s not in the access-log format (pilot-agent's own, …): skipped\n", plural(c.NotLog, "line"))
+	fmt.Fprintf(w, "Read %s, %s: %s (%d TEXT, %d JSON).\n", narrate.Count(len(s.Sources), "log"), narrate.Count(c.Lines, "line"),
+		narrate.Count(c.Text+c.JSON, "access-log line"), c.Text, c.JSON)
+	fmt.Fprintf(w, "  %s through PassthroughCluster: these need entries\n", narrate.Count(c.Passthrough, "call"))
+	fmt.Fprintf(w, "  %s to registered services (outbound|PORT||HOST): no entry needed\n", narrate.Count(c.Registered, "call"))
+	fmt.Fprintf(w, "  %s blocked already (BlackHoleCluster, block_all)\n", narrate.Count(c.Blocked, "call"))
+	fmt.Fprintf(w, "  %s with no cluster (Envoy answered itself: NR, NC, …) or another of Envoy's own\n", narrate.Count(c.Other, "line"))
+	fmt.Fprintf(w, "  %s not a sidecar's outbound call (%d inbound, %d of a gateway): skipped\n", narrate.Count(c.Inbound+c.Gateway, "line"), c.Inbound, c.Gateway)
+	fmt.Fprintf(w, "  %s not in the access-log format (pilot-agent's own, …): skipped\n", narrate.Count(c.NotLog, "line"))
 	for _, sk := range s.Skipped {
 		examples := make([]string, len(sk.Examples))
 		for i, e := range sk.Examples {
 			examples[i] = fmt.Sprintf("line %d: %s", e.Line, e.Text)
 		}
-		fmt.Fprintf(w, "  %s: skipped %s, %s\n    %s\n", sk.File, plural(sk.Count, "line"), sk.Reason, strings.Join(examples, "\n    "))
+		fmt.Fprintf(w, "  %s: skipped %s, %s\n    %s\n", sk.File, narrate.Count(sk.Count, "line"), sk.Reason, strings.Join(examples, "\n    "))
 	}
 	fmt.Fprintf(w, "ServiceEntries suggested: %d\n", len(s.Entries))
 	for _, e := range s.Entries {
@@ -86,9 +88,9 @@ func (s *Suggestion) Report(w io.Writer) {
 	}
 	if len(s.Uncovered) > 0 {
 		fmt.Fprintf(w, "NOT COVERED: %s will be blocked under REGISTRY_ONLY; no entry can be written for them from the logs:\n",
-			plural(len(s.Uncovered), "destination"))
+			narrate.Count(len(s.Uncovered), "destination"))
 		for _, u := range s.Uncovered {
-			fmt.Fprintf(w, "  %s: %s from %s, first at %s.\n    %s\n", u.What, plural(u.Calls, "call"), callers(u.Callers), u.First, u.Reason)
+			fmt.Fprintf(w, "  %s: %s from %s, first at %s.\n    %s\n", u.What, narrate.Count(u.Calls, "call"), callers(u.Callers), u.First, u.Reason)
 		}
 	}
 }
