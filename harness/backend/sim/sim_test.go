@@ -5,10 +5,12 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/egresslab/egresslab/harness/accesslog"
 	"github.com/egresslab/egresslab/harness/backend"
 	"github.com/egresslab/egresslab/harness/backend/sim"
 	"github.com/egresslab/egresslab/harness/manifest"
@@ -334,4 +336,44 @@ func TestAnEntryWithAddressesGetsNoAllocatedOne(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "203.0.113.10_5432", v.Evidence.Listener)
 	assert.Equal(t, "outbound|5432||billing.db.example", v.Evidence.Cluster)
+}
+
+// sim keeps, for each call, the line its sidecar would write as far as the config
+// decides it: an HTTPS call under ALLOW_ANY is logged with its SNI only where a TLS
+// entry on 443 gives the port's listener a TLS inspector (virtualOutbound has none);
+// what only an exchange gives (the code, the upstream's address) is "-"; a log read
+// since a time holds only the calls made from then.
+func TestTheSidecarsAccessLogSaysWhatItsConfigDecides(t *testing.T) {
+	ctx := context.Background()
+	fields := func(log string) []string {
+		lines := strings.Split(strings.TrimSpace(log), "\n")
+		return accesslog.Fields(lines[len(lines)-1])
+	}
+	b := world(t, manifest.AllowAny, true)
+	_, err := b.Call(ctx, apps.Client, backend.MustCall(httpsCall))
+	require.NoError(t, err)
+	log, err := b.SidecarAccessLog(ctx, apps.Client, time.Time{})
+	require.NoError(t, err)
+	f := fields(log)
+	assert.Equal(t, []string{"PassthroughCluster", "-", "203.0.113.80:443", "-", "-"},
+		[]string{f[accesslog.Cluster], f[accesslog.SNI], f[accesslog.DownstreamLocal], f[accesslog.Code], f[accesslog.UpstreamHost]}, log)
+
+	set, err := labs.Manifest("migrate/sni-logging.yaml", apps.Client.Namespace)
+	require.NoError(t, err)
+	require.NoError(t, b.Apply(ctx, set))
+	since := time.Now()
+	_, err = b.Call(ctx, apps.Client, backend.MustCall(httpsCall))
+	require.NoError(t, err)
+	_, err = b.Call(ctx, apps.Client, backend.MustCall(httpCall))
+	require.NoError(t, err)
+	log, err = b.SidecarAccessLog(ctx, apps.Client, since)
+	require.NoError(t, err)
+	lines := strings.Split(strings.TrimSpace(log), "\n")
+	require.Len(t, lines, 2, "the calls made since: %s", log)
+	tls := accesslog.Fields(lines[0])
+	assert.Equal(t, []string{"PassthroughCluster", "jsonplaceholder.typicode.com"}, []string{tls[accesslog.Cluster], tls[accesslog.SNI]},
+		"the listener for 443 inspects TLS: %s", lines[0])
+	http := accesslog.Fields(lines[1])
+	assert.Equal(t, []string{"GET /todos/1 HTTP/1.1", "jsonplaceholder.typicode.com", "PassthroughCluster", "allow_any"},
+		[]string{http[accesslog.Request], http[accesslog.Authority], http[accesslog.Cluster], http[accesslog.Route]}, lines[1])
 }
