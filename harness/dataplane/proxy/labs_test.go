@@ -41,6 +41,8 @@ type standInBackend struct {
 	mu       sync.Mutex
 	logs     []*testProxy // the client's stand-ins
 	gateways []*testProxy // the egress gateway's stand-ins
+	// of is the workload each client stand-in stood in for.
+	of map[*testProxy]backend.Workload
 }
 
 func (b *standInBackend) Name() string { return "stand-in" }
@@ -65,6 +67,10 @@ func (b *standInBackend) Call(ctx context.Context, w backend.Workload, c backend
 	}
 	b.mu.Lock()
 	b.logs = append(b.logs, tp)
+	if b.of == nil {
+		b.of = map[*testProxy]backend.Workload{}
+	}
+	b.of[tp] = w
 	b.mu.Unlock()
 	v := outcome.Classify(tp.make(c, b.in.roots))
 	if outcome.NextHopDecides(v) {
@@ -209,7 +215,33 @@ func matchesSNI(tp *testProxy, listener string) bool {
 	return false
 }
 
-var _ backend.AccessLogger = (*standInBackend)(nil)
+// SidecarAccessLog is what the stand-ins for w's sidecar wrote, whole (each lab runs on
+// a fresh backend): the lines a suggest action reads are the stand-in's own.
+// Each stand-in made one call, whose line it writes as the call ends, which the client
+// may see end a moment before: wait for it.
+func (b *standInBackend) SidecarAccessLog(ctx context.Context, w backend.Workload, _ time.Time) (string, error) {
+	b.mu.Lock()
+	var mine []*testProxy
+	for _, tp := range b.logs {
+		if b.of[tp] == w {
+			mine = append(mine, tp)
+		}
+	}
+	b.mu.Unlock()
+	var out strings.Builder
+	for _, tp := range mine {
+		if !pollUntil(ctx, func() bool { return strings.Contains(tp.log(), "\n[") || strings.HasPrefix(tp.log(), "[") }) {
+			return "", fmt.Errorf("a stand-in for %s's sidecar wrote no access-log line", w)
+		}
+		out.WriteString(tp.log())
+	}
+	return out.String(), nil
+}
+
+var (
+	_ backend.AccessLogger = (*standInBackend)(nil)
+	_ backend.SidecarLog   = (*standInBackend)(nil)
+)
 
 // Every call of every lab, made through the stand-in on the config sim generates, gets
 // the verdict the lab expects, and its access-log line names the cluster the lab expects
