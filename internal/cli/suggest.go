@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/egresslab/egresslab/harness/backend"
@@ -25,7 +26,7 @@ func runSuggest(ctx context.Context, args []string, s Streams) int {
 	fs := flag.NewFlagSet("egresslab suggest", flag.ContinueOnError)
 	fs.SetOutput(s.Err)
 	fs.Usage = func() {
-		fmt.Fprintf(s.Err, "Usage: egresslab suggest -f FILE [-f NAMESPACE/WORKLOAD=FILE]... [-o OUT] [-verify=false]\n\n"+
+		fmt.Fprintf(s.Err, "Usage: egresslab suggest -f FILE [-f NAMESPACE/WORKLOAD=FILE]... [-context CONTEXT -n NAMESPACE]... [-o OUT] [-verify=false]\n\n"+
 			"Reads istio-proxy access logs (Istio's default TEXT or JSON format) of a mesh under ALLOW_ANY and writes the\n"+
 			"ServiceEntries that keep every call they show through PassthroughCluster working under REGISTRY_ONLY,\n"+
 			"after replaying each call with them on Istio's simulator (docs/suggest.md).\n\n")
@@ -34,6 +35,10 @@ func runSuggest(ctx context.Context, args []string, s Streams) int {
 	var files listFlag
 	fs.Var(&files, "f", "an access log, `FILE`: kubectl logs POD -c istio-proxy > FILE; - reads standard input. NAMESPACE/WORKLOAD=FILE says\n"+
 		"which workload's sidecar wrote it: the entries then name their callers, and exportTo their namespaces (repeat for more)")
+	var namespaces listFlag
+	fs.Var(&namespaces, "n", "read the istio-proxy log of every pod with a sidecar in `NAMESPACE`, from the cluster of -context, each as\n"+
+		"the workload of its Deployment (repeat, or separate with commas, for more)")
+	kubeContext := fs.String("context", "", "the kubeconfig `CONTEXT` -n reads from (KUBECONFIG or ~/.kube/config, as kubectl); the current one if not given")
 	out := fs.String("o", "", "write the entries to `OUT` (whole, or not at all) instead of standard output")
 	verify := fs.Bool("verify", true, "replay each call under REGISTRY_ONLY with the entries on Istio's simulator first, and write nothing\n"+
 		"unless every one is allowed")
@@ -42,10 +47,22 @@ func runSuggest(ctx context.Context, args []string, s Streams) int {
 		return exitForFlagError(err)
 	}
 	if len(positional) > 0 {
-		return suggestBadInput(s, fmt.Errorf("egresslab suggest takes its logs with -f FILE, not as arguments (got %q)", positional))
+		return suggestBadInput(s, fmt.Errorf("it takes its logs with -f FILE, not as arguments (got %q)", positional))
 	}
-	if len(files) == 0 {
-		return suggestBadInput(s, errors.New("egresslab suggest: name at least one access log with -f FILE (kubectl logs POD -c istio-proxy > FILE)"))
+	var nss []string
+	for _, n := range namespaces {
+		for _, ns := range strings.Split(n, ",") {
+			if ns = strings.TrimSpace(ns); ns != "" && !slices.Contains(nss, ns) {
+				nss = append(nss, ns)
+			}
+		}
+	}
+	if *kubeContext != "" && len(nss) == 0 {
+		return suggestBadInput(s, fmt.Errorf("-context %s: name the namespaces to read there with -n NAMESPACE", *kubeContext))
+	}
+	if len(files) == 0 && len(nss) == 0 {
+		return suggestBadInput(s, errors.New("name at least one access log with -f FILE (kubectl logs POD -c istio-proxy > FILE), "+
+			"or the namespaces to read from a cluster with -n NAMESPACE"))
 	}
 	if *out != "" {
 		if err := suggest.CheckOutput(*out); err != nil {
@@ -64,6 +81,22 @@ func runSuggest(ctx context.Context, args []string, s Streams) int {
 			}
 			problems = append(problems, err)
 		}
+	}
+	if len(nss) > 0 {
+		logs, err := clusterLogs(*kubeContext)
+		if err != nil {
+			return suggestBadInput(s, err)
+		}
+		found, err := readClusterLogs(ctx, obs, logs, nss)
+		switch {
+		case ctx.Err() != nil:
+			fmt.Fprintln(s.Err, "egresslab suggest: interrupted; nothing written")
+			return ExitInterrupted
+		case err != nil:
+			fmt.Fprintf(s.Err, "egresslab suggest: %v\nNothing was written.\n", err)
+			return ExitInfrastructure
+		}
+		problems = append(problems, found...)
 	}
 	if len(problems) > 0 {
 		return suggestBadInput(s, errors.Join(problems...))

@@ -103,7 +103,12 @@ func TestSuggestRefusesBadInputAndWritesNothing(t *testing.T) {
 		"-o in no folder":   {[]string{"suggest", "-f", good, "-o", "/nonexistent/out.yaml"}, []string{"-o /nonexistent/out.yaml: the folder /nonexistent does not exist"}},
 		"a bad workload":    {[]string{"suggest", "-f", "Team_A/api=" + good, "-o", out}, []string{"Team_A/api=" + good + ": cannot be read"}},
 		"a bad flag":        {[]string{"suggest", "-f", good, "-verify=maybe"}, []string{"invalid boolean value"}},
+		"-context alone":    {[]string{"suggest", "-context", "kind-egresslab", "-o", out}, []string{"-context kind-egresslab: name the namespaces to read there with -n NAMESPACE"}},
+		"an unknown context": {[]string{"suggest", "-context", "nope", "-n", "egresslab", "-o", out},
+			[]string{`-context "nope"`, `context "nope" does not exist`, "kubectl config get-contexts"}},
 	}
+	// No cluster of the user's: a kubeconfig with no contexts.
+	t.Setenv("KUBECONFIG", writeFile(t, "kubeconfig", "apiVersion: v1\nkind: Config\n"))
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
 			done := make(chan struct{})
