@@ -78,7 +78,7 @@ func readClusterLogs(ctx context.Context, obs *suggest.Observations, logs sideca
 			if err != nil {
 				return nil, fmt.Errorf("read istio-proxy's log of pod %s/%s: %w", pod.Namespace, pod.Name, err)
 			}
-			err = obs.Read(ctx, suggest.Source{Name: "pod " + pod.Namespace + "/" + pod.Name, Workload: &w}, stream)
+			err = obs.Read(ctx, suggest.Source{Name: "pod " + pod.Namespace + "/" + pod.Name, Workload: &w, Quiet: true}, stream)
 			_ = stream.Close()
 			if err != nil {
 				if ctx.Err() != nil {
@@ -92,6 +92,11 @@ func readClusterLogs(ctx context.Context, obs *suggest.Observations, logs sideca
 			problems = append(problems, &suggest.Problem{File: "namespace " + ns, Reason: "has no pod with an istio-proxy sidecar",
 				Fix: "name a namespace whose pods run in the mesh (-n), or check the kube context (-context)"})
 		}
+	}
+	if c := obs.Counts; c.Text+c.JSON == 0 && len(problems) == 0 {
+		problems = append(problems, &suggest.Problem{File: "namespaces " + strings.Join(namespaces, ", "),
+			Reason: "no pod's istio-proxy log there holds an access-log line",
+			Fix:    "turn access logging on (meshConfig.accessLogFile: /dev/stdout) and read the logs once the workloads have made calls"})
 	}
 	return problems, nil
 }

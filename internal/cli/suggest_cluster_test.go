@@ -48,10 +48,12 @@ func TestSuggestReadsEachSidecarsLogInTheNamespaces(t *testing.T) {
 				meshPod("egresslab", "client-5d8f7c9b4-x2x9q", "client-5d8f7c9b4", "5d8f7c9b4", true),
 				meshPod("egresslab", "batch-job-abcde", "", "", true),
 				meshPod("egresslab", "legacy-7f-q", "legacy-7f", "7f", false),
+				meshPod("egresslab", "quiet-9c-z", "quiet-9c", "9c", true), // made no call yet: no problem
 			},
 			"team-b": {meshPod("team-b", "plain-1", "plain", "1", false)},
 		},
-		logs: map[string]string{"client-5d8f7c9b4-x2x9q": allowAnyLine("jsonplaceholder.typicode.com"), "batch-job-abcde": allowAnyLine("api.example.org")},
+		logs: map[string]string{"client-5d8f7c9b4-x2x9q": allowAnyLine("jsonplaceholder.typicode.com"), "batch-job-abcde": allowAnyLine("api.example.org"),
+			"quiet-9c-z": agentLine},
 	}
 	obs := suggest.NewObservations()
 	problems, err := readClusterLogs(context.Background(), obs, logs, []string{"egresslab", "team-b"})
@@ -73,4 +75,20 @@ func TestSuggestReadsEachSidecarsLogInTheNamespaces(t *testing.T) {
 func allowAnyLine(host string) string {
 	return `[2026-11-25T09:43:16.273Z] "GET / HTTP/1.1" 200 - via_upstream - "-" 0 359 9 2 "-" "curl" "18a47684-6b1d-56ab-9e7d-774e4f05551c" "` +
 		host + `" "203.0.113.61:80" PassthroughCluster 10.244.0.8:57672 203.0.113.61:80 10.244.0.8:57658 - allow_any` + "\n"
+}
+
+const agentLine = "2026-11-30T09:04:06.497168Z\tinfo\tFLAG: --concurrency=\"0\"\n"
+
+// Pods that made no call are no mistake, but when no pod's log holds an access-log line,
+// access logging is likely off: a problem that says how to turn it on.
+func TestSuggestFromANamespaceWithoutAccessLogsSaysHowToTurnThemOn(t *testing.T) {
+	logs := stubLogs{
+		byNamespace: map[string][]corev1.Pod{"egresslab": {meshPod("egresslab", "client-1-a", "client-1", "1", true)}},
+		logs:        map[string]string{"client-1-a": agentLine},
+	}
+	problems, err := readClusterLogs(context.Background(), suggest.NewObservations(), logs, []string{"egresslab"})
+	require.NoError(t, err)
+	require.Len(t, problems, 1)
+	assert.Contains(t, problems[0].Error(), "no pod's istio-proxy log there holds an access-log line")
+	assert.Contains(t, problems[0].Error(), "meshConfig.accessLogFile")
 }
