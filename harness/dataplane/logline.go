@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	envoylog "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
@@ -58,10 +59,12 @@ func AccessLogLines(s *simulation.Simulation, c backend.Call, r simulation.Resul
 	return out
 }
 
-// AccessLog is what a stand-in sidecar (sim's, local's) has written so far: each call's
-// lines, with when it was made. The zero value is empty; not safe for concurrent use.
-type AccessLog struct {
-	calls []loggedCall
+// AccessLogs are what the stand-in sidecars (sim's, local's) have written so far: each
+// workload's calls' lines, with when each call was made. The zero value is empty and
+// ready; safe for concurrent use.
+type AccessLogs struct {
+	mu    sync.Mutex
+	calls map[backend.Workload][]loggedCall
 }
 
 type loggedCall struct {
@@ -69,15 +72,22 @@ type loggedCall struct {
 	lines []string
 }
 
-// Add keeps the lines of a call made at at.
-func (l *AccessLog) Add(at time.Time, lines []string) {
-	l.calls = append(l.calls, loggedCall{at: at, lines: lines})
+// Add keeps the lines of a call w made at at.
+func (l *AccessLogs) Add(w backend.Workload, at time.Time, lines []string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.calls == nil {
+		l.calls = map[backend.Workload][]loggedCall{}
+	}
+	l.calls[w] = append(l.calls[w], loggedCall{at: at, lines: lines})
 }
 
-// Since is the log of the calls made at or after since, as one text.
-func (l *AccessLog) Since(since time.Time) string {
+// Since is w's log of the calls made at or after since, as one text.
+func (l *AccessLogs) Since(w backend.Workload, since time.Time) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	var b strings.Builder
-	for _, c := range l.calls {
+	for _, c := range l.calls[w] {
 		if !c.at.Before(since) {
 			for _, line := range c.lines {
 				b.WriteString(line)

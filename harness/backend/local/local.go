@@ -149,7 +149,7 @@ type env struct {
 	mesh     manifest.MeshValues
 	sidecars map[backend.Workload]*dataplane.Sidecar
 	// accessLogs are the lines each workload's sidecar would have written so far.
-	accessLogs map[backend.Workload]*dataplane.AccessLog
+	accessLogs dataplane.AccessLogs
 }
 
 func start(ctx context.Context, cfg Config, progress io.Writer, stopOnSignal bool) (*env, error) {
@@ -267,7 +267,7 @@ func (b *Backend) Call(ctx context.Context, w backend.Workload, c backend.Call) 
 		return outcome.Verdict{}, err
 	}
 	now := time.Now()
-	b.env.log(w, now, dataplane.AccessLogLines(s, dialled, r, now))
+	b.env.accessLogs.Add(w, now, dataplane.AccessLogLines(s, dialled, r, now))
 	return dataplane.FollowToGateway(dataplane.JudgeIn(s, r, c.Host()), s, dataplane.Principal(pod), c,
 		func(host string, port int) (dataplane.Gateway, bool, error) {
 			return b.env.gatewayBehind(ctx, host, port)
@@ -282,19 +282,6 @@ func (b *Backend) Call(ctx context.Context, w backend.Workload, c backend.Call) 
 		})
 }
 
-// log keeps lines w's sidecar would have written.
-func (e *env) log(w backend.Workload, at time.Time, lines []string) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.accessLogs == nil {
-		e.accessLogs = map[backend.Workload]*dataplane.AccessLog{}
-	}
-	if e.accessLogs[w] == nil {
-		e.accessLogs[w] = &dataplane.AccessLog{}
-	}
-	e.accessLogs[w].Add(at, lines)
-}
-
 // SidecarAccessLog is what w's sidecar would have written to its access log for the
 // calls made from it so far, on the config istiod pushed it, as far as that config
 // decides each line (dataplane.AccessLogLines): no proxy runs here.
@@ -302,12 +289,7 @@ func (b *Backend) SidecarAccessLog(ctx context.Context, w backend.Workload, sinc
 	if _, _, err := b.env.sidecar(ctx, w); err != nil {
 		return "", err
 	}
-	b.env.mu.Lock()
-	defer b.env.mu.Unlock()
-	if l := b.env.accessLogs[w]; l != nil {
-		return l.Since(since), nil
-	}
-	return "", nil
+	return b.env.accessLogs.Since(w, since), nil
 }
 
 // gatewayBehind finds the egress gateway pod behind an in-mesh Service, as the API

@@ -49,7 +49,7 @@ type Backend struct {
 	// addresses are the ones istiod's IP auto-allocation gives the ServiceEntries.
 	addresses addressBook
 	// accessLogs are the lines each workload's sidecar would have written so far.
-	accessLogs map[backend.Workload]*dataplane.AccessLog
+	accessLogs dataplane.AccessLogs
 }
 
 // Option configures a Backend.
@@ -244,25 +244,12 @@ func (b *Backend) Call(_ context.Context, w backend.Workload, c backend.Call) (o
 		return outcome.Verdict{}, err
 	}
 	now := time.Now()
-	b.log(w, now, dataplane.AccessLogLines(sim, c, r, now))
+	b.accessLogs.Add(w, now, dataplane.AccessLogLines(sim, c, r, now))
 	caller, err := b.Principal(w)
 	if err != nil {
 		return outcome.Verdict{}, err
 	}
 	return dataplane.FollowToGateway(dataplane.JudgeIn(sim, r, c.Host()), sim, caller, c, b.GatewayBehind, b.Simulation)
-}
-
-// log keeps lines w's sidecar would have written.
-func (b *Backend) log(w backend.Workload, at time.Time, lines []string) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.accessLogs == nil {
-		b.accessLogs = map[backend.Workload]*dataplane.AccessLog{}
-	}
-	if b.accessLogs[w] == nil {
-		b.accessLogs[w] = &dataplane.AccessLog{}
-	}
-	b.accessLogs[w].Add(at, lines)
 }
 
 // SidecarAccessLog is what w's sidecar would have written to its access log for the
@@ -274,10 +261,7 @@ func (b *Backend) SidecarAccessLog(_ context.Context, w backend.Workload, since 
 	if _, err := b.workload(w); err != nil {
 		return "", err
 	}
-	if l := b.accessLogs[w]; l != nil {
-		return l.Since(since), nil
-	}
-	return "", nil
+	return b.accessLogs.Since(w, since), nil
 }
 
 // Principal is the identity the workload's sidecar proves with its certificate
