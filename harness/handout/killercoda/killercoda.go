@@ -184,6 +184,16 @@ type asset struct {
 
 // render makes every file of l's scenario.
 func render(l *labfile.Lab) ([]file, error) {
+	for i, st := range l.Steps {
+		for _, a := range st.Actions {
+			if a.Kind == labfile.Suggest {
+				// The background script installs helm only; building egresslab there
+				// would need Go and the repository's module cache.
+				return nil, fmt.Errorf("step %d runs `egresslab suggest` (suggest: %s), which a Killercoda VM does not have: "+
+					"no scenario is written for this lab; its handout (labs/%s/README.md) is followed on a cluster of one's own", i+1, a.From, l.Name)
+			}
+		}
+	}
 	var md bytes.Buffer
 	if err := handout.Write(&md, l); err != nil {
 		return nil, err

@@ -531,3 +531,16 @@ func TestVerifyTriesARefusedFileAsADryRun(t *testing.T) {
 	assert.FileExists(t, filepath.Join(dir, "assets", "testlab", "wildcard.yaml"))
 	assert.FileExists(t, filepath.Join(dir, "assets", "testlab", "entry.yaml"))
 }
+
+// A lab that runs egresslab suggest is not made a scenario: the VM has no egresslab.
+// Nothing is written.
+func TestALabThatRunsSuggestIsNoScenario(t *testing.T) {
+	l, err := labs.Load("migrate")
+	require.NoError(t, err)
+	dir := filepath.Join(t.TempDir(), "migrate")
+	_, err = killercoda.WriteFrom(dir, l, os.DirFS(repoRoot))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "runs `egresslab suggest` (suggest: egresslab/legacy), which a Killercoda VM does not have")
+	_, statErr := os.Stat(dir)
+	assert.True(t, os.IsNotExist(statErr), "nothing written")
+}
