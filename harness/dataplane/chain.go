@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	listener "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	hcm "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	netrbac "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/rbac/v3"
@@ -77,6 +78,17 @@ func NetworkRBAC(sim *simulation.Simulation, r simulation.Result) bool {
 		}
 	}
 	return false
+}
+
+// ClusterNamed is the proxy's cluster of that name, nil when it has none (a route to it
+// is Envoy's NC).
+func ClusterNamed(sim *simulation.Simulation, name string) *cluster.Cluster {
+	for _, c := range sim.Clusters {
+		if c.GetName() == name {
+			return c
+		}
+	}
+	return nil
 }
 
 // InspectsTLS says whether the listener named ran Envoy's TLS inspector on a connection

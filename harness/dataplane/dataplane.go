@@ -184,18 +184,17 @@ func JudgeIn(s *simulation.Simulation, r simulation.Result, host string) outcome
 	if r.ClusterMatched == "" || v.Kind == outcome.Blocked {
 		return v
 	}
-	for _, c := range s.Clusters {
-		if c.GetName() == r.ClusterMatched {
-			if u, _ := UpstreamTLS(c, nil); u != nil { // a socket it cannot read originates nothing here
-				v.Evidence.UpstreamSNI = UpstreamSNI(c, u, host)
-				if v.Evidence.UpstreamSNI == "" {
-					v.Evidence.UpstreamSNI = "(none)"
-				}
-			}
-			return v
+	c := ClusterNamed(s, r.ClusterMatched)
+	if c == nil {
+		return outcome.Verdict{Kind: outcome.Blocked, Reason: outcome.ReasonNoCluster, Evidence: v.Evidence}
+	}
+	if u, _ := UpstreamTLS(c, nil); u != nil { // a socket it cannot read originates nothing here
+		v.Evidence.UpstreamSNI = UpstreamSNI(c, u, host)
+		if v.Evidence.UpstreamSNI == "" {
+			v.Evidence.UpstreamSNI = "(none)"
 		}
 	}
-	return outcome.Verdict{Kind: outcome.Blocked, Reason: outcome.ReasonNoCluster, Evidence: v.Evidence}
+	return v
 }
 
 // TransportSocketMatch is the endpoint metadata key Envoy reads a cluster's

@@ -44,10 +44,8 @@ func Dump(sim *simulation.Simulation, r simulation.Result) (string, error) {
 			}
 		}
 	}
-	for _, c := range sim.Clusters {
-		if c.GetName() == r.ClusterMatched {
-			doc.Cluster = asMap(c)
-		}
+	if c := ClusterNamed(sim, r.ClusterMatched); c != nil {
+		doc.Cluster = asMap(c)
 	}
 	raw, err := json.Marshal(doc)
 	if err != nil {

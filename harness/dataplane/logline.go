@@ -4,14 +4,12 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	envoylog "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
-	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	file "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/file/v3"
 
 	"istio.io/istio/pilot/pkg/simulation"
@@ -39,7 +37,7 @@ func AccessLogLines(s *simulation.Simulation, c backend.Call, r simulation.Resul
 		e.Req = &http.Request{Method: c.RequestMethod(), URL: &url.URL{Path: conn.Path}, Host: conn.Host,
 			Proto: "HTTP/1.1", Header: http.Header{}}
 		e.Route, e.Cluster = r.RouteMatched, r.ClusterMatched
-		if !slices.ContainsFunc(s.Clusters, func(cl *cluster.Cluster) bool { return cl.GetName() == r.ClusterMatched }) {
+		if ClusterNamed(s, r.ClusterMatched) == nil {
 			// Envoy's router records the cluster once it has found it: "-" for NC (the
 			// stand-in's respond says the same).
 			e.Cluster = ""

@@ -178,8 +178,8 @@ func (h *writer) action(a labfile.Action) error {
 		h.call(a.Call)
 	case labfile.Suggest:
 		h.p("Turn %s's sidecar's access log into ServiceEntries with `egresslab suggest` (`make` builds it into `bin/`: "+
-			"put that folder on your `PATH`), and apply them. suggest writes the entries on its standard output and what it read, "+
-			"and each entry, on its standard error; it writes nothing unless every call it read, replayed with the entries "+
+			"put that folder on your `PATH`), and apply them. suggest writes the entries on its standard output, and what it read "+
+			"and each entry on its standard error; it writes nothing unless every call it read, replayed with the entries "+
 			"under REGISTRY_ONLY on Istio's simulator, is allowed:", a.From)
 		if n := h.passedThrough[a.From]; n > 0 {
 			// Envoy flushes its access log every second: wait for the last call's line.

@@ -20,7 +20,9 @@ type stubLogs struct {
 	logs        map[string]string // by pod name
 }
 
-func (s stubLogs) pods(_ context.Context, ns string) ([]corev1.Pod, error) { return s.byNamespace[ns], nil }
+func (s stubLogs) pods(_ context.Context, ns string) ([]corev1.Pod, error) {
+	return s.byNamespace[ns], nil
+}
 func (s stubLogs) log(_ context.Context, pod *corev1.Pod) (io.ReadCloser, error) {
 	return io.NopCloser(strings.NewReader(s.logs[pod.Name])), nil
 }

@@ -23,7 +23,6 @@ const (
 	TCP   = "TCP"
 )
 
-// Resolutions an entry uses.
 // The label every entry carries, so that they can be listed and deleted together:
 // kubectl delete serviceentries -l app.kubernetes.io/managed-by=egresslab-suggest.
 const (
@@ -31,6 +30,7 @@ const (
 	ManagedBy      = "egresslab-suggest"
 )
 
+// Resolutions an entry uses.
 const (
 	// ResolutionDNS is for an entry by name: the sidecar connects to what DNS gives for
 	// the host, so a Host header or SNI that names the host cannot lead it to another

@@ -375,8 +375,9 @@ func (b *Backend) build() (_ *world, err error) {
 	defer recoverFailure("start Istio's control plane", &err)
 	// A ServiceEntry's status holds the addresses istiod allocated for it, which only a
 	// sidecar that captures DNS uses.
+	pods := b.pods()
 	var statuses map[string]*apiv1.ServiceEntryStatus
-	if slices.ContainsFunc(slices.Collect(maps.Values(b.pods())), dataplane.CapturesDNS) {
+	if slices.ContainsFunc(slices.Collect(maps.Values(pods)), dataplane.CapturesDNS) {
 		if statuses, err = b.addresses.statuses(); err != nil {
 			return nil, err
 		}
@@ -395,7 +396,7 @@ func (b *Backend) build() (_ *world, err error) {
 			kube = append(kube, o.Kube.DeepCopyObject())
 		}
 	}
-	for _, pod := range b.pods() {
+	for _, pod := range pods {
 		kube = append(kube, pod)
 	}
 	s := xds.NewFakeDiscoveryServer(f, xds.FakeOptions{

@@ -339,7 +339,7 @@ func (p *Process) respond(req *http.Request, dst netip.AddrPort, principal strin
 		e.Details = "direct_response"
 		return localReply(int(dr.GetStatus()), dr.GetBody().GetInlineString(), server, h)
 	}
-	cl := clusterOf(sim, r.ClusterMatched)
+	cl := dataplane.ClusterNamed(sim, r.ClusterMatched)
 	if cl == nil {
 		// Envoy's router records the upstream cluster only once it has found it
 		// (source/common/router/router.cc, decodeHeaders: setUpstreamClusterInfo after
@@ -465,7 +465,7 @@ func (p *Process) authorize(req *http.Request, dst netip.AddrPort, principal str
 	if !d.Denied {
 		return nil
 	}
-	if clusterOf(sim, r.ClusterMatched) == nil {
+	if dataplane.ClusterNamed(sim, r.ClusterMatched) == nil {
 		e.Cluster = "-"
 	}
 	e.Flags, e.Details = "-", d.Details()
@@ -495,15 +495,6 @@ func routeOf(sim *simulation.Simulation, r simulation.Result) *route.Route {
 					return rt
 				}
 			}
-		}
-	}
-	return nil
-}
-
-func clusterOf(sim *simulation.Simulation, name string) *cluster.Cluster {
-	for _, c := range sim.Clusters {
-		if c.GetName() == name {
-			return c
 		}
 	}
 	return nil
@@ -613,7 +604,7 @@ func (p *Process) loadAssignment(c *cluster.Cluster) *endpoint.ClusterLoadAssign
 func (p *Process) serveTCP(c net.Conn, br *bufio.Reader, dst netip.AddrPort, authority string, sim *simulation.Simulation, t *tcpproxy.TcpProxy, e *logEntry) {
 	e.Cluster = t.GetCluster()
 	defer p.writeAccessLogs(t.GetAccessLog(), e)
-	cl := clusterOf(sim, t.GetCluster())
+	cl := dataplane.ClusterNamed(sim, t.GetCluster())
 	if cl == nil {
 		e.Flags = "NC"
 		reset(c)

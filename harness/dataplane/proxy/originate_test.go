@@ -22,7 +22,7 @@ import (
 func TestTheTransportSocketIsPickedByTheEndpointsMetadata(t *testing.T) {
 	held := simConfig(t, manifest.RegistryOnly, "serviceentry/jsonplaceholder.yaml", "apps/egress-gateway.yaml",
 		"egress-gateway/through-the-gateway.yaml")
-	cl := clusterOf(held, "outbound|80|jsonplaceholder|istio-egressgateway.istio-system.svc.cluster.local")
+	cl := dataplane.ClusterNamed(held, "outbound|80|jsonplaceholder|istio-egressgateway.istio-system.svc.cluster.local")
 	require.NotNil(t, cl, "the client's cluster for the gateway's subset")
 	require.NotEmpty(t, cl.GetTransportSocketMatches(), "Istio's auto mTLS writes transport_socket_matches")
 
